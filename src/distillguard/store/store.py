@@ -1,0 +1,263 @@
+"""The embedded event store: day-partitioned Parquet files queried with DuckDB.
+
+Layout of a store directory::
+
+    store.json                      settings (format version, whether content is kept)
+    exchanges/day=YYYY-MM-DD/*.parquet
+    accounts/accounts.parquet       latest record per account
+    quarantine/<run>.bad            rejected input, verbatim
+    quarantine/<run>.errors.jsonl   one {"file","line","field","reason"} per rejected line
+    _staging/                       files being written; never read
+
+Files only become visible by an atomic rename out of ``_staging``, so a crash or
+Ctrl-C mid-write leaves what was already stored intact (a half-written file stays
+in staging and is removed on the next open). Dedupe is on the exchange id via a
+compact index of 64-bit id hashes (8 bytes per stored exchange).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from distillguard.model import ACCOUNT_SCHEMA, CONTENT_COLUMNS, EXCHANGE_SCHEMA
+from distillguard.store.idindex import IdIndex
+
+FORMAT_VERSION = 1
+
+
+class Derive(Protocol):
+    """Per-exchange signal definitions (implemented by :mod:`distillguard.signals`)."""
+
+    version: str
+    inputs: tuple[str, ...]  # exchange columns the signals read
+
+    def derive(self, exchanges: pa.Table) -> pa.Table:
+        """Return one row per input row: ``id`` plus signal columns, in input order."""
+        ...
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class Store:
+    """A store directory. Open with :meth:`open` (creates it when missing)."""
+
+    def __init__(self, root: Path, content: bool) -> None:
+        self.root = root
+        self.content = content
+        self._ids: IdIndex | None = None
+
+    # ---- lifecycle -------------------------------------------------------
+    @classmethod
+    def open(cls, root: str | os.PathLike[str], *, content: bool | None = None, create: bool = True) -> Store:
+        """Open (or create) a store. ``content=False`` makes a privacy store that keeps no raw text.
+
+        A store's content setting is fixed at creation; asking an existing no-content
+        store to keep content is an error rather than a silent change of policy.
+        """
+        root = Path(root)
+        meta_path = root / "store.json"
+        if meta_path.exists():
+            meta = orjson.loads(meta_path.read_bytes())
+            if meta.get("version") != FORMAT_VERSION:
+                raise StoreError(f"{meta_path}: unsupported store version {meta.get('version')}")
+            stored_content = bool(meta.get("content", True))
+            if content is True and not stored_content:
+                raise StoreError(f"{root} is a --no-content store; it cannot start keeping content")
+            store = cls(root, stored_content)
+        else:
+            if not create:
+                raise StoreError(f"{root}: not a distillguard store (no store.json)")
+            root.mkdir(parents=True, exist_ok=True)
+            store = cls(root, True if content is None else content)
+            _atomic_write(meta_path, orjson.dumps({"version": FORMAT_VERSION, "content": store.content,
+                                                   "created": datetime.now(UTC).isoformat()}))
+        shutil.rmtree(root / "_staging", ignore_errors=True)
+        for sub in ("exchanges", "derived", "accounts", "quarantine", "_staging"):
+            (root / sub).mkdir(exist_ok=True)
+        return store
+
+    @property
+    def ids(self) -> IdIndex:
+        """The dedupe index, loaded lazily from the stored id hashes."""
+        if self._ids is None:
+            self._ids = IdIndex()
+            for path in self.exchange_files():
+                self._ids.add(pq.read_table(path, columns=["id_hash"]).column(0).to_numpy())
+        return self._ids
+
+    # ---- writing ---------------------------------------------------------
+    def prepare(self, table: pa.Table) -> pa.Table:
+        """Apply the store's privacy policy: without content, raw text columns are nulled."""
+        if self.content:
+            return table
+        for name in CONTENT_COLUMNS:
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, pa.nulls(len(table), type=table.schema.field(name).type))
+        return table
+
+    def dedupe(self, table: pa.Table) -> tuple[pa.Table, int]:
+        """Drop exchanges already stored or repeated within ``table``; return (new rows, duplicates)."""
+        hashes = table.column("id_hash").to_numpy()
+        keep = self.ids.claim(hashes)
+        duplicates = int(len(keep) - keep.sum())
+        return (table if duplicates == 0 else table.filter(pa.array(keep))), duplicates
+
+    def write_exchanges(self, tables: list[pa.Table], derive: Derive | None = None) -> int:
+        """Write deduplicated tables, one file per day partition, committed by atomic rename.
+
+        ``derive`` computes per-exchange signals; it must run here, before content is
+        dropped, for a no-content store (content stores derive lazily, see :meth:`derived`).
+        """
+        if not tables:
+            return 0
+        table = pa.concat_tables(tables)
+        if len(table) == 0:
+            return 0
+        if derive is None and not self.content:
+            raise StoreError("a no-content store needs signals derived at ingest (derive=...)")
+        days = pc.strftime(table.column("ts"), format="%Y-%m-%d")
+        staged: list[tuple[Path, Path]] = []
+        for day in pc.unique(days).to_pylist():
+            part = table.filter(pc.equal(days, day))
+            name = f"part-{uuid.uuid4().hex}.parquet"
+            if derive is not None:
+                tmp = self.root / "_staging" / f"derived-{name}"
+                pq.write_table(derive.derive(part), tmp, compression="zstd")
+                staged.append((tmp, self._derived_dir(derive) / f"day={day}" / name))
+            tmp = self.root / "_staging" / name
+            pq.write_table(self.prepare(part), tmp, compression="zstd", row_group_size=128_000)
+            staged.append((tmp, self.root / "exchanges" / f"day={day}" / name))
+        # derived files first: an exchange file is never visible without its signals
+        for tmp, final in staged:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        return len(table)
+
+    def _derived_dir(self, derive: Derive) -> Path:
+        return self.root / "derived" / f"v{derive.version}"
+
+    def derived(self, derive: Derive, on_file: Callable[[], None] | None = None) -> list[str]:
+        """Files of derived per-exchange signals, one per exchange file, computing missing ones.
+
+        Derived files are a cache keyed by the signal definitions' version, so
+        detection re-reads text only for files it has not seen under that version.
+        A no-content store cannot recompute them; it keeps the version it was ingested with.
+        """
+        out_dir = self._derived_dir(derive)
+        files = []
+        for path in self.exchange_files():
+            src = Path(path)
+            target = out_dir / src.parent.name / src.name
+            if not target.exists():
+                if not self.content:
+                    raise StoreError(f"{target}: signals missing in a no-content store (ingested with "
+                                     f"another signal version?); re-ingest from the original logs")
+                tmp = self.root / "_staging" / f"derived-{src.name}"
+                pq.write_table(derive.derive(pq.read_table(src, columns=list(derive.inputs))), tmp,
+                               compression="zstd")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)
+            files.append(str(target))
+            if on_file:
+                on_file()
+        return files
+
+    def write_accounts(self, table: pa.Table) -> int:
+        """Merge account records: a newer record for an account replaces the older one."""
+        path = self.root / "accounts" / "accounts.parquet"
+        if path.exists():
+            old = pq.read_table(path)
+            old = old.filter(pc.invert(pc.is_in(old.column("account_id"), value_set=table.column("account_id"))))
+            table = pa.concat_tables([old, table.cast(ACCOUNT_SCHEMA)])
+        # last record wins for accounts repeated within the input
+        ids = table.column("account_id").to_pylist()
+        last = {account: i for i, account in enumerate(ids)}
+        if len(last) != len(ids):
+            table = table.take(sorted(last.values()))
+        tmp = self.root / "_staging" / f"accounts-{uuid.uuid4().hex}.parquet"
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+        return len(table)
+
+    # ---- reading ---------------------------------------------------------
+    def exchange_files(self) -> list[str]:
+        return sorted(str(p) for p in (self.root / "exchanges").glob("day=*/*.parquet"))
+
+    def connect(self, threads: int | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with views ``exchanges`` and ``accounts`` over this store."""
+        con = duckdb.connect()
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        if memory_limit:
+            con.execute(f"SET memory_limit = '{memory_limit}'")
+        files = self.exchange_files()
+        if files:
+            con.execute(f"CREATE VIEW exchanges AS SELECT * FROM read_parquet({_sql_list(files)})")
+        else:
+            con.register("_empty_exchanges", EXCHANGE_SCHEMA.empty_table())
+            con.execute("CREATE VIEW exchanges AS SELECT * FROM _empty_exchanges")
+        accounts = self.root / "accounts" / "accounts.parquet"
+        if accounts.exists():
+            con.execute(f"CREATE VIEW accounts AS SELECT * FROM read_parquet('{_sql_str(str(accounts))}')")
+        else:
+            con.register("_empty_accounts", ACCOUNT_SCHEMA.empty_table())
+            con.execute("CREATE VIEW accounts AS SELECT * FROM _empty_accounts")
+        return con
+
+    def exchanges(self, columns: list[str] | None = None, con: duckdb.DuckDBPyConnection | None = None
+                  ) -> duckdb.DuckDBPyRelation:
+        """Exchanges as a DuckDB relation (``.arrow()`` for Arrow, ``.df()`` for pandas)."""
+        con = con or self.connect()
+        rel = con.table("exchanges")
+        return rel.select(*columns) if columns else rel
+
+    def accounts(self, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyRelation:
+        con = con or self.connect()
+        return con.table("accounts")
+
+    def count(self) -> int:
+        files = self.exchange_files()
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+    def summary(self) -> dict[str, Any]:
+        """Headline figures for the CLI summary: exchanges, accounts, span, models, quarantined."""
+        con = self.connect()
+        row = con.execute(
+            "SELECT count(*), count(DISTINCT account_id), min(ts), max(ts), count(DISTINCT model),"
+            " count(DISTINCT ip) FROM exchanges").fetchone()
+        models = con.execute(
+            "SELECT model, count(*) AS n FROM exchanges GROUP BY model ORDER BY n DESC LIMIT 10").fetchall()
+        accounts = con.execute("SELECT count(*) FROM accounts").fetchone()[0]
+        quarantined = sum(1 for p in (self.root / "quarantine").glob("*.errors.jsonl")
+                          for _ in p.open("rb"))
+        return {"exchanges": row[0], "accounts_seen": row[1], "first_ts": row[2], "last_ts": row[3],
+                "models": dict(models), "distinct_ips": row[5], "account_records": accounts,
+                "quarantined": quarantined, "content": self.content}
+
+
+def _sql_str(value: str) -> str:
+    return value.replace("'", "''")
+
+
+def _sql_list(values: list[str]) -> str:
+    return "[" + ", ".join(f"'{_sql_str(v)}'" for v in values) + "]"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + f".{uuid.uuid4().hex}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

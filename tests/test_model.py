@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+from conftest import make_record
+
+from distillguard.model import COLUMNS, FieldError, flatten, flatten_account, rows_to_table, to_record
+
+
+def test_flatten_extracts_columns() -> None:
+    row = dict(zip(COLUMNS, flatten(make_record(1, unknown_field={"a": 1})), strict=True))
+    assert row["account_id"] == "acct_1"
+    assert row["ip"] == "203.0.113.7" and row["asn"] == 14061
+    assert row["model"] == "aurora-2" and row["max_tokens"] == 4096
+    assert row["system_text"] == "You are helpful."
+    assert row["user_text"] == "Question 1: explain recursion"
+    assert row["has_image"] is True
+    assert row["reasoning_text"] == "Let me think." and row["reasoning_tokens"] == 40
+    assert row["n_user_turns"] == 1 and row["n_messages"] == 2
+    assert row["extra_json"] == '{"unknown_field":{"a":1}}'
+
+
+def test_max_completion_tokens_preferred() -> None:
+    record = make_record(1)
+    record["request"]["max_completion_tokens"] = 8000
+    row = dict(zip(COLUMNS, flatten(record), strict=True))
+    assert row["max_tokens"] == 8000
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda r: r.pop("id"), "id"),
+        (lambda r: r.pop("ts"), "ts"),
+        (lambda r: r.update(ts="yesterday"), "ts"),
+        (lambda r: r.update(ts="2026-02-02T10:00:00"), "ts"),
+        (lambda r: r.update(account_id=7), "account_id"),
+        (lambda r: r["client"].pop("ip"), "client.ip"),
+        (lambda r: r.update(client="1.2.3.4"), "client"),
+        (lambda r: r["client"].update(asn="AS1"), "client.asn"),
+        (lambda r: r["request"].update(max_tokens="many"), "request.max_tokens"),
+        (lambda r: r["request"].update(messages={"role": "user"}), "request.messages"),
+        (lambda r: r.update(response=[1]), "response"),
+        (lambda r: r.update(status=True), "status"),
+    ],
+)
+def test_flatten_names_the_bad_field(mutate, field: str) -> None:
+    record = make_record(1)
+    mutate(record)
+    with pytest.raises(FieldError) as info:
+        flatten(record)
+    assert info.value.field == field
+
+
+def test_round_trip_to_record() -> None:
+    record = make_record(3, org_id="org_9")
+    table = rows_to_table([flatten(record)])
+    rebuilt = to_record(table.to_pylist()[0])
+    assert rebuilt == record
+
+
+def test_account_record_keeps_unknown_fields_and_checks_tier() -> None:
+    row = flatten_account({"account_id": "a", "tier": "edu", "verified": True, "referrer": "x"})
+    assert row[0] == "a" and row[7] == "edu" and row[-1] == '{"referrer":"x"}'
+    with pytest.raises(FieldError) as info:
+        flatten_account({"account_id": "a", "tier": "gold"})
+    assert info.value.field == "tier"
