@@ -1,0 +1,27 @@
+"""Registry of ingest formats and auto-detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from distillguard.ingest.base import IngestFormat, read_head
+from distillguard.ingest.canonical import CanonicalFormat
+
+FORMATS: dict[str, type[IngestFormat]] = {
+    CanonicalFormat.name: CanonicalFormat,
+}
+
+
+class UnknownFormat(ValueError):
+    pass
+
+
+def detect_format(path: Path) -> str:
+    """Name of the format of ``path``, by content (the canonical format is tried last)."""
+    head = read_head(path)
+    for name, fmt in FORMATS.items():
+        if name != CanonicalFormat.name and fmt.sniff(path, head):
+            return name
+    if CanonicalFormat.sniff(path, head):
+        return CanonicalFormat.name
+    raise UnknownFormat(f"{path}: cannot tell the log format from its content; pass --format")
