@@ -10,6 +10,7 @@ Exit codes: 0 success, 1 bad input or partial failure (reported), 2 usage error.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import click
 
@@ -29,11 +30,12 @@ _COMMANDS: dict[str, str] = {
 
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(_COMMANDS)
+        return sorted(name for name, module in _COMMANDS.items()
+                      if importlib.util.find_spec(f"distillguard.cli.{module}") is not None)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         module = _COMMANDS.get(cmd_name)
-        if module is None:
+        if module is None or importlib.util.find_spec(f"distillguard.cli.{module}") is None:
             return None
         return importlib.import_module(f"distillguard.cli.{module}").command
 
