@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
-from conftest import make_record
 
+from conftest import make_record
 from distillguard.ingest import StrictModeError, ingest
 from distillguard.store import IdIndex, Store
 

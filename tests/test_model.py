@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_record
 
+from conftest import make_record
 from distillguard.model import COLUMNS, FieldError, flatten, flatten_account, rows_to_table, to_record
 
 

@@ -6,9 +6,15 @@ from pathlib import Path
 
 from distillguard.ingest.base import IngestFormat, read_head
 from distillguard.ingest.canonical import CanonicalFormat
+from distillguard.ingest.litellm import LiteLLMFormat
+from distillguard.ingest.openai_batch import OpenAIBatchFormat
+from distillguard.ingest.otel import OtelFormat
 
 FORMATS: dict[str, type[IngestFormat]] = {
     CanonicalFormat.name: CanonicalFormat,
+    OpenAIBatchFormat.name: OpenAIBatchFormat,
+    OtelFormat.name: OtelFormat,
+    LiteLLMFormat.name: LiteLLMFormat,
 }
 
 
