@@ -23,7 +23,7 @@ from distillguard.store import Store
 from distillguard.store.store import Derive
 
 BATCH_ROWS = 50_000
-COMMIT_ROWS = 1_000_000  # rows buffered before files are committed to the store
+COMMIT_BYTES = 256 << 20  # Arrow bytes buffered before a commit: peak memory must not grow with the input
 
 
 class StrictModeError(ValueError):
@@ -127,22 +127,22 @@ def ingest(
     files = expand_paths(paths)
     groups = group_by_format(files, fmt)
     pending: list = []
-    pending_rows = 0
+    pending_bytes = 0
 
     def commit() -> None:
-        nonlocal pending, pending_rows
+        nonlocal pending, pending_bytes
         store.write_exchanges(pending, derive=derive)
         quarantine.flush()
-        pending, pending_rows = [], 0
+        pending, pending_bytes = [], 0
 
     def stage(rows: list[tuple]) -> None:
-        nonlocal pending_rows
+        nonlocal pending_bytes
         table, duplicates = store.dedupe(rows_to_table(rows))
         report.duplicates += duplicates
         report.ingested += len(table)
         if len(table):
             pending.append(table)
-            pending_rows += len(table)
+            pending_bytes += table.nbytes
 
     try:
         for name, group in groups.items():
@@ -169,7 +169,7 @@ def ingest(
                     if len(report.errors) < 20:
                         report.errors.append(message)
                 stage(rows)
-                if pending_rows >= COMMIT_ROWS:
+                if pending_bytes >= COMMIT_BYTES:
                     commit()
                 if on_progress:
                     on_progress(report.read)
