@@ -1,0 +1,179 @@
+"""From scored accounts to campaigns: gate, link, cluster, describe, score."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from distillguard.attribution.campaign import (
+    ATLAS_API_ACCESS,
+    ATLAS_EXTRACT_MODEL,
+    ATLAS_SERVICE_PROXIES,
+    ATLAS_TRAIN_PROXY,
+    Campaign,
+    Evidence,
+    campaign_id,
+)
+from distillguard.attribution.columns import resolve
+from distillguard.attribution.communities import communities
+from distillguard.attribution.linking import KINDS, LinkConfig, account_keys, build_edges
+from distillguard.attribution.profile import profile
+
+_DETAIL = {
+    "shared_payment": "{n} accounts share {v} payment fingerprint(s)",
+    "shared_payment_issuer": "{n} accounts pay with cards from {v} shared issuer(s)",
+    "shared_org": "{n} accounts share {v} organisation id(s)",
+    "lookalike_email_domain": "{n} accounts use {v} look-alike email domain family(ies)",
+    "shared_signup_network": "{n} accounts signed up from {v} shared network(s)",
+    "shared_email_domain": "{n} accounts use {v} shared email domain(s)",
+    "batch_creation": "{n} accounts were created in {v} sign-up burst(s)",
+    "shared_proxy_pool": "{n} accounts rotate over the same proxy /24s (mean Jaccard {j:.2f})",
+    "shared_template": "{n} accounts repeat {v} shared prompt template(s)",
+    "synchronised_activity": "{n} accounts act in the same minutes (mean bucket Jaccard {j:.2f})",
+    "shared_ip_prefix": "{n} accounts call from {v} shared network(s)",
+    "shared_client_fingerprint": "{n} accounts share {v} TLS/user-agent fingerprint(s)",
+}
+_TEMP = ("_cand", "_keys", "_minhash", "_edges", "_links", "_members")
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    """Knobs of attribution; the defaults are what docs/attribution.md measures."""
+
+    min_risk: float = 0.5  # accounts at or above this risk (or with verdict != allow) are graph nodes
+    min_accounts: int = 3  # smaller groups are not reported as campaigns
+    min_score: float = 0.3
+    merge_conductance: float = 0.1
+    proxy_churn: float = 0.2  # median distinct /24s per exchange above which IP rotation is evidence
+    link: LinkConfig = field(default_factory=LinkConfig)
+
+
+def suspicious(scores: pa.Table, min_risk: float) -> pa.Table:
+    """The accounts that may seed or join a campaign: elevated risk or a non-allow verdict."""
+    mask = pc.greater_equal(scores.column("risk"), min_risk)
+    if "verdict" in scores.column_names:
+        mask = pc.or_kleene(mask, pc.not_equal(scores.column("verdict"), "allow"))
+    return scores.filter(pc.fill_null(mask, False)).select(["account_id", "risk"])
+
+
+def find_campaigns(con: duckdb.DuckDBPyConnection, scores: pa.Table, features: pa.Table | None = None,
+                   config: AttributionConfig | None = None) -> list[Campaign]:
+    """Campaigns among the suspicious accounts of ``scores``, best score first.
+
+    ``con`` needs views ``exchanges`` and ``accounts`` (and ``signals`` when detection
+    made one). ``features`` (account_id + numeric columns) lends its per-account figures
+    to the campaign's ``behaviour`` where the names match.
+    """
+    cfg = config or AttributionConfig()
+    cand = suspicious(scores, cfg.min_risk)
+    if len(cand) < cfg.min_accounts:
+        return []
+    con.register("_cand_arrow", cand)
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE _cand AS SELECT DISTINCT account_id, risk FROM _cand_arrow")
+        cols = resolve(con)
+        account_keys(con, cfg.link, cols.template_fp, cols.from_sql)
+        build_edges(con, cfg.link)
+        links = con.execute("SELECT a, b, w FROM _links ORDER BY a, b").fetchall()
+        names = sorted({a for a, _, _ in links} | {b for _, b, _ in links})
+        index = {n: i for i, n in enumerate(names)}
+        groups = communities(names, [(index[a], index[b]) for a, b, _ in links], [w for _, _, w in links],
+                             merge_conductance=cfg.merge_conductance)
+        groups = [g for g in groups if len(g) >= cfg.min_accounts]
+        if not groups:
+            return []
+        members = pa.table({"account_id": [names[v] for g in groups for v in g],
+                            "cid": [c for c, g in enumerate(groups) for _ in g]})
+        con.register("_members_arrow", members)
+        con.execute("CREATE OR REPLACE TEMP TABLE _members AS SELECT * FROM _members_arrow")
+        campaigns = _build(con, cfg, cols, features)
+    finally:
+        for name in _TEMP:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+        for name in ("_cand_arrow", "_members_arrow", "_features_arrow"):
+            with contextlib.suppress(duckdb.Error):
+                con.unregister(name)
+    return sorted((c for c in campaigns if c.score >= cfg.min_score), key=lambda c: (-c.score, c.id))
+
+
+def _build(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig, cols, features: pa.Table | None
+           ) -> list[Campaign]:
+    prof = profile(con, cols)
+    accounts: dict[int, list[str]] = {}
+    risk: dict[int, float] = {}
+    for cid, accts, mean_risk in con.execute(
+            "SELECT m.cid, list(m.account_id ORDER BY m.account_id), avg(c.risk) FROM _members m"
+            " JOIN _cand c USING (account_id) GROUP BY m.cid").fetchall():
+        accounts[cid], risk[cid] = accts, float(mean_risk)
+    evidence = _evidence(con)
+    edges: dict[int, list[tuple[str, str, str, float]]] = {}
+    for cid, a, b, kind, w in con.execute("""
+            SELECT ma.cid, e.a, e.b, arg_max(e.kind, e.weight), sum(e.weight)
+            FROM _edges e JOIN _links l USING (a, b) JOIN _members ma ON ma.account_id = e.a
+            JOIN _members mb ON mb.account_id = e.b AND mb.cid = ma.cid GROUP BY ma.cid, e.a, e.b""").fetchall():
+        edges.setdefault(cid, []).append((a, b, kind, float(w)))
+    feats = _feature_medians(con, features)
+    out = []
+    for cid, accts in accounts.items():
+        info = prof.get(cid, {})
+        ev = evidence.get(cid, [])
+        behaviour = {**info.get("behaviour", {}), **feats.get(cid, {})}
+        atlas = [ATLAS_EXTRACT_MODEL, ATLAS_TRAIN_PROXY]
+        if (behaviour.get("ip_churn") or 0) >= cfg.proxy_churn:
+            ev.append(Evidence("ip_rotation", f"the median account moves to another network (/24) every "
+                                              f"{1 / behaviour['ip_churn']:.1f} requests", 0.1))
+            atlas.append(ATLAS_SERVICE_PROXIES)
+        atlas.append(ATLAS_API_ACCESS)
+        strength = min(1.0, sum(e.weight for e in ev))
+        out.append(Campaign(
+            id=campaign_id(accts), accounts=accts, score=risk[cid] * (0.5 + 0.5 * strength),
+            evidence=sorted(ev, key=lambda e: -e.weight), exchanges=info.get("exchanges", 0),
+            first_seen=info.get("first_seen"), last_seen=info.get("last_seen"),
+            capabilities=info.get("capabilities", {}), models=info.get("models", {}), atlas=atlas,
+            infrastructure=info.get("infrastructure", {}), identifiers=info.get("identifiers", {}),
+            templates=info.get("templates", []), behaviour=behaviour, edges=edges.get(cid, [])))
+    return out
+
+
+def _evidence(con: duckdb.DuckDBPyConnection) -> dict[int, list[Evidence]]:
+    """Per campaign and kind: members involved, distinct shared keys, weight = kind weight x coverage."""
+    rows = con.execute("""
+        WITH inside AS (
+            SELECT ma.cid, e.kind, e.a, e.b, e.weight FROM _edges e JOIN _links USING (a, b)
+            JOIN _members ma ON ma.account_id = e.a JOIN _members mb ON mb.account_id = e.b AND mb.cid = ma.cid),
+        touched AS (SELECT cid, kind, a AS account_id FROM inside UNION SELECT cid, kind, b FROM inside),
+        size AS (SELECT cid, count(*) AS n FROM _members GROUP BY cid),
+        keys AS (
+            SELECT m.cid, k.kind, count(DISTINCT k.value) AS v FROM _keys k
+            JOIN touched t ON t.account_id = k.account_id AND t.kind = k.kind
+            JOIN _members m ON m.account_id = k.account_id AND m.cid = t.cid
+            GROUP BY m.cid, k.kind),
+        agg AS (SELECT cid, kind, count(DISTINCT account_id) AS n FROM touched GROUP BY cid, kind),
+        jac AS (SELECT cid, kind, avg(weight) AS w FROM inside GROUP BY cid, kind)
+        SELECT agg.cid, agg.kind, agg.n, coalesce(keys.v, 0), size.n, jac.w FROM agg
+        JOIN size USING (cid) JOIN jac USING (cid, kind) LEFT JOIN keys USING (cid, kind)""").fetchall()
+    out: dict[int, list[Evidence]] = {}
+    for cid, kind, n, v, size, mean_w in rows:
+        base = KINDS[kind][0]
+        detail = _DETAIL[kind].format(n=n, v=v, j=mean_w / base)
+        out.setdefault(cid, []).append(Evidence(kind, detail, base * n / size))
+    return out
+
+
+def _feature_medians(con: duckdb.DuckDBPyConnection, features: pa.Table | None) -> dict[int, dict[str, float]]:
+    """Medians over members of the behaviour figures detection already computed per account."""
+    wanted = ("median_max_tokens", "single_turn_share", "cot_share", "inter_arrival_cv")
+    if features is None:
+        return {}
+    names = [n for n in wanted if n in features.column_names]
+    if not names:
+        return {}
+    con.register("_features_arrow", features.select(["account_id", *names]))
+    select = ", ".join(f'median(f."{n}")' for n in names)
+    rows = con.execute(f"SELECT m.cid, {select} FROM _members m JOIN _features_arrow f USING (account_id)"
+                       " GROUP BY m.cid").fetchall()
+    return {r[0]: {n: v for n, v in zip(names, r[1:], strict=True) if v is not None} for r in rows}

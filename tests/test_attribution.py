@@ -1,0 +1,235 @@
+"""Attribution: accounts -> campaigns, against a small hand-built world with known campaigns and benign traps."""
+
+from __future__ import annotations
+
+import csv
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import igraph as ig
+import orjson
+import pyarrow as pa
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from distillguard.attribution import Campaign, campaign_id, campaigns_to_json, find_campaigns
+from distillguard.attribution.columns import resolve
+from distillguard.attribution.communities import communities
+from distillguard.ingest.pipeline import ingest
+from distillguard.store import Store
+
+T0 = datetime(2026, 2, 2, tzinfo=UTC)
+RELEASE = T0 + timedelta(days=14)
+CAMPAIGN_KEYS = {"id", "score", "accounts", "exchanges", "first_seen", "last_seen", "capabilities", "models",
+                 "evidence", "atlas", "infrastructure", "identifiers", "templates", "behaviour"}
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def build_world(root: Path, seed: int = 3) -> Path:
+    """Canonical logs + accounts + labels.csv for three campaigns and four benign trap populations.
+
+    Benign traps share infrastructure the way real customers do: a campus behind one NAT with
+    one email domain, a company team on one card and one system prompt, casual users on webmail.
+    """
+    r = random.Random(seed)
+    accounts, exchanges, labels = [], [], []
+    words = ("river", "prime", "graph", "cache", "poem", "tax", "recipe", "visa", "chess", "sql", "essay", "loan")
+
+    def account(aid: str, label: str, campaign: str, population: str, created: datetime | None = None, **kw) -> None:
+        created = created or T0 - timedelta(days=r.uniform(10, 400))
+        accounts.append({"account_id": aid, "created_at": _iso(created), **kw})
+        labels.append({"account_id": aid, "label": label, "campaign": campaign, "population": population})
+
+    def exchange(aid: str, t: datetime, ip: str, prompt: str, system: str | None = None,
+                 ua: str = "OpenAI/Python 1.59.7") -> None:
+        msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        exchanges.append({
+            "id": f"x{len(exchanges)}", "ts": _iso(t), "account_id": aid,
+            "client": {"ip": ip, "user_agent": ua, "asn": 7922, "tls_fp": "t13d_" + ua.split("/")[0]},
+            "request": {"model": "aurora-3" if t >= RELEASE else "aurora-2", "messages": msgs, "max_tokens": 2048},
+            "response": {"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]}})
+
+    def anytime() -> datetime:
+        return T0 + timedelta(minutes=r.uniform(0, 28 * 1440))
+
+    def chatter() -> str:
+        return " ".join(r.choice(words) for _ in range(r.randint(3, 9)))
+
+    for i in range(120):
+        aid = f"casual{i}"
+        account(aid, "benign", "", "casual", email_domain=r.choice(["gmail.com", "outlook.com"]),
+                payment_fp=f"pfp_4a1f{r.randrange(40):02d}{i:010x}", signup_ip=f"73.12.{r.randrange(255)}.9")
+        ip = f"73.12.{r.randrange(255)}.{r.randrange(2, 255)}"
+        for _ in range(r.randrange(3, 15)):
+            exchange(aid, anytime(), ip, chatter())
+    for i in range(16):  # one NAT, one domain, one signup network
+        aid = f"campus{i}"
+        account(aid, "benign", "", "campus", email_domain="stateu.edu", payment_fp=f"pfp_4a1f{i:02d}{i:010x}",
+                signup_ip=f"128.32.5.{i + 2}")
+        for _ in range(15):
+            exchange(aid, anytime(), "128.32.5.1", chatter())
+    for i in range(8):  # one card, one org, one system prompt: a customer, not a hydra
+        aid = f"team{i}"
+        account(aid, "benign", "", "company_team", email_domain="northlabs.io", payment_fp="pfp_4a1f25aaaaaaaaaa",
+                org_id="org_north", signup_ip="98.207.1.3")
+        for _ in range(20):
+            exchange(aid, anytime(), f"98.207.1.{r.randrange(2, 9)}", chatter(), system="You are NorthLabs' helper")
+    for i in range(30):  # hydra: prepaid cards, look-alike domains, batch-created, rotating proxies, one harness
+        aid = f"hydra{i}"
+        account(aid, "attack", "hydra-1", "hydra_agentic", created=T0 - timedelta(days=3, minutes=r.uniform(0, 8)),
+                email_domain=f"mailbox{r.randrange(6)}.xyz", payment_fp=f"pfp_53d2a1{r.randrange(3):010x}",
+                signup_ip=f"185.107.{r.randrange(3)}.{r.randrange(2, 255)}")
+        for _ in range(40):
+            net = r.choice(["185.107", "149.102", "45.87"])
+            exchange(aid, anytime(), f"{net}.{r.randrange(60)}.{r.randrange(2, 255)}",
+                     f"You are an autonomous coding agent. Task {r.randrange(10**6)}: implement the function",
+                     system="agent harness v2", ua="python-httpx/0.27.2")
+    slots = [T0 + timedelta(days=5, minutes=37 * k) for k in range(60)]
+    for i in range(8):  # rubric harvesting: synchronised, load-balanced, one grading template
+        aid = f"rubric{i}"
+        account(aid, "attack", "rubric-1", "cot_rubric", email_domain="gmail.com",
+                payment_fp=f"pfp_4a1f{r.randrange(40):02d}{i + 900:010x}", signup_ip=f"43.128.1.{i + 2}")
+        for slot in slots:
+            if r.random() < 0.85:
+                exchange(aid, slot + timedelta(seconds=r.uniform(0, 50)), f"43.128.{i}.7",
+                         f"Grade this answer against the rubric, think step by step. Item {r.randrange(10**6)}")
+    for i in range(10):  # capability sweep: batch-created, look-alike domains, rotating task templates
+        aid = f"sweep{i}"
+        account(aid, "attack", "sweep-1", "capability_sweep", created=T0 - timedelta(days=1, minutes=r.uniform(0, 5)),
+                email_domain=f"dev-mail{i}.net", payment_fp=f"pfp_4a1f{r.randrange(40):02d}{i + 500:010x}",
+                signup_ip=f"94.74.{i}.3")
+        for _ in range(30):
+            exchange(aid, anytime(), f"94.74.{i}.3", r.choice(
+                ["Solve the integral of", "Click the button in this screenshot:", "Write python code that"])
+                + f" {r.randrange(10**6)}")
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "exchanges.jsonl").write_bytes(b"\n".join(orjson.dumps(e) for e in exchanges) + b"\n")
+    (root / "accounts.jsonl").write_bytes(b"\n".join(orjson.dumps(a) for a in accounts) + b"\n")
+    with (root / "labels.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["account_id", "label", "campaign", "population"])
+        writer.writeheader()
+        writer.writerows(labels)
+    return root
+
+
+def load_labels(root: Path) -> dict[str, dict[str, str]]:
+    with (root / "labels.csv").open() as fh:
+        return {row["account_id"]: row for row in csv.DictReader(fh)}
+
+
+def scores_from(labels: dict[str, dict[str, str]], flagged_benign: set[str] = frozenset()) -> pa.Table:
+    """A perfect detector, plus chosen benign false positives."""
+    ids = sorted(labels)
+    bad = [labels[a]["label"] == "attack" or a in flagged_benign for a in ids]
+    return pa.table({"account_id": ids, "risk": [0.9 if b else 0.05 for b in bad],
+                     "verdict": ["block" if b else "allow" for b in bad], "reasons": [""] * len(ids)})
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, dict[str, dict[str, str]]]:
+    root = build_world(tmp_path_factory.mktemp("world"))
+    store = Store.open(root / "store")
+    report = ingest([root / "exchanges.jsonl"], store, accounts=root / "accounts.jsonl")
+    assert report.quarantined == 0 and report.accounts_quarantined == 0
+    return store, load_labels(root)
+
+
+def _ari(campaigns: list[Campaign], labels: dict[str, dict[str, str]]) -> float:
+    pred = {a: c.id for c in campaigns for a in c.accounts}
+    attackers = sorted(a for a, row in labels.items() if row["label"] == "attack")
+    return adjusted_rand_score([labels[a]["campaign"] for a in attackers],
+                               [pred.get(a, f"none:{a}") for a in attackers])
+
+
+def _benign_inside(campaigns: list[Campaign], labels: dict[str, dict[str, str]]) -> list[str]:
+    return sorted(a for c in campaigns for a in c.accounts if labels[a]["label"] != "attack")
+
+
+def test_recovers_campaigns_with_benign_false_positives_left_out(world):
+    store, labels = world
+    false_positives = {"team0", "team1", "team2", "campus0", "campus1", "campus2", "casual0", "casual1"}
+    campaigns = find_campaigns(store.connect(), scores_from(labels, false_positives))
+    assert _ari(campaigns, labels) == pytest.approx(1.0)
+    assert _benign_inside(campaigns, labels) == []
+    assert len(campaigns) == 3
+
+
+@pytest.mark.parametrize("population", ["campus", "casual"])
+def test_shared_infrastructure_alone_never_makes_a_campaign(world, population):
+    """Even with every member flagged, a NAT, an email domain and a signup network are not a campaign."""
+    store, labels = world
+    everyone = {a for a, row in labels.items() if row["population"] == population}
+    campaigns = find_campaigns(store.connect(), scores_from(labels, everyone))
+    assert _benign_inside(campaigns, labels) == []
+
+
+def test_only_suspicious_accounts_seed_campaigns(world):
+    store, labels = world
+    quiet = pa.table({"account_id": sorted(labels), "risk": [0.05] * len(labels), "verdict": ["allow"] * len(labels),
+                      "reasons": [""] * len(labels)})
+    assert find_campaigns(store.connect(), quiet) == []
+
+
+def test_campaign_json_matches_the_documented_object(world):
+    store, labels = world
+    campaigns = find_campaigns(store.connect(), scores_from(labels))
+    by_truth = {labels[c.accounts[0]]["campaign"]: c for c in campaigns}
+    doc = campaigns_to_json(campaigns)
+    assert set(doc) == {"generated", "producer", "campaigns"}
+    for obj in doc["campaigns"]:
+        assert set(obj) == CAMPAIGN_KEYS
+        assert obj["id"] == campaign_id(obj["accounts"])
+        assert obj["atlas"][0] == "AML.T0024.002" and "AML.T0040" in obj["atlas"]
+        assert sum(obj["capabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert all({"kind", "detail", "weight"} == set(e) for e in obj["evidence"])
+        assert all({"fingerprint", "example", "count"} == set(t) for t in obj["templates"])
+        assert obj["first_seen"].endswith("Z") and obj["first_seen"] <= obj["last_seen"]
+        orjson.dumps(obj)  # JSON-serialisable as is
+    hydra = by_truth["hydra-1"].to_json()
+    # moving to the new model keeps it one campaign; proxy rotation maps to AI Service Proxies
+    assert set(hydra["models"]) == {"aurora-2", "aurora-3"}
+    assert "AML.T0008.005" in hydra["atlas"]
+    assert hydra["exchanges"] == 30 * 40
+    assert {e["kind"] for e in hydra["evidence"]} >= {"shared_payment", "shared_template", "batch_creation"}
+    rubric = by_truth["rubric-1"].to_json()
+    assert "synchronised_activity" in {e["kind"] for e in rubric["evidence"]}
+    assert "AML.T0008.005" not in rubric["atlas"]
+    assert max(by_truth["sweep-1"].capabilities.values()) < 0.6  # a sweep spreads over capabilities
+
+
+def test_ids_are_stable_across_runs_and_input_order(world):
+    store, labels = world
+    first = [c.id for c in find_campaigns(store.connect(), scores_from(labels))]
+    shuffled = scores_from(labels)
+    shuffled = shuffled.take(list(reversed(range(len(shuffled)))))
+    assert [c.id for c in find_campaigns(store.connect(), shuffled)] == first
+    assert campaign_id(["b", "a"]) == campaign_id(["a", "b"]) != campaign_id(["a", "c"])
+
+
+def test_signals_view_is_used_when_present(world):
+    from distillguard.signals import SIGNALS
+
+    store, labels = world
+    con = store.connect()
+    files = store.derived(SIGNALS)
+    listed = ", ".join(f"'{f}'" for f in files)
+    con.execute(f"CREATE VIEW signals AS SELECT * FROM read_parquet([{listed}])")
+    assert "s.tpl" in resolve(con).template_fp and "s.cap" in resolve(con).capability
+    campaigns = find_campaigns(con, scores_from(labels))
+    assert _ari(campaigns, labels) == pytest.approx(1.0)
+    assert _benign_inside(campaigns, labels) == []
+
+
+def test_leiden_keeps_one_dense_group_whole_and_splits_weakly_joined_ones():
+    one = ig.Graph.Erdos_Renyi(n=400, m=1600)
+    groups = communities([str(i) for i in range(400)], one.get_edgelist(), [1.0] * one.ecount())
+    assert len(groups) == 1 and len(groups[0]) == 400
+    a, b = ig.Graph.Erdos_Renyi(n=100, m=500), ig.Graph.Erdos_Renyi(n=80, m=400)
+    edges = a.get_edgelist() + [(x + 100, y + 100) for x, y in b.get_edgelist()] + [(0, 100), (1, 101)]
+    groups = communities([str(i) for i in range(180)], edges, [1.0] * len(edges))
+    assert sorted(len(g) for g in groups) == [80, 100]
