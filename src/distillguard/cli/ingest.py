@@ -43,6 +43,8 @@ def print_report(report: IngestReport, store: Store) -> None:
     table.add_row("ingested", f"{report.ingested:,}")
     table.add_row("duplicates (already stored)", f"{report.duplicates:,}")
     table.add_row("quarantined", f"{report.quarantined:,}")
+    if report.skipped:
+        table.add_row("skipped (not exchanges, e.g. non-GenAI spans)", f"{report.skipped:,}")
     table.add_row("account records", f"{report.accounts:,} (+{report.accounts_quarantined:,} quarantined)")
     rate = report.read / report.seconds if report.seconds else 0.0
     table.add_row("time", f"{report.seconds:.1f} s ({rate:,.0f} lines/s)")

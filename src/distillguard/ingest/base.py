@@ -42,6 +42,7 @@ class IngestFormat(ABC):
 
     def __init__(self, **options: str) -> None:
         self.options = options
+        self.skipped = 0  # input units that are not exchanges (e.g. non-GenAI spans), reported not hidden
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:

@@ -1,4 +1,9 @@
-"""The canonical exchange log: JSON Lines, plain or .gz/.zst."""
+"""The canonical exchange log: JSON Lines, plain or .gz/.zst.
+
+:meth:`CanonicalFormat.read` is the plain per-line reader (used by replay and other
+callers); :func:`distillguard.ingest.ingest` parses large canonical inputs in worker
+processes (:mod:`distillguard.ingest.parallel`) with the same per-line code.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,14 @@ from pathlib import Path
 import orjson
 
 from distillguard.ingest.base import IngestFormat, Line, open_binary
+
+
+def parse_line(source: str, number: int, raw: bytes) -> Line:
+    """One non-blank line as a record, or the reason it is not JSON."""
+    try:
+        return Line(source, number, raw, record=orjson.loads(raw))
+    except orjson.JSONDecodeError as exc:
+        return Line(source, number, raw, error=f"<record>: invalid JSON: {exc}")
 
 
 class CanonicalFormat(IngestFormat):
@@ -23,11 +36,5 @@ class CanonicalFormat(IngestFormat):
             source = str(path)
             with open_binary(path) as handle:
                 for number, raw in enumerate(handle, 1):
-                    if not raw.strip():
-                        continue
-                    try:
-                        record = orjson.loads(raw)
-                    except orjson.JSONDecodeError as exc:
-                        yield Line(source, number, raw, error=f"<record>: invalid JSON: {exc}")
-                        continue
-                    yield Line(source, number, raw, record=record)
+                    if raw.strip():
+                        yield parse_line(source, number, raw)

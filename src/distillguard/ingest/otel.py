@@ -226,10 +226,6 @@ class OtelFormat(IngestFormat):
 
     name = "otel"
 
-    def __init__(self, **options: str) -> None:
-        super().__init__(**options)
-        self.skipped = 0
-
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
         return head.lstrip().startswith(b"{") and b'"resourceSpans"' in head[:4096]

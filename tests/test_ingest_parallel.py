@@ -1,0 +1,81 @@
+"""Worker-process parsing must give exactly what the in-process path gives, errors included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from conftest import make_record
+from distillguard.ingest import ingest
+from distillguard.store import Store
+
+
+def _varied() -> list:
+    plain = make_record(1)
+    plain["request"]["messages"] = [{"role": "developer", "content": "Be brief. ünïcödé ✓ 𝔘"},
+                                    {"role": "user", "content": "hi"}, {"role": "assistant", "content": None},
+                                    {"role": "user", "content": [{"type": "input_text", "text": "a"},
+                                                                 {"type": "text", "text": 5}, {"type": "image"}]}]
+    tools = make_record(2, region="eu", tags=["x"])
+    tools["request"].update(tools=[{"type": "function", "function": {"name": "f"}}], stream=True, top_p=1,
+                            max_completion_tokens=99, reasoning_effort="high", unknown={"k": [1, 2.5]})
+    tools["response"]["choices"][0]["message"]["tool_calls"] = [{"id": "c1"}, {"id": "c2"}]
+    no_response = make_record(3, response=None, status=None)
+    minimal = {"id": "m", "ts": "2026-02-02T10:00:00+05:30", "account_id": "a", "client": {"ip": "1.2.3.4"}}
+    empty = make_record(4, request={}, response={"choices": []})
+    floats = make_record(5, latency_ms=0)
+    floats["request"].update(temperature=1.5e-3, max_tokens=-1)
+    floats["response"]["choices"][0]["message"]["content"] = [{"type": "output_text", "text": "x"}]
+    return [plain, tools, no_response, minimal, empty, floats, make_record(6, ts="2026-02-02T10:00:00.1234Z")]
+
+
+def _bad() -> list:
+    return [b'{"id": "t", "ts": ', make_record(7, ts="2026-02-02T10:00:00"), make_record(8, client={}),
+            make_record(9, status="200"), b'{"id": "n", "x": NaN}', make_record(10, latency_ms=1.0),
+            b'{"id": "d", "id": "e", "ts": "2026-02-02T10:00:00Z", "account_id": "a", "client": {"ip": "1"}}',
+            make_record(11, request={"messages": [None]})]
+
+
+def _write(path: Path, records: list) -> Path:
+    with path.open("wb") as handle:
+        for record in records:
+            handle.write(record if isinstance(record, bytes) else orjson.dumps(record))
+            handle.write(b"\n")
+    return path
+
+
+def _ingest(tmp_path: Path, name: str, path: Path, workers: int, monkeypatch, strict: bool = False):
+    import distillguard.ingest.parallel as parallel
+
+    monkeypatch.setattr(parallel, "CHUNK_LINES", 3)
+    store = Store.open(tmp_path / name)
+    try:
+        report = ingest([path], store, workers=workers, strict=strict)
+    except Exception as exc:  # strict mode: compare the exception and what was kept
+        report = exc
+    rows = store.connect().execute("SELECT * EXCLUDE (request_json, response_json, extra_json), request_json,"
+                                   " response_json, extra_json FROM exchanges ORDER BY id").fetchall()
+    quarantine = sorted((tmp_path / name / "quarantine").glob("*"))
+    return report, rows, [q.read_bytes() for q in quarantine]
+
+
+def test_worker_processes_match_in_process_path(tmp_path: Path, monkeypatch) -> None:
+    records = _varied() + _bad() + [make_record(i) for i in range(20, 60)]
+    path = _write(tmp_path / "mixed.jsonl", records)
+    serial, serial_rows, serial_q = _ingest(tmp_path, "a", path, 1, monkeypatch)
+    parallel, parallel_rows, parallel_q = _ingest(tmp_path, "b", path, 2, monkeypatch)
+    assert serial.balanced and parallel.balanced
+    assert (serial.read, serial.ingested, serial.quarantined) == (parallel.read, parallel.ingested,
+                                                                  parallel.quarantined)
+    assert serial.errors == parallel.errors and serial.quarantined == 7
+    assert serial_rows == parallel_rows and len(serial_rows) == serial.ingested
+    assert serial_q == parallel_q
+
+
+def test_strict_mode_with_workers_keeps_lines_before_the_bad_one(tmp_path: Path, monkeypatch) -> None:
+    records = [make_record(i) for i in range(7)] + [b"{broken"] + [make_record(i) for i in range(10, 20)]
+    path = _write(tmp_path / "strict.jsonl", records)
+    error, rows, _ = _ingest(tmp_path, "s", path, 2, monkeypatch, strict=True)
+    assert "strict.jsonl:8: <record>" in str(error)
+    assert len(rows) == 7
