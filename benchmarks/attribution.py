@@ -28,6 +28,7 @@ from distillguard.report import write_report
 
 T0_MS = int(datetime(2026, 2, 2, tzinfo=UTC).timestamp() * 1000)
 SPAN_MS = 28 * 86_400_000
+BEGIN, END = "<!-- attribution:begin -->", "<!-- attribution:end -->"
 
 
 def world(n_accounts: int, seed: int = 0) -> tuple[duckdb.DuckDBPyConnection, pa.Table, np.ndarray]:
@@ -123,7 +124,14 @@ def main() -> None:
     print(section)
     results = Path(__file__).with_name("RESULTS.md")
     text = results.read_text() if results.exists() else "# Benchmark results\n"
-    text = re.sub(r"## attribution\n.*?(?=\n## |\Z)", "", text, flags=re.S).rstrip() + "\n\n" + section
+    block = f"{BEGIN}\n{section}{END}\n"
+    if BEGIN in text and END in text:  # replace only our own block; other sections belong to other benchmarks
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1].lstrip("\n")
+    else:  # legacy layout without markers: the "## attribution" section up to the next heading
+        text = re.sub(r"## attribution\n.*?(?=\n## |\n<!-- |\Z)", block, text, count=1, flags=re.S)
+        if BEGIN not in text:
+            text = text.rstrip() + "\n\n" + block
     results.write_text(text)
 
 

@@ -22,10 +22,13 @@ _FROM_SIGNALS = {
 }
 
 _TEXT = "lower(coalesce(e.user_text, ''))"
+# the template only looks at the first words: normalising a 1,000-character head instead of the whole
+# prompt gives the same fingerprint (unless eight words run past it) at a fraction of the regex work
+_HEAD = "lower(left(coalesce(e.user_text, ''), 1000))"
 # normalised template text: lower case, digits folded, the first words of the user turn after the system prompt
 _NORMALISED = (
     "nullif(trim(concat_ws(' | ', nullif(left(regexp_replace(lower(coalesce(e.system_text, '')), '[0-9]+', '0', 'g'),"
-    " 80), ''), array_to_string(list_slice(string_split(regexp_replace(regexp_replace(" + _TEXT +
+    " 80), ''), array_to_string(list_slice(string_split(regexp_replace(regexp_replace(" + _HEAD +
     ", '[0-9]+', '0', 'g'), '\\s+', ' ', 'g'), ' '), 1, 8), ' '))), '')"
 )
 _CAPABILITY_SQL = f"""CASE
@@ -73,3 +76,18 @@ def resolve(con: duckdb.DuckDBPyConnection) -> Columns:
         capability=pick("cap", _CAPABILITY_SQL),
         cot=pick("cot", _COT_SQL),
     )
+
+
+def materialise(con: duckdb.DuckDBPyConnection, cols: Columns, net: str) -> None:
+    """Create temp table ``_cx``: the candidates' (``_cand``) exchanges with every derived column computed once.
+
+    Keys, synchrony and the campaign profile all read this table, so the exchange text is
+    parsed once per run (and only for suspicious accounts) instead of once per query.
+    """
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _cx AS
+        SELECT e.id, e.account_id, e.ts, {cols.template_fp} AS fp, {cols.capability} AS cap,
+               coalesce({cols.cot}, false) AS cot, {net} AS net, e.model, e.max_tokens, e.n_user_turns, e.asn,
+               e.tls_fp, e.user_agent
+        FROM {cols.from_sql} SEMI JOIN _cand c ON c.account_id = e.account_id
+    """)

@@ -18,9 +18,9 @@ from distillguard.attribution.campaign import (
     Evidence,
     campaign_id,
 )
-from distillguard.attribution.columns import resolve
+from distillguard.attribution.columns import materialise, resolve
 from distillguard.attribution.communities import communities
-from distillguard.attribution.linking import KINDS, LinkConfig, account_keys, build_edges
+from distillguard.attribution.linking import KINDS, LinkConfig, account_keys, build_edges, net_sql
 from distillguard.attribution.profile import profile
 
 _DETAIL = {
@@ -37,7 +37,8 @@ _DETAIL = {
     "shared_ip_prefix": "{n} accounts call from {v} shared network(s)",
     "shared_client_fingerprint": "{n} accounts share {v} TLS/user-agent fingerprint(s)",
 }
-_TEMP = ("_cand", "_keys", "_minhash", "_edges", "_links", "_members")
+_TEMP = ("_cand", "_cx", "_all_keys", "_keys", "_elements", "_minhash", "_pairs", "_cohort", "_edges", "_links",
+         "_members", "_tpl")
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ def find_campaigns(con: duckdb.DuckDBPyConnection, scores: pa.Table, features: p
     try:
         con.execute("CREATE OR REPLACE TEMP TABLE _cand AS SELECT DISTINCT account_id, risk FROM _cand_arrow")
         cols = resolve(con)
-        account_keys(con, cfg.link, cols.template_fp, cols.from_sql)
+        materialise(con, cols, net_sql("e.ip"))
+        account_keys(con, cfg.link)
         build_edges(con, cfg.link)
         links = con.execute("SELECT a, b, w FROM _links ORDER BY a, b").fetchall()
         names = sorted({a for a, _, _ in links} | {b for _, b, _ in links})

@@ -40,6 +40,11 @@ KINDS: dict[str, tuple[float, str]] = {
     "shared_client_fingerprint": (0.1, "infrastructure"),
 }
 INFRASTRUCTURE = tuple(k for k, (_, cat) in KINDS.items() if cat == "infrastructure")
+# An actor's *dialect* (its templates, card issuers, domain families, networks, client stack) is shared by all of
+# its operations; these kinds link two accounts only when they also belong to one launch cohort: created, or
+# first active, within ``cohort_s`` of each other. Exact payment cards, proxy pools, synchrony and sign-up
+# bursts are per-operation and link regardless (a hydra's replacement accounts arrive over weeks).
+COHORT_GATED = ("shared_template", "shared_payment_issuer", "lookalike_email_domain", *INFRASTRUCTURE)
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class LinkConfig:
     min_jaccard: float = 0.3  # for the set kinds: synchrony and proxy pool
     pool_min_networks: int = 3  # a proxy pool is at least this many informative /24s (a NAT is one or two)
     creation_gap_s: int = 600
+    cohort_s: int = 86_400  # dialect kinds need sign-up or first activity this close (0: no gate)
     min_edge: float = 0.3  # total weight to keep an edge
     min_strong: float = 0.3  # identity + behaviour weight an edge needs beyond infrastructure
 
@@ -70,8 +76,12 @@ def net_sql(col: str) -> str:
             f"array_to_string(list_slice(string_split({col}, ':'), 1, 4), ':') || '::/64' END")
 
 
-def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, template_col: str, from_sql: str) -> None:
-    """Create temp table ``_keys(account_id, kind, value)`` of informative keys held by candidates (``_cand``)."""
+def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> None:
+    """Create temp table ``_keys(account_id, kind, value)`` of informative keys held by candidates (``_cand``).
+
+    Reads ``accounts``, ``exchanges`` (network and client keys of every account, for the share test) and
+    ``_cx`` (the candidates' exchanges with template fingerprints, see :func:`columns.materialise`).
+    """
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _all_keys AS
         SELECT account_id, 'shared_payment' AS kind, payment_fp AS value FROM accounts WHERE payment_fp <> ''
@@ -104,14 +114,12 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, template_col: 
         SELECT h.account_id, h.kind, h.value FROM held h JOIN good USING (kind, value) WHERE h.flagged
     """)
     con.execute("DROP TABLE _all_keys")
-    # templates: only the candidates' own traffic is read (text is the expensive part)
+    # templates: only the candidates' own traffic (``_cx``, parsed once) is read
     con.execute(f"""
         INSERT INTO _keys
         WITH t AS (
-            SELECT e.account_id, {template_col} AS fp, count(*) AS n,
-                   sum(count(*)) OVER (PARTITION BY e.account_id) AS total
-            FROM {from_sql} JOIN _cand c ON c.account_id = e.account_id
-            GROUP BY e.account_id, fp)
+            SELECT account_id, fp, count(*) AS n, sum(count(*)) OVER (PARTITION BY account_id) AS total
+            FROM _cx GROUP BY account_id, fp)
         SELECT account_id, 'shared_template', fp FROM t
         WHERE fp IS NOT NULL AND n >= 2 AND n >= {cfg.template_min_share} * total
     """)
@@ -152,7 +160,7 @@ def _set_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> None:
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _elements AS
         SELECT DISTINCT e.account_id, 'synchronised_activity' AS kind, epoch(e.ts)::BIGINT // {cfg.sync_bucket_s} AS x
-        FROM exchanges e JOIN _cand c USING (account_id)
+        FROM _cx e
     """)
     con.execute("""
         INSERT INTO _elements SELECT account_id, 'shared_proxy_pool', (hash(value) >> 1)::BIGINT FROM _keys
@@ -183,6 +191,13 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> None:
     """
     weights = " ".join(f"WHEN '{k}' THEN {w}" for k, (w, _) in KINDS.items())
     infra = ", ".join(f"'{k}'" for k in INFRASTRUCTURE)
+    gated = ", ".join(f"'{k}'" for k in COHORT_GATED)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _cohort AS
+        SELECT c.account_id, epoch(any_value(a.created_at)) AS born, (SELECT min(epoch(x.ts)) FROM _cx x
+               WHERE x.account_id = c.account_id) AS start
+        FROM _cand c LEFT JOIN accounts a USING (account_id) GROUP BY c.account_id
+    """)
     deg = cfg.circulant_degree
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _pairs AS
@@ -194,11 +209,13 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> None:
         small AS (
             SELECT x.account_id AS p, y.account_id AS q, x.kind FROM g x JOIN g y
             ON x.kind = y.kind AND x.value = y.value AND x.i < y.i WHERE x.n <= {cfg.clique_max}),
+        hops AS (  -- member i links to member (i + 1 + h_j) mod n: an equi-join, not a scan of the group
+            SELECT x.account_id AS p, x.kind, x.value,
+                   ((x.i + 1 + (hash(x.value, j) % (x.n - 1)::UBIGINT)::BIGINT) % x.n) AS t
+            FROM g x, range({deg}) r(j) WHERE x.n > {cfg.clique_max}),
         large AS (
-            SELECT x.account_id AS p, y.account_id AS q, x.kind
-            FROM g x, range({deg}) r(j), g y
-            WHERE x.n > {cfg.clique_max} AND y.kind = x.kind AND y.value = x.value
-              AND y.i = (x.i + 1 + hash(x.value, j) % (x.n - 1)) % x.n)
+            SELECT h.p, y.account_id AS q, h.kind FROM hops h JOIN g y
+            ON y.kind = h.kind AND y.value = h.value AND y.i = h.t)
         SELECT DISTINCT least(p, q) AS a, greatest(p, q) AS b, kind FROM (SELECT * FROM small UNION ALL
                                                                           SELECT * FROM large)
     """)
@@ -212,7 +229,11 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> None:
             WHERE x.h = y.h GROUP BY p.a, p.b, p.kind)
         SELECT p.a, p.b, p.kind, (CASE p.kind {weights} END) * coalesce(s.jac, 1) AS weight
         FROM _pairs p LEFT JOIN sets s USING (a, b, kind)
-        WHERE p.kind NOT IN ({_SET_KINDS}) OR s.jac >= {cfg.min_jaccard}
+        LEFT JOIN _cohort ca ON ca.account_id = p.a LEFT JOIN _cohort cb ON cb.account_id = p.b
+        WHERE (p.kind NOT IN ({_SET_KINDS}) OR s.jac >= {cfg.min_jaccard})
+          AND ({cfg.cohort_s} <= 0 OR p.kind NOT IN ({gated})
+               OR coalesce(abs(ca.born - cb.born) <= {cfg.cohort_s}, true)
+               OR coalesce(abs(ca.start - cb.start) <= {cfg.cohort_s}, true))
     """)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _links AS
@@ -221,3 +242,4 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> None:
            AND sum(CASE WHEN kind IN ({infra}) THEN 0 ELSE weight END) >= {cfg.min_strong}
     """)
     con.execute("DROP TABLE _pairs")
+    con.execute("DROP TABLE _cohort")

@@ -1,8 +1,10 @@
 """What each campaign did: volume, span, models, capabilities, infrastructure, templates, behaviour.
 
 All figures come from a handful of grouped DuckDB queries over the members table
-``_members(account_id, cid)``, so profiling costs one scan per figure family no
-matter how many campaigns there are.
+``_members(account_id, cid)`` and the candidates' parsed exchanges ``_cx`` (see
+:func:`distillguard.attribution.columns.materialise`), so profiling costs one scan of
+the suspicious traffic per figure family no matter how many campaigns there are; the
+raw exchange text is read again only for the handful of template examples shown.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from typing import Any
 import duckdb
 
 from distillguard.attribution.columns import Columns
-from distillguard.attribution.linking import net_sql
 
 TOP = 5
 
@@ -25,7 +26,7 @@ def _grouped(con: duckdb.DuckDBPyConnection, sql: str) -> dict[int, list[tuple]]
     return out
 
 
-def _top(con: duckdb.DuckDBPyConnection, expr: str, source: str = "exchanges e", n: int = TOP) -> dict[int, list]:
+def _top(con: duckdb.DuckDBPyConnection, expr: str, source: str = "_cx e", n: int = TOP) -> dict[int, list]:
     rows = _grouped(con, f"""
         SELECT cid, v FROM (
             SELECT m.cid, {expr} AS v, count(*) AS c,
@@ -40,18 +41,17 @@ def profile(con: duckdb.DuckDBPyConnection, cols: Columns) -> dict[int, dict[str
     """Per campaign index: the descriptive fields of :class:`~distillguard.attribution.campaign.Campaign`."""
     out: dict[int, dict[str, Any]] = defaultdict(dict)
     for cid, n, first, last in con.execute(
-            "SELECT m.cid, count(*), min(e.ts), max(e.ts) FROM exchanges e JOIN _members m USING (account_id)"
+            "SELECT m.cid, count(*), min(e.ts), max(e.ts) FROM _cx e JOIN _members m USING (account_id)"
             " GROUP BY m.cid").fetchall():
         out[cid].update(exchanges=int(n), first_seen=first, last_seen=last)
-    for cid, rows in _grouped(con, "SELECT m.cid, coalesce(e.model, 'unknown'), count(*) FROM exchanges e"
-                                   " JOIN _members m USING (account_id) GROUP BY 1, 2 ORDER BY 1, 3 DESC").items():
+    for cid, rows in _grouped(con, "SELECT m.cid, coalesce(e.model, 'unknown'), count(*) FROM _cx e"
+                                   " JOIN _members m USING (account_id) GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2").items():
         out[cid]["models"] = {model: int(c) for model, c in rows}
-    for cid, rows in _grouped(con, f"SELECT m.cid, {cols.capability} AS cap, count(*) FROM {cols.from_sql}"
-                                   " JOIN _members m ON m.account_id = e.account_id GROUP BY 1, 2"
-                                   " ORDER BY 1, 3 DESC").items():
+    for cid, rows in _grouped(con, "SELECT m.cid, e.cap, count(*) FROM _cx e JOIN _members m USING (account_id)"
+                                   " GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2").items():
         total = sum(c for _, c in rows) or 1
         out[cid]["capabilities"] = {cap or "unknown": c / total for cap, c in rows}
-    nets, asns = _top(con, net_sql("e.ip")), _top(con, "e.asn")
+    nets, asns = _top(con, "e.net"), _top(con, "e.asn")
     tls, agents = _top(con, "e.tls_fp"), _top(con, "e.user_agent")
     payments = _top(con, "e.payment_fp", "accounts e", 10)
     domains = _top(con, "e.email_domain", "accounts e", 10)
@@ -61,25 +61,33 @@ def profile(con: duckdb.DuckDBPyConnection, cols: Columns) -> dict[int, dict[str
                                       "tls_fps": tls.get(cid, []), "user_agents": agents.get(cid, [])}
         out[cid]["identifiers"] = {"payment_fps": payments.get(cid, []), "email_domains": domains.get(cid, []),
                                    "signup_ips": signup.get(cid, [])}
+    # top templates per campaign from the parsed fingerprints; the example text is normalised only for
+    # one exchange per shown template
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _tpl AS
+        SELECT cid, fp, n, r, example_id FROM (
+            SELECT m.cid, e.fp, count(*) AS n, arg_min(e.id, e.ts) AS example_id,
+                   row_number() OVER (PARTITION BY m.cid ORDER BY count(*) DESC, e.fp) AS r
+            FROM _cx e JOIN _members m USING (account_id)
+            GROUP BY m.cid, e.fp HAVING e.fp IS NOT NULL AND count(*) >= 2)
+        WHERE r <= {TOP}""")
     for cid, rows in _grouped(con, f"""
-            SELECT cid, fp, example, n FROM (
-                SELECT m.cid, {cols.template_fp} AS fp, any_value({cols.template_text}) AS example, count(*) AS n,
-                       row_number() OVER (PARTITION BY m.cid ORDER BY count(*) DESC) AS r
-                FROM {cols.from_sql} JOIN _members m ON m.account_id = e.account_id
-                GROUP BY m.cid, fp HAVING fp IS NOT NULL AND count(*) >= 2)
-            WHERE r <= {TOP} ORDER BY cid, r""").items():
+            SELECT t.cid, t.fp, x.example, t.n FROM _tpl t LEFT JOIN (
+                SELECT e.id, {cols.template_text} AS example FROM exchanges e SEMI JOIN _tpl ON _tpl.example_id = e.id
+            ) x ON x.id = t.example_id ORDER BY t.cid, t.r""").items():
         out[cid]["templates"] = [{"fingerprint": fp, "example": ex, "count": int(n)} for fp, ex, n in rows]
+    con.execute("DROP TABLE _tpl")
     _behaviour(con, cols, out)
     return out
 
 
 def _behaviour(con: duckdb.DuckDBPyConnection, cols: Columns, out: dict[int, dict[str, Any]]) -> None:
     """Request shape and timing; ``ip_churn`` (distinct /24s per exchange) flags proxy rotation."""
-    rows = con.execute(f"""
+    rows = con.execute("""
         WITH x AS (
-            SELECT m.cid, e.account_id, e.max_tokens, e.n_user_turns, {cols.cot} AS cot, {net_sql('e.ip')} AS net,
+            SELECT m.cid, e.account_id, e.max_tokens, e.n_user_turns, e.cot, e.net,
                    epoch_ms(e.ts) - lag(epoch_ms(e.ts)) OVER (PARTITION BY e.account_id ORDER BY e.ts) AS gap
-            FROM {cols.from_sql} JOIN _members m ON m.account_id = e.account_id),
+            FROM _cx e JOIN _members m USING (account_id)),
         acct AS (
             SELECT cid, account_id, stddev_pop(gap) / nullif(avg(gap), 0) AS cv,
                    count(DISTINCT net) / count(*) AS churn FROM x GROUP BY cid, account_id)
