@@ -1,0 +1,222 @@
+"""TAXII 2.1 client for members: incremental publish and pull, remembering what it has seen.
+
+Works against our hub and any TAXII 2.1 server (tested with OASIS medallion).
+Pulled objects are signature-checked against the group keyring; failures are
+reported and dropped, never handed to matching.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from distillguard.intel.extension import fixed_objects
+from distillguard.intel.refdata import tlp_by_id
+from distillguard.intel.signing import SignatureError, load_public, verify
+
+TAXII = "application/taxii+json;version=2.1"
+
+
+class TaxiiClientError(RuntimeError):
+    pass
+
+
+@dataclass
+class PullResult:
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # "<id>: <reason>"
+    pages: int = 0
+
+
+@dataclass
+class State:
+    """What a member has published and up to when it has pulled, per collection URL."""
+
+    path: Path | None
+    published: dict[str, set[str]] = field(default_factory=dict)
+    added_after: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> State:
+        if path is None or not Path(path).exists():
+            return cls(Path(path) if path else None)
+        try:
+            doc = orjson.loads(Path(path).read_bytes())
+            return cls(Path(path), {k: set(v) for k, v in doc.get("published", {}).items()},
+                       dict(doc.get("added_after", {})))
+        except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
+            raise TaxiiClientError(f"{path}: corrupt client state ({exc}); delete it to start over") from None
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        doc = {"published": {k: sorted(v) for k, v in self.published.items()}, "added_after": self.added_after}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        os.replace(tmp, self.path)
+
+
+def load_keyring(path: str | Path) -> dict[str, Ed25519PublicKey]:
+    """Group file (``members: {name: {public_key: PEM}}``, JSON or YAML) -> key id -> public key."""
+    import yaml
+
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise TaxiiClientError(f"{path}: cannot read group file ({exc})") from None
+    members = doc.get("members") if isinstance(doc, dict) else None
+    if not isinstance(members, dict):
+        raise TaxiiClientError(f"{path}: field 'members': expected a mapping")
+    out = {}
+    for name, spec in members.items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("public_key"), str):
+            raise TaxiiClientError(f"{path}: field 'members.{name}.public_key': required PEM string")
+        try:
+            out[str(name)] = load_public(spec["public_key"], f"{path}: field 'members.{name}.public_key'")
+        except SignatureError as exc:
+            raise TaxiiClientError(str(exc)) from None
+    return out
+
+
+class TaxiiClient:
+    """One collection on one TAXII 2.1 server."""
+
+    def __init__(self, discovery_url: str, collection: str, user: str, password: str, *,
+                 http: httpx.Client | None = None, timeout: float = 30.0) -> None:
+        self.http = http or httpx.Client(timeout=timeout)
+        self.http.auth = httpx.BasicAuth(user, password)
+        self.http.headers["Accept"] = TAXII
+        self.discovery_url = discovery_url
+        self.collection = collection
+        self._root: str | None = None
+        self._max_content: int | None = None
+        self.failures: list[str] = []  # "<id>: <reason>" from the last publish
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _get(self, url: str, params: dict[str, str] | None = None) -> httpx.Response:
+        response = self.http.get(url, params=params)
+        _raise(response, url)
+        return response
+
+    @property
+    def api_root(self) -> str:
+        if self._root is None:
+            doc = self._get(self.discovery_url).json()
+            root = doc.get("default") or (doc.get("api_roots") or [None])[0]
+            if not root:
+                raise TaxiiClientError(f"{self.discovery_url}: server lists no API root")
+            self._root = str(httpx.URL(self.discovery_url).join(root)).rstrip("/") + "/"
+        return self._root
+
+    @property
+    def collection_url(self) -> str:
+        return f"{self.api_root}collections/{self.collection}/"
+
+    @property
+    def max_content_length(self) -> int:
+        if self._max_content is None:
+            self._max_content = int(self._get(self.api_root).json().get("max_content_length", 1_000_000))
+        return self._max_content
+
+    def publish(self, objects: list[dict[str, Any]], state: State) -> dict[str, int]:
+        """Post objects not already published (by id and version), in chunks under the server's size limit."""
+        seen = state.published.setdefault(self.collection_url, set())
+        todo = [o for o in objects if _key(o) not in seen]
+        counts = {"posted": 0, "accepted": 0, "failed": 0, "skipped": len(objects) - len(todo)}
+        failures: list[str] = []
+        for chunk in _chunks(todo, self.max_content_length // 2):
+            body = orjson.dumps({"objects": chunk})
+            response = self.http.post(self.collection_url + "objects/", content=body,
+                                      headers={"Content-Type": TAXII})
+            _raise(response, self.collection_url + "objects/")
+            status = response.json()
+            counts["posted"] += len(chunk)
+            failed = {f.get("id") for f in status.get("failures", [])}
+            failures.extend(f"{f.get('id')}: {f.get('message')}" for f in status.get("failures", []))
+            for obj in chunk:
+                if obj["id"] not in failed:
+                    seen.add(_key(obj))
+            counts["failed"] += len(failed)
+            counts["accepted"] += len(chunk) - len(failed)
+        state.save()
+        self.failures = failures
+        return counts
+
+    def pull(self, state: State, keyring: dict[str, Ed25519PublicKey] | None, page_size: int = 200,
+             max_pages: int = 10_000) -> PullResult:
+        """Fetch objects added since the last pull, following ``next``; verify signatures when a keyring is given."""
+        url = self.collection_url + "objects/"
+        params: dict[str, str] = {"limit": str(page_size)}
+        if self.collection_url in state.added_after:
+            params["added_after"] = state.added_after[self.collection_url]
+        result, last = PullResult(), state.added_after.get(self.collection_url)
+        for _ in range(max_pages):
+            response = self._get(url, params)
+            doc = response.json() if response.content else {}
+            result.pages += 1
+            for obj in doc.get("objects", []):
+                reason = reject_reason(obj, keyring)
+                if reason:
+                    result.rejected.append(f"{obj.get('id')}: {reason}")
+                else:
+                    result.accepted.append(obj)
+            last = response.headers.get("X-TAXII-Date-Added-Last", last)
+            if not doc.get("more") or not doc.get("next"):
+                break
+            params = {**params, "next": str(doc["next"])}
+        if last:
+            state.added_after[self.collection_url] = last
+        state.save()
+        return result
+
+
+def reject_reason(obj: Any, keyring: dict[str, Ed25519PublicKey] | None) -> str | None:
+    if not isinstance(obj, dict) or "id" not in obj:
+        return "not a STIX object"
+    if keyring is None or obj["id"] in fixed_objects() or obj["id"] in tlp_by_id():
+        return None
+    try:
+        verify(obj, keyring)
+    except SignatureError as exc:
+        return str(exc)
+    return None
+
+
+def _key(obj: dict[str, Any]) -> str:
+    return f"{obj['id']}|{obj.get('modified') or obj.get('created') or ''}"
+
+
+def _chunks(objects: list[dict[str, Any]], budget: int) -> list[list[dict[str, Any]]]:
+    out: list[list[dict[str, Any]]] = []
+    current: list[dict[str, Any]] = []
+    size = 0
+    for obj in objects:
+        n = len(orjson.dumps(obj)) + 1
+        if current and size + n > budget:
+            out.append(current)
+            current, size = [], 0
+        current.append(obj)
+        size += n
+    if current:
+        out.append(current)
+    return out
+
+
+def _raise(response: httpx.Response, url: str) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        detail = response.json()
+        text = f"{detail.get('title', '')}: {detail.get('description', '')}"
+    except ValueError:
+        text = response.text[:200]
+    raise TaxiiClientError(f"{url}: HTTP {response.status_code} {text}")
