@@ -1,0 +1,73 @@
+"""``distillguard detect``: score accounts, find campaigns, write accounts.csv / campaigns.json / report.html."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from distillguard.cli._common import EXIT_BAD_INPUT, EXIT_USAGE, console, fail, progress
+
+
+@click.command()
+@click.argument("logs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--store", "store_dir", type=click.Path(path_type=Path), help="Detect over an existing store.")
+@click.option("--accounts", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Account records (JSONL) to ingest with LOGS.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output directory.")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Detector artifact (default: the one shipped with distillguard).")
+def command(logs: tuple[Path, ...], store_dir: Path | None, accounts: Path | None, out: Path,
+            model_path: Path | None) -> None:
+    """Detect distillation in a store (--store DIR) or directly in log files (LOGS...)."""
+    from distillguard.detect import Model
+    from distillguard.ingest.pipeline import ingest
+    from distillguard.pipeline import run_detection
+    from distillguard.signals import SIGNALS
+    from distillguard.store import Store
+    from distillguard.store.store import StoreError
+
+    if bool(logs) == bool(store_dir):
+        fail("give either --store DIR or log files, not both or neither", EXIT_USAGE)
+    if accounts and not logs:
+        fail("--accounts goes with log files (a store already holds its accounts)", EXIT_USAGE)
+    try:
+        model = Model.load(model_path)
+    except (ValueError, OSError) as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    with tempfile.TemporaryDirectory(prefix="distillguard-") as tmp:
+        try:
+            if store_dir:
+                if not (store_dir / "store.json").exists():
+                    fail(f"{store_dir}: not a distillguard store (no store.json)", EXIT_BAD_INPUT)
+                store = Store.open(store_dir, create=False)
+            else:
+                store = Store.open(Path(tmp) / "store")
+                with progress() as bar:
+                    task = bar.add_task("ingest", total=None)
+                    report = ingest(list(logs), store, accounts=accounts, derive=SIGNALS,
+                                    on_progress=lambda n: bar.update(task, completed=n))
+                console.print(f"ingested {report.ingested:,} exchanges ({report.quarantined:,} quarantined)")
+                for message in report.errors[:5]:
+                    console.print(f"  [yellow]{message}[/]")
+            with progress() as bar:
+                tasks: dict[str, int] = {}
+
+                def on_progress(stage: str, done: float) -> None:
+                    if stage not in tasks:
+                        tasks[stage] = bar.add_task(stage, total=100)
+                    bar.update(tasks[stage], completed=round(100 * done))
+
+                result = run_detection(store, out, model=model, progress=on_progress)
+        except (FileNotFoundError, StoreError, ValueError) as exc:
+            fail(str(exc), EXIT_BAD_INPUT)
+    counts = result.verdict_counts()
+    table = Table(title=f"distillguard detect -> {out}")
+    table.add_column("verdict")
+    table.add_column("accounts", justify="right")
+    for name in ("block", "throttle", "watch", "allow"):
+        table.add_row(name, f"{counts.get(name, 0):,}")
+    table.add_row("campaigns", f"{len(result.campaigns):,}")
+    console.print(table)

@@ -1,0 +1,226 @@
+"""Per-exchange signals, vectorised over Arrow.
+
+The same :data:`SIGNALS` object runs over 16M stored exchanges in batch (via
+``Store.derived``) and over a 1-row table per request in the gateway, so it is
+pure pyarrow.compute / numpy: RE2 regexes over a bounded head+tail slice of the
+text, and xxhash only over the *unique* normalised strings (dictionary encoding).
+With ``--no-content`` stores these columns are all detection ever sees of the text.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
+
+from distillguard.signals import cues
+
+VERSION = "1"
+TEXT_HEAD = 480  # characters of a prompt scanned from the start ...
+TEXT_TAIL = 240  # ... and from the end (instructions sit at either end of a template)
+TEMPLATE_CHARS = 48  # normalised characters hashed from each end for the template fingerprint
+BIG_BUDGET = 4096  # max_tokens at or above this asks for long outputs
+
+SIGNAL_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("cot", pa.float32()),  # chain-of-thought elicitation, combined weak cues in [0, 1]
+    ("coerce", pa.bool_()),  # demands the hidden reasoning trace verbatim
+    ("rubric", pa.float32()),  # grading / reward-model request in [0, 1]
+    ("probe", pa.bool_()),  # refusal-boundary probing (jailbreak framing or a refused answer)
+    ("cap", pa.int8()),  # capability category, index into cues.CAPABILITIES
+    ("script", pa.int8()),  # script of the prompt, index into cues.SCRIPTS
+    ("tpl", pa.uint64()),  # template fingerprint: normalised prompt head + tail
+    ("sys_fp", pa.uint64()),  # system prompt fingerprint (0 = none)
+    ("params_fp", pa.uint64()),  # sampling parameters fingerprint (fixed params repeat it)
+    ("hit_cap", pa.bool_()),  # output stopped at the token limit
+    ("big_budget", pa.bool_()),  # max_tokens >= BIG_BUDGET
+    ("single_turn", pa.bool_()),  # no earlier assistant turn: not a conversation
+])
+
+_EFFORTS = {"minimal": 1, "low": 2, "medium": 3, "high": 4}
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a cheap vectorised 64-bit hash of integers."""
+    x = x.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def _hash_strings(arr: pa.Array) -> np.ndarray:
+    """xxh3 of each string (0 for null/empty), hashing each distinct value once."""
+    if len(arr) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    encoded = _chunk(pc.dictionary_encode(arr))
+    uniques = encoded.dictionary.cast(pa.binary()).to_pylist()
+    table = np.fromiter((xxhash.xxh3_64_intdigest(s) if s else 0 for s in uniques), dtype=np.uint64,
+                        count=len(uniques))
+    indices = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    table = np.append(table, np.uint64(0))  # index -1 -> 0 for nulls
+    return table[indices]
+
+
+SMALL = 16  # tables up to this many rows use Python's re: Arrow recompiles RE2 patterns on every call
+
+
+class _Rx:
+    """A pattern valid in both RE2 (batch, via Arrow) and Python ``re`` with ASCII classes (tiny tables)."""
+
+    _cache: dict[str, _Rx] = {}
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.compiled = re.compile(pattern, re.ASCII)
+
+    @classmethod
+    def of(cls, pattern: str) -> _Rx:
+        rx = cls._cache.get(pattern)
+        if rx is None:
+            rx = cls._cache[pattern] = cls(pattern)
+        return rx
+
+    def search(self, text: pa.Array) -> np.ndarray:
+        if len(text) <= SMALL:
+            search = self.compiled.search
+            return np.array([s is not None and search(s) is not None for s in text.to_pylist()], dtype=bool)
+        return pc.match_substring_regex(text, self.pattern).fill_null(False).to_numpy(zero_copy_only=False)
+
+    def sub(self, text: pa.Array, replacement: str) -> pa.Array:
+        if len(text) <= SMALL:
+            sub = self.compiled.sub
+            return pa.array([None if s is None else sub(replacement, s) for s in text.to_pylist()], pa.string())
+        return pc.replace_substring_regex(text, self.pattern, replacement)
+
+
+def _match(text: pa.Array, pattern: str) -> np.ndarray:
+    return _Rx.of(pattern).search(text)
+
+
+def _chunk(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _col(table: pa.Table, name: str) -> pa.ChunkedArray | pa.Array:
+    index = table.schema.get_field_index(name)
+    return table.column(index) if index >= 0 else pa.nulls(len(table))
+
+
+def _num(table: pa.Table, name: str, fill: float = 0.0) -> np.ndarray:
+    return pc.fill_null(pc.cast(_col(table, name), pa.float64()), fill).to_numpy()
+
+
+def _scan_text(table: pa.Table) -> pa.Array:
+    """Lower-cased head and tail of system + last user message: where instructions live."""
+    user = pc.fill_null(pc.cast(_col(table, "user_text"), pa.string()), "")
+    system = pc.fill_null(pc.cast(_col(table, "system_text"), pa.string()), "")
+    head = pc.utf8_slice_codeunits(user, 0, TEXT_HEAD)
+    tail = pc.utf8_slice_codeunits(user, -TEXT_TAIL)
+    long = pc.greater(pc.utf8_length(user), TEXT_HEAD)
+    body = pc.if_else(long, pc.binary_join_element_wise(head, tail, "\n"), user)
+    text = pc.binary_join_element_wise(pc.utf8_slice_codeunits(system, 0, TEXT_TAIL), body, "\n")
+    return _chunk(pc.utf8_lower(text))
+
+
+def _template_fp(table: pa.Table) -> np.ndarray:
+    """Fingerprint of the prompt's skeleton: digits, quoted spans and whitespace normalised, both ends kept.
+
+    Templated harvesting keeps an instruction prefix/suffix and swaps the payload in
+    the middle, so head + tail collide across accounts while ordinary prompts do not.
+    """
+    user = pc.utf8_lower(pc.fill_null(pc.cast(_col(table, "user_text"), pa.string()), ""))
+    norm = _Rx.of(r"[0-9]+").sub(_chunk(user), "0")
+    norm = _Rx.of(r"[\"'`“”«»「」].{0,80}?[\"'`“”«»「」]").sub(norm, "Q")
+    norm = _Rx.of(r"(?:\s|" + cues.PUNCT + ")+").sub(norm, " ")
+    norm = pc.utf8_trim_whitespace(norm)
+    skeleton = pc.binary_join_element_wise(pc.utf8_slice_codeunits(norm, 0, TEMPLATE_CHARS), "|",
+                                           pc.utf8_slice_codeunits(norm, -TEMPLATE_CHARS), "")
+    return _hash_strings(_chunk(skeleton))
+
+
+class Signals:
+    """The per-exchange signal definitions: the store's ``Derive`` protocol."""
+
+    version = VERSION
+    inputs: tuple[str, ...] = (
+        "id", "model", "max_tokens", "temperature", "top_p", "reasoning_effort", "n_assistant_turns", "n_tools",
+        "has_image", "system_text", "user_text", "response_text", "n_tool_calls", "finish_reason",
+        "completion_tokens", "status",
+    )
+    schema = SIGNAL_SCHEMA
+
+    def derive(self, table: pa.Table) -> pa.Table:
+        n = len(table)
+        text = _scan_text(table)
+        strong = _match(text, cues.COT_STRONG)
+        weak = _match(text, cues.COT_WEAK)
+        coerce = _match(text, cues.COERCE)
+        effort = pc.fill_null(pc.cast(_col(table, "reasoning_effort"), pa.string()), "")
+        high_effort = pc.equal(effort, "high").to_numpy(zero_copy_only=False)
+        max_tokens = _num(table, "max_tokens")
+        big_budget = max_tokens >= BIG_BUDGET
+        cot = np.clip(0.55 * strong + 0.25 * weak + 0.45 * coerce + 0.1 * high_effort + 0.05 * big_budget, 0, 1)
+
+        rubric_hit = _match(text, cues.RUBRIC)
+        digits_scale = _match(text, r"(score|rate|grade|评分|打分|puntu|note|bewert|оцен).{0,40}[0-9]+")
+        rubric = np.clip(0.7 * rubric_hit + 0.3 * digits_scale, 0, 1)
+
+        response = _chunk(pc.utf8_lower(pc.utf8_slice_codeunits(
+            pc.fill_null(pc.cast(_col(table, "response_text"), pa.string()), ""), 0, 80)))
+        finish = pc.fill_null(pc.cast(_col(table, "finish_reason"), pa.string()), "")
+        refused = _match(response, cues.REFUSAL) | pc.equal(finish, "content_filter").to_numpy(zero_copy_only=False)
+        probe = _match(text, cues.PROBE) | refused
+
+        n_tools = _num(table, "n_tools") + _num(table, "n_tool_calls")
+        image = pc.fill_null(pc.cast(_col(table, "has_image"), pa.bool_()), False).to_numpy(zero_copy_only=False)
+        cap = np.zeros(n, dtype=np.int8)  # chat
+        for code, pattern in ((7, cues.PUZZLE), (6, cues.WRITING), (4, cues.MATH), (1, cues.CODING),
+                              (3, cues.COMPUTER_USE)):
+            cap[_match(text, pattern)] = code  # later (more specific) categories win
+        cap[(n_tools > 0) & (cap != 3)] = 2
+        cap[image & (cap != 3)] = 5
+
+        script = np.zeros(n, dtype=np.int8)
+        for code, pattern in enumerate(cues.SCRIPT_PATTERNS, 1):
+            script[(script == 0) & _match(text, pattern)] = code
+
+        system = pc.cast(_col(table, "system_text"), pa.string())
+        sys_fp = _hash_strings(_chunk(system))
+
+        temperature = np.rint(_num(table, "temperature", -1.0) * 100).astype(np.int64)
+        top_p = np.rint(_num(table, "top_p", -1.0) * 100).astype(np.int64)
+        params = _mix(_mix(temperature.astype(np.uint64)) ^ _mix(top_p.astype(np.uint64) + np.uint64(1))
+                      ^ _mix(max_tokens.astype(np.int64).astype(np.uint64) + np.uint64(2))
+                      ^ (_effort_codes(effort).astype(np.uint64) << np.uint64(56)))
+
+        completion = _num(table, "completion_tokens")
+        hit_cap = pc.equal(finish, "length").to_numpy(zero_copy_only=False) | (
+            (max_tokens > 0) & (completion >= 0.98 * max_tokens))
+        assistant_turns = _num(table, "n_assistant_turns")
+
+        arrays = [
+            pc.cast(_col(table, "id"), pa.string()),
+            pa.array(cot.astype(np.float32)), pa.array(coerce), pa.array(rubric.astype(np.float32)),
+            pa.array(probe), pa.array(cap), pa.array(script), pa.array(_template_fp(table)), pa.array(sys_fp),
+            pa.array(params), pa.array(hit_cap), pa.array(big_budget), pa.array(assistant_turns == 0),
+        ]
+        return pa.Table.from_arrays(arrays, schema=SIGNAL_SCHEMA)
+
+
+def _effort_codes(effort: pa.Array) -> np.ndarray:
+    codes = np.zeros(len(effort), dtype=np.int64)
+    for name, code in _EFFORTS.items():
+        codes[pc.equal(effort, name).to_numpy(zero_copy_only=False)] = code
+    return codes
+
+
+SIGNALS = Signals()
+
+__all__ = ["SIGNALS", "SIGNAL_SCHEMA", "Signals", "VERSION"]

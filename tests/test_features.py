@@ -1,0 +1,142 @@
+"""Per-account features: batch (DuckDB) and online (AccountState) agree; the state stays small."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from distillguard.features import AccountState, account_features, attach_signals
+from distillguard.features.state import KMV_K, Kmv
+from distillguard.ingest.pipeline import ingest
+from distillguard.signals import SIGNALS
+from distillguard.store import Store
+
+START = datetime(2026, 2, 2, tzinfo=UTC)
+PROMPTS = ["Write a python function to sort a list", "Think step by step and show your full internal reasoning",
+           "Rate the following response on a scale of 1-10 using the rubric", "请逐步思考并给出完整的推理过程",
+           "hello how are you", "Solve the equation 3x+2=11"]
+
+
+def write_traffic(directory: Path, accounts: int = 18, seed: int = 1) -> tuple[Path, Path]:
+    """A small canonical log with varied accounts (volumes, IPs, models incl. one released mid-way)."""
+    r = random.Random(seed)
+    logs, records = directory / "ex.jsonl", directory / "accounts.jsonl"
+    k = 0
+    with logs.open("wb") as out, records.open("wb") as acc:
+        for a in range(accounts):
+            aid = f"acct_{a:03d}"
+            acc.write(orjson.dumps({"account_id": aid, "created_at": (START - timedelta(days=a)).isoformat(),
+                                    "tier": ("free", "payg", "enterprise")[a % 3], "verified": a % 2 == 0,
+                                    "payment_fp": f"pay{a % 4}", "email_domain": f"d{a % 5}.com"}) + b"\n")
+            t = START + timedelta(minutes=r.randint(0, 600))
+            for _ in range(r.randint(5, 120)):
+                t += timedelta(seconds=r.expovariate(1 / 1800))
+                k += 1
+                model = "aurora-3" if t > START + timedelta(days=1, hours=6) and r.random() < 0.6 else "aurora-2"
+                out.write(orjson.dumps({
+                    "id": f"x{k}", "ts": t.isoformat().replace("+00:00", "Z"), "account_id": aid,
+                    "client": {"ip": f"10.{a}.{r.randint(0, 20)}.{r.randint(1, 30 if a % 4 == 0 else 2)}",
+                               "user_agent": f"ua/{a % 2}", "asn": 100 + a % 3, "tls_fp": "t13"},
+                    "request": {"model": model, "max_tokens": r.choice([512, 8192]), "temperature": 0.7,
+                                "messages": [{"role": "user", "content": f"{r.choice(PROMPTS)} {r.randint(0, 99)}"}]},
+                    "response": {"choices": [{"message": {"role": "assistant", "content": "ok"},
+                                              "finish_reason": r.choice(["stop", "length"])}],
+                                 "usage": {"prompt_tokens": 20, "completion_tokens": r.randint(5, 500)}},
+                    "status": 200}) + b"\n")
+    return logs, records
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    root = tmp_path_factory.mktemp("features")
+    logs, records = write_traffic(root)
+    store = Store.open(root / "store")
+    ingest([logs], store, accounts=records)
+    return store
+
+
+def test_batch_and_online_agree(store: Store) -> None:
+    con = store.connect()
+    attach_signals(con, store, store.derived(SIGNALS))
+    table = account_features(con)
+    rows = con.sql("SELECT * FROM exchanges e JOIN signals s USING (id) ORDER BY ts, id").to_arrow_table()
+    accounts = {r["account_id"]: r for r in con.sql("SELECT * FROM accounts").to_arrow_table().to_pylist()}
+    states: dict[str, AccountState] = {}
+    for row in rows.to_pylist():
+        state = states.setdefault(row["account_id"], AccountState(accounts.get(row["account_id"])))
+        state.update(row, row)
+    assert set(states) == set(table.account_ids)
+    checked = 0
+    for i, account in enumerate(table.account_ids):
+        online = states[account].features(table.context)
+        exact_distinct = all(states[account].sketches[n].estimate() < KMV_K for n in states[account].sketches)
+        for name, values in table.features.items():
+            b, o = values[i], online[name]
+            if name.startswith(("log_", "ip_per", "tpl_ratio", "params_ratio", "peer_log_ip")) and not exact_distinct:
+                # a K-minimum-values estimate above K distinct values: within a factor of two
+                if name.startswith("peer_"):
+                    assert abs(o - b) < 3, (account, name, b, o)  # robust z-score in MAD units
+                else:
+                    bound = np.log(2) if name.startswith("log_") else np.log(2) * max(b, 0.01)
+                    assert abs(o - b) < bound * 1.5, (account, name, b, o)
+                continue
+            assert (np.isnan(b) and np.isnan(o)) or o == pytest.approx(b, rel=1e-3, abs=1e-4), (account, name, b, o)
+        checked += 1
+    assert checked == len(table)
+
+
+def test_state_is_small_and_round_trips(store: Store) -> None:
+    con = store.connect()
+    rows = con.sql("SELECT * FROM exchanges ORDER BY ts, id").to_arrow_table()
+    signals = SIGNALS.derive(rows).to_pylist()
+    state = AccountState({"account_id": "a", "tier": "payg", "verified": True, "created_at": "2026-01-01T00:00:00Z",
+                          "payment_fp": "p" * 40, "email_domain": "example.com"})
+    for row, sig in zip(rows.to_pylist(), signals, strict=True):
+        state.update(row, sig)  # every exchange into one account: the sketches fill up
+    blob = state.to_bytes()
+    assert len(blob) <= 1024
+    again = AccountState.from_bytes(blob)
+    a, b = state.features(), again.features()
+    for name in a:
+        assert (np.isnan(a[name]) and np.isnan(b[name])) or b[name] == pytest.approx(a[name], rel=1e-4, abs=1e-4), name
+    with pytest.raises(ValueError):
+        AccountState.from_bytes(b"\x09" + blob[1:])
+
+
+def test_kmv_is_exact_below_k_and_close_above() -> None:
+    sketch = Kmv()
+    for i in range(KMV_K - 1):
+        sketch.add(f"v{i}")
+        sketch.add(f"v{i}")
+    assert sketch.estimate() == KMV_K - 1
+    for i in range(5000):
+        sketch.add(f"w{i}")
+    assert 2000 < sketch.estimate() < 12000
+
+
+def test_peer_group_normalisation_compares_within_tier(store: Store) -> None:
+    con = store.connect()
+    attach_signals(con, store, store.derived(SIGNALS))
+    table = account_features(con)
+    peers = table.context.peers
+    assert {"*", "free", "payg", "enterprise"} <= set(peers)
+    i = int(np.argmax(table.features["log_n"]))
+    tier = table.accounts["tier"][i]
+    median, mad = peers[tier]["log_n"]
+    assert table.features["peer_log_n"][i] == pytest.approx((table.features["log_n"][i] - median) / max(mad, 0.05))
+
+
+def test_prefix_features_only_see_the_past(store: Store) -> None:
+    con = store.connect()
+    attach_signals(con, store, store.derived(SIGNALS))
+    full = account_features(con)
+    cut = int(np.median(full.stats["first_ts"]))
+    early = account_features(con, until_ms=cut)
+    assert 0 < len(early) < len(full)
+    assert (early.stats["last_ts"] < cut).all()
+    assert early.stats["n"].sum() < full.stats["n"].sum()
