@@ -1,0 +1,126 @@
+"""``distillguard gateway``: the enforcement proxy, and ``gateway replay`` to backtest a policy.
+
+``distillguard gateway --upstream URL`` serves (the group runs without a
+sub-command); ``distillguard gateway replay LOGS... --out OUT`` backtests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from distillguard.cli._common import console, fail
+
+_SERVE_OPTIONS = ("upstream", "policy_path", "keys", "state", "accounts", "detections", "store", "audit", "host",
+                  "port", "upstream_key_env", "trust_forwarded", "flush_every", "fsync_ms", "no_online")
+
+
+@click.group(invoke_without_command=True)
+@click.option("--upstream", help="OpenAI-compatible base URL to forward to, e.g. http://127.0.0.1:8000")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False), help="policy YAML (default: shadow mode)")
+@click.option("--keys", type=click.Path(dir_okay=False), help='JSON Lines {"api_key": ..., "account_id": ...}')
+@click.option("--state", default="memory", show_default=True, help="memory or redis://HOST:PORT/DB")
+@click.option("--accounts", type=click.Path(dir_okay=False), help="account records (org, verified) for exemptions")
+@click.option("--detections", type=click.Path(), help="a `distillguard detect` output dir (reloaded on change)")
+@click.option("--store", default="gateway-data/store", show_default=True, help="store that receives the exchanges")
+@click.option("--audit", default="gateway-data/audit.jsonl", show_default=True, help="append-only decision log")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--upstream-key-env", default="DISTILLGUARD_UPSTREAM_API_KEY", show_default=True,
+              help="environment variable holding the key sent upstream (if set)")
+@click.option("--trust-forwarded", is_flag=True, help="take the client IP from X-Forwarded-For")
+@click.option("--flush-every", default=5.0, show_default=True, help="seconds between spool -> store flushes")
+@click.option("--fsync-ms", default=50.0, show_default=True, help="audit fsync group-commit window (0 = every one)")
+@click.option("--no-online", is_flag=True, help="score from batch detections and intel only")
+@click.pass_context
+def command(ctx: click.Context, **opts) -> None:
+    """OpenAI-compatible enforcement proxy (runs when no sub-command is given)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not opts["upstream"]:
+        fail("missing option --upstream (the model server to forward to)", 2)
+    _serve(**{k: opts[k] for k in _SERVE_OPTIONS})
+
+
+def _load_policy(path: str | None):
+    from distillguard.gateway.policy import PolicyError, load_policy
+
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        fail(str(exc))
+
+
+def _serve(upstream: str, policy_path: str | None, keys: str | None, state: str, accounts: str | None,
+           detections: str | None, store: str, audit: str, host: str, port: int, upstream_key_env: str,
+           trust_forwarded: bool, flush_every: float, fsync_ms: float, no_online: bool) -> None:
+    import uvicorn
+
+    from distillguard.gateway.app import Gateway
+    from distillguard.gateway.audit import AuditLog
+    from distillguard.gateway.config import ConfigError, build_scorer, load_accounts, load_keys
+    from distillguard.gateway.engine import Engine
+    from distillguard.gateway.spool import Spool
+    from distillguard.gateway.state import open_state
+    from distillguard.store import Store
+
+    policy = _load_policy(policy_path)
+    try:
+        key_map = load_keys(keys) if keys else None
+        account_info = load_accounts(accounts) if accounts else None
+        scorer = build_scorer(policy, detections, online=not no_online, accounts=account_info, background=True)
+        backend = open_state(state)
+    except (ConfigError, ValueError) as exc:
+        fail(str(exc))
+    spool = Spool(Store.open(store), derive=_derive())
+    engine = Engine(policy, scorer, state=backend, accounts=account_info, audit=AuditLog(audit, fsync_ms=fsync_ms))
+    app = Gateway(upstream, engine, keys=key_map, spool=spool, upstream_api_key=os.environ.get(upstream_key_env),
+                  trust_forwarded=trust_forwarded, flush_every_s=flush_every)
+    console.print(f"gateway on http://{host}:{port} -> {upstream} (policy {policy.source}, mode {policy.mode}, "
+                  f"state {state.split('@')[-1]})")
+    sys.setswitchinterval(0.0005)  # the online-features thread yields the GIL to the event loop often
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+
+
+def _derive():
+    """The per-exchange signal definitions, when the signals stage is installed."""
+    try:
+        from distillguard.signals import SIGNALS
+    except ImportError:
+        return None
+    return SIGNALS
+
+
+@command.command("replay")
+@click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--accounts", type=click.Path(exists=True, dir_okay=False), help="account records for exemptions")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False), help="policy YAML (default: shadow mode)")
+@click.option("--detections", type=click.Path(exists=True), help="a `distillguard detect` output dir")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="output directory")
+@click.option("--no-online", is_flag=True, help="score from batch detections only")
+def replay_command(logs: tuple[str, ...], accounts: str | None, policy_path: str | None, detections: str | None,
+                   out: str, no_online: bool) -> None:
+    """Backtest a policy on recorded canonical exchanges (timestamp order, recorded time)."""
+    from distillguard.gateway.config import ConfigError, build_scorer, load_accounts
+    from distillguard.gateway.engine import Engine
+    from distillguard.gateway.replay import replay
+
+    policy = _load_policy(policy_path)
+    try:
+        account_info = load_accounts(accounts) if accounts else None
+        scorer = build_scorer(policy, detections, online=not no_online, accounts=account_info)
+    except (ConfigError, ValueError) as exc:
+        fail(str(exc))
+    engine = Engine(policy, scorer, accounts=account_info)
+    report = asyncio.run(replay(logs, engine, Path(out)))
+    restricted = sum(1 for s in report.accounts.values() if s.first_restricted is not None)
+    console.print(f"replayed {report.exchanges:,} exchanges from {len(report.accounts):,} accounts "
+                  f"({restricted:,} reached throttle or block) -> {out}/decisions.csv, {out}/accounts.csv")
+    if report.bad_lines:
+        for error in report.errors:
+            console.print(f"  {error}", markup=False, highlight=False)
+        fail(f"{report.bad_lines} bad line(s) skipped")

@@ -1,0 +1,389 @@
+"""The OpenAI-compatible reverse proxy: a plain ASGI app (no framework routing on the hot path).
+
+Per request: authenticate the key -> account, parse and validate the body into a
+canonical exchange row, decide (:class:`~distillguard.gateway.engine.Engine`),
+refuse or forward upstream (streams pass through chunk by chunk), apply output
+defences where the decision says so, then record the exchange (spool -> store)
+and fold it into the account's online state. Malformed input gets an
+OpenAI-format error; nothing a client sends can crash the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import orjson
+import xxhash
+
+from distillguard.gateway import errors
+from distillguard.gateway.actions import Flow, actions_for
+from distillguard.gateway.engine import Decision, Engine
+from distillguard.gateway.spool import Spool
+from distillguard.gateway.sse import StreamRecorder
+from distillguard.gateway.upstream import (
+    HttpxUpstream,
+    PooledUpstream,
+    Response,
+    Upstream,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from distillguard.model import COLUMNS, FieldError, flatten, format_ts
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+log = logging.getLogger("distillguard.gateway")
+CHAT = "/v1/chat/completions"
+MODELS = "/v1/models"
+_JSON = [(b"content-type", b"application/json")]
+
+
+class _Reject(Exception):
+    def __init__(self, spec: tuple[int, str, str], message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.type, self.code = spec
+        self.param = param
+
+
+def key_id(api_key: str) -> str:
+    """A stable, non-reversible id for a key: raw keys never reach logs or the store."""
+    return "key-" + xxhash.xxh3_64_hexdigest(api_key.encode())
+
+
+class Gateway:
+    def __init__(self, upstream: str, engine: Engine, *, keys: dict[str, str] | None = None,
+                 spool: Spool | None = None, upstream_api_key: str | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None, trust_forwarded: bool = False,
+                 flush_every_s: float = 5.0) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.engine = engine
+        self.policy = engine.policy
+        self.keys = keys
+        self.spool = spool
+        self.upstream_api_key = upstream_api_key
+        self.transport = transport
+        self.trust_forwarded = trust_forwarded
+        self.flush_every_s = flush_every_s
+        self._client: Upstream | None = None
+        self._flusher: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
+
+    # ---- lifecycle -------------------------------------------------------
+    @property
+    def client(self) -> Upstream:
+        """The upstream client: pooled raw HTTP/1.1, or httpx over ``transport`` (tests, in-process apps)."""
+        if self._client is None:
+            timeout = self.policy.upstream_timeout_s
+            self._client = (HttpxUpstream(self.upstream, timeout, self.transport) if self.transport is not None
+                            else PooledUpstream(self.upstream, timeout))
+        return self._client
+
+    async def startup(self) -> None:
+        if self.spool is not None and self.flush_every_s > 0:
+            self._flusher = asyncio.create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_every_s)
+            await self.flush()
+
+    async def flush(self) -> int:
+        """Move spooled exchanges into the store without blocking the event loop."""
+        if self.spool is None:
+            return 0
+        self.spool.rotate()
+        try:
+            return await asyncio.to_thread(self.spool.ingest_ready)
+        except Exception:  # noqa: BLE001 - files stay in the spool and are retried next time
+            return 0
+
+    async def shutdown(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+        if self.spool is not None:
+            await asyncio.to_thread(self.spool.close)
+        if self.engine.audit is not None:
+            self.engine.audit.close()
+        await self.engine.state.close()
+
+    # ---- ASGI ------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = False
+
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._route(scope, receive, tracked)
+        except Exception as exc:  # noqa: BLE001 - a bug must cost one request, never the process
+            log.exception("request failed: %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await _send_error(send, 500, errors.error_body(f"Internal gateway error: {type(exc).__name__}",
+                                                               "server_error", "internal_error"))
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            path, method = scope["path"], scope["method"]
+            if path == CHAT:
+                if method != "POST":
+                    raise _Reject(errors.METHOD, f"{method} is not allowed on {CHAT}; use POST")
+                await self._chat(scope, receive, send)
+            elif path == MODELS or path.startswith(MODELS + "/"):
+                if method != "GET":
+                    raise _Reject(errors.METHOD, f"{method} is not allowed on {path}; use GET")
+                self._account(scope)
+                await self._models(scope, send)
+            else:
+                raise _Reject(errors.NOT_FOUND, f"Unknown request URL: {method} {path}")
+        except _Reject as exc:
+            await _send_error(send, exc.status, errors.error_body(str(exc), exc.type, exc.code, exc.param))
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ---- pieces ----------------------------------------------------------
+    def _account(self, scope: Scope) -> tuple[str, str]:
+        auth = _header(scope, b"authorization")
+        if not auth or not auth.lower().startswith("bearer ") or not auth[7:].strip():
+            raise _Reject(errors.NO_KEY, "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.")
+        api_key = auth[7:].strip()
+        if self.keys is None:
+            return key_id(api_key), key_id(api_key)
+        account = self.keys.get(api_key)
+        if account is None:
+            if self.policy.unknown_keys == "allow":
+                return key_id(api_key), key_id(api_key)
+            raise _Reject(errors.BAD_KEY, "Incorrect API key provided.")
+        return account, key_id(api_key)
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.policy.max_body_bytes
+        declared = _header(scope, b"content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise _Reject(errors.TOO_LARGE, f"Request body of {declared} bytes exceeds the {limit}-byte limit.")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Reject(errors.BAD_JSON, "Client disconnected before sending the body.")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _Reject(errors.TOO_LARGE, f"Request body exceeds the {limit}-byte limit.")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    def _client_ip(self, scope: Scope) -> str:
+        if self.trust_forwarded:
+            forwarded = _header(scope, b"x-forwarded-for")
+            if forwarded:
+                return forwarded.split(",")[0].strip()
+        client = scope.get("client")
+        return client[0] if client else "0.0.0.0"
+
+    def _upstream_headers(self, scope: Scope) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        accept = _header(scope, b"accept")
+        if accept:
+            headers["accept"] = accept
+        if self.upstream_api_key:
+            headers["authorization"] = f"Bearer {self.upstream_api_key}"
+        return headers
+
+    async def _models(self, scope: Scope, send: Send) -> None:
+        resp = await self._upstream("GET", scope["path"], None, self._upstream_headers(scope))
+        try:
+            body = await resp.read()
+        except UpstreamError as exc:
+            raise _reject_upstream(exc) from None
+        finally:
+            await resp.aclose()
+        await _send_full(send, resp.status, body, resp.content_type)
+
+    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        now_ms = int(time.time() * 1000)
+        account, api_key_id = self._account(scope)
+        raw = await self._body(scope, receive)
+        try:
+            request = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _Reject(errors.BAD_JSON, f"We could not parse the JSON body of your request: {exc}") from None
+        if not isinstance(request, dict):
+            raise _Reject(errors.BAD_JSON, "The request body must be a JSON object.")
+        info = self.engine.accounts.get(account)
+        record = new_record(account, api_key_id, self._client_ip(scope), _header(scope, b"user-agent"), request,
+                            now_ms, info.org_id if info is not None else None)
+        try:
+            row = record_row(record)
+        except FieldError as exc:
+            raise _Reject(errors.BAD_JSON, f"Invalid request: {exc.reason}", param=exc.field) from None
+        decision = await self.engine.decide(record["id"], account, record.get("org_id"), row, now_ms)
+        flow = Flow(request=request)
+        actions = actions_for(decision, self.policy.perturb)
+        for action in actions:
+            action.apply(decision, flow)
+        if flow.refusal is not None:
+            status, body, headers = flow.refusal
+            await _send_full(send, status, body, "application/json", headers)
+            self._record(record, decision, None, status, started)
+            return
+        content = orjson.dumps(request) if flow.changes else raw
+        url, headers = CHAT, self._upstream_headers(scope)
+        try:
+            if request.get("stream") is True:
+                response, status = await self._stream(url, content, headers, flow, send)
+            else:
+                response, status = await self._forward(url, content, headers, flow, actions, decision, send)
+        except _Reject as exc:
+            await _send_error(send, exc.status, errors.error_body(str(exc), exc.type, exc.code))
+            self._record(record, decision, None, exc.status, started)
+            return
+        self._record(record, decision, response, status, started)
+
+    async def _forward(self, url: str, content: bytes, headers: dict[str, str], flow: Flow, actions: list,
+                       decision: Decision, send: Send) -> tuple[dict | None, int]:
+        resp = await self._upstream("POST", url, content, headers)
+        try:
+            body = await resp.read()
+        except UpstreamError as exc:
+            raise _reject_upstream(exc) from None
+        finally:
+            await resp.aclose()
+        response: dict | None = None
+        try:
+            parsed = orjson.loads(body)
+            response = parsed if isinstance(parsed, dict) else None
+        except orjson.JSONDecodeError:
+            pass
+        out = body
+        if response is not None and decision.perturb and resp.status == 200:
+            delivered = orjson.loads(body)
+            flow.response = delivered
+            for action in actions:
+                action.apply(decision, flow)
+            out = orjson.dumps(delivered)
+        await _send_full(send, resp.status, out, resp.content_type)
+        return response, resp.status
+
+    async def _stream(self, url: str, content: bytes, headers: dict[str, str], flow: Flow,
+                      send: Send) -> tuple[dict | None, int]:
+        resp = await self._upstream("POST", url, content, headers)
+        recorder = StreamRecorder()
+        try:
+            await send({"type": "http.response.start", "status": resp.status,
+                        "headers": [(b"content-type", resp.content_type.encode()), (b"cache-control", b"no-cache")]})
+            try:
+                async for chunk in resp.stream():
+                    out = flow.stream.feed(chunk) if flow.stream is not None else chunk
+                    if out:
+                        await send({"type": "http.response.body", "body": out, "more_body": True})
+                    recorder.feed(chunk)
+                tail = flow.stream.close() if flow.stream is not None else b""
+            except UpstreamError:
+                tail = b""  # upstream died mid-stream: end what the client has
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+        finally:
+            await resp.aclose()
+        return (recorder.response() if resp.status == 200 else None), resp.status
+
+    async def _upstream(self, method: str, url: str, content: bytes | None, headers: dict[str, str]) -> Response:
+        try:
+            return await self.client.send(method, url, content, headers)
+        except UpstreamError as exc:
+            raise _reject_upstream(exc) from None
+
+    def _record(self, record: dict[str, Any], decision: Decision, response: dict | None, status: int,
+                started: float) -> None:
+        """Spool the exchange and fold it into online state, after the client has its answer."""
+        row = finish_record(record, decision, response, status, started)
+        if self.spool is not None:
+            self.spool.append(record)
+        task = asyncio.ensure_future(self.engine.complete(decision, row))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+def new_record(account: str, api_key_id: str | None, ip: str, user_agent: str | None, request: dict[str, Any],
+               now_ms: int, org_id: str | None = None) -> dict[str, Any]:
+    """The canonical exchange for a request (the response is added by :func:`finish_record`)."""
+    record: dict[str, Any] = {"id": "gw-" + uuid.uuid4().hex, "ts": format_ts(now_ms), "account_id": account,
+                              "api_key_id": api_key_id, "client": {"ip": ip, "user_agent": user_agent},
+                              "endpoint": CHAT, "request": request}
+    if org_id:
+        record["org_id"] = org_id
+    return record
+
+
+def record_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The canonical record as a row dict (raises :class:`FieldError` on an invalid request)."""
+    return dict(zip(COLUMNS, flatten(record), strict=True))
+
+
+def finish_record(record: dict[str, Any], decision: Decision, response: dict | None, status: int,
+                  started: float) -> dict[str, Any]:
+    """Complete the record with the upstream answer and the decision; returns its row."""
+    record["response"] = response
+    record["status"] = status
+    record["latency_ms"] = int((time.perf_counter() - started) * 1000)
+    record["gateway"] = {"action": decision.action, "tier": decision.tier, "enforced": decision.enforced}
+    try:
+        return record_row(record)
+    except FieldError:
+        record["response"] = None  # an upstream answer we cannot parse is not the client's fault
+        return record_row(record)
+
+
+def _reject_upstream(exc: UpstreamError) -> _Reject:
+    if isinstance(exc, UpstreamTimeout):
+        return _Reject(errors.UPSTREAM_TIMEOUT, "The upstream model server timed out.")
+    return _Reject(errors.UPSTREAM_DOWN, f"The upstream model server is unreachable: {exc}")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _send_full(send: Send, status: int, body: bytes, content_type: str,
+                     extra: dict[str, str] | None = None) -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    headers.extend((k.encode(), v.encode()) for k, v in (extra or {}).items())
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(send: Send, status: int, body: bytes) -> None:
+    await _send_full(send, status, body, "application/json")

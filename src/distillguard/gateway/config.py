@@ -1,0 +1,84 @@
+"""Loading the gateway's inputs (keys, accounts) and wiring an :class:`Engine` from them.
+
+Every loader reports bad input as ``file:line: field: reason``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from distillguard.gateway.engine import AccountInfo
+from distillguard.gateway.policy import Policy
+from distillguard.gateway.scoring import BatchRisk, FusedScorer, Scorer
+from distillguard.ingest import open_binary
+from distillguard.model import FieldError, flatten_account
+
+
+class ConfigError(ValueError):
+    """Bad gateway input; the message names file, line and field."""
+
+
+def _jsonl(path: Path):
+    try:
+        handle = open_binary(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    with handle:
+        for number, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            try:
+                yield number, orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise ConfigError(f"{path}:{number}: <record>: invalid JSON: {exc}") from None
+
+
+def load_keys(path: str | Path) -> dict[str, str]:
+    """``{"api_key": ..., "account_id": ...}`` per line -> api_key -> account_id."""
+    path = Path(path)
+    keys: dict[str, str] = {}
+    for number, record in _jsonl(path):
+        if not isinstance(record, dict):
+            raise ConfigError(f"{path}:{number}: <record>: expected a JSON object")
+        for name in ("api_key", "account_id"):
+            value = record.get(name)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{path}:{number}: {name}: required non-empty string")
+        if record["api_key"] in keys and keys[record["api_key"]] != record["account_id"]:
+            raise ConfigError(f"{path}:{number}: api_key: already mapped to account {keys[record['api_key']]!r}")
+        keys[record["api_key"]] = record["account_id"]
+    return keys
+
+
+def load_accounts(path: str | Path) -> dict[str, AccountInfo]:
+    """Account records (the ingest ``--accounts`` format): org and verification feed the exemptions."""
+    path = Path(path)
+    accounts: dict[str, AccountInfo] = {}
+    for number, record in _jsonl(path):
+        try:
+            row = flatten_account(record)
+        except FieldError as exc:
+            raise ConfigError(f"{path}:{number}: {exc.field}: {exc.reason}") from None
+        accounts[row[0]] = AccountInfo(org_id=row[6], verified=bool(row[8]), record=record)
+    return accounts
+
+
+def build_scorer(policy: Policy, detections: str | Path | None = None, online: bool = True,
+                 accounts: dict[str, AccountInfo] | None = None, background: bool = False) -> Scorer:
+    """Batch risk (with matched intel) from ``detections``, a detect output dir, and online behaviour."""
+    batch = BatchRisk(detections) if detections else None
+    online_risk = None
+    if online:
+        from distillguard.features import Context
+        from distillguard.gateway.online import OnlineFeatures
+
+        # population facts (model releases, peer baselines) from the last detect run, when there is one
+        context_path = Path(detections) / "context.json" if detections else None
+        context = (Context.from_json(orjson.loads(context_path.read_bytes()))
+                   if context_path is not None and context_path.exists() else None)
+        online_risk = OnlineFeatures(context=context, background=background,
+                                     accounts={a: info.record for a, info in (accounts or {}).items()})
+    return FusedScorer(batch=batch, online=online_risk, intel_max_risk=policy.intel_max_risk)
+

@@ -1,0 +1,183 @@
+"""The decision path shared by the live proxy, the integrations and ``gateway replay``.
+
+``decide`` runs before the request goes upstream (exemptions, score, tier,
+budgets, audit); ``complete`` runs once the exchange is known (online state,
+token charges). Replay calls exactly these two methods with recorded timestamps,
+so a backtest exercises the same code the proxy does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from distillguard.gateway import errors
+from distillguard.gateway.audit import AuditLog
+from distillguard.gateway.policy import Policy, Tier
+from distillguard.gateway.scoring import Score, Scorer
+from distillguard.gateway.state import MemoryState, StateBackend, StateError
+from distillguard.gateway.throttle import Rate
+from distillguard.model import format_ts
+
+
+@dataclass
+class AccountInfo:
+    org_id: str | None = None
+    verified: bool = False
+    record: dict[str, Any] = field(default_factory=dict)  # the account record, for online features
+
+
+@dataclass
+class Decision:
+    id: str
+    account_id: str
+    ts_ms: int
+    action: str  # allow | throttle | perturb | block: what the policy decided for this account now
+    tier: str
+    risk: float
+    reasons: list[str] = field(default_factory=list)
+    enforced: bool = True  # False in shadow mode: logged, not acted on
+    limited: bool = False  # over a rate or token budget
+    retry_after_s: float = 0.0
+    campaign_id: str | None = None
+    status: int | None = None  # the error status the gateway answers with itself, when enforced
+    perturb: bool = False  # responses get output defences
+
+    def audit_entry(self) -> dict[str, Any]:
+        return {"id": self.id, "account_id": self.account_id, "ts": format_ts(self.ts_ms), "action": self.action,
+                "tier": self.tier, "risk": self.risk, "reasons": self.reasons, "enforced": self.enforced,
+                "limited": self.limited, "retry_after_s": self.retry_after_s, "campaign_id": self.campaign_id,
+                "status": self.status, "perturb": self.perturb}
+
+    def error(self) -> tuple[int, bytes, dict[str, str]]:
+        """The OpenAI-format refusal for an enforced block, throttle or fail-closed decision."""
+        headers: dict[str, str] = {}
+        if self.status == 429:
+            _, type_, code = errors.THROTTLED
+            message = f"Rate limit reached for this account. Retry after {self.retry_after_s:g} s."
+            headers["retry-after"] = str(max(1, int(self.retry_after_s + 0.999)))
+        elif self.status == 503:
+            _, type_, code = errors.UNAVAILABLE
+            message = "The service is temporarily unavailable. Please retry."
+            headers["retry-after"] = "1"
+        else:
+            _, type_, code = errors.BLOCKED
+            message = "This account is not permitted to use this API. Contact support if you think this is a mistake."
+        return self.status or 403, errors.error_body(message, type_, code), headers
+
+
+class Engine:
+    def __init__(self, policy: Policy, scorer: Scorer, state: StateBackend | None = None,
+                 accounts: dict[str, AccountInfo] | None = None, audit: AuditLog | None = None) -> None:
+        self.policy = policy
+        self.scorer = scorer
+        self.state: StateBackend = state if state is not None else MemoryState()
+        self.accounts = accounts or {}
+        self.audit = audit
+        self._tiers = {t.name: t for t in policy.tiers}
+
+    def exemption(self, account_id: str, org_id: str | None) -> str | None:
+        p = self.policy
+        info = self.accounts.get(account_id)
+        org = org_id or (info.org_id if info else None)
+        if account_id in p.allow_accounts:
+            return f"allowlisted account {account_id}"
+        if org is not None and org in p.allow_orgs:
+            return f"allowlisted organisation {org}"
+        if p.exempt_verified and info is not None and info.verified:
+            return "verified organisation" + (f" {org}" if org else "")
+        return None
+
+    async def decide(self, exchange_id: str, account_id: str, org_id: str | None, row: dict[str, Any],
+                     now_ms: int) -> Decision:
+        """Decide for one request and append the decision to the audit log before it takes effect."""
+        decision = await self._decide(exchange_id, account_id, org_id, row, now_ms)
+        if self.audit is not None:
+            self.audit.write(decision.audit_entry())
+        return decision
+
+    async def _decide(self, exchange_id: str, account_id: str, org_id: str | None, row: dict[str, Any],
+                      now_ms: int) -> Decision:
+        exempt = self.exemption(account_id, org_id)
+        if exempt is not None:
+            return Decision(exchange_id, account_id, now_ms, "allow", "exempt", 0.0, [exempt])
+        try:
+            score = self.scorer.score(account_id, row, now_ms)
+        except Exception as exc:  # noqa: BLE001 - any scorer failure is handled by the fail mode
+            return self._failed(exchange_id, account_id, now_ms, f"scorer error: {exc}")
+        try:
+            score = await self._share(account_id, score)
+            tier = self.policy.tier_for(score.risk)
+            decision = Decision(exchange_id, account_id, now_ms, tier.action, tier.name, score.risk,
+                                [*score.reasons, f"tier {tier.name} (risk >= {tier.min_risk:g})"],
+                                enforced=not self.policy.is_shadow(tier), campaign_id=score.campaign_id,
+                                perturb=tier.action == "perturb" or tier.perturb)
+            await self._budgets(decision, tier, now_ms)
+        except StateError as exc:
+            return self._failed(exchange_id, account_id, now_ms, str(exc))
+        if not decision.enforced:
+            decision.reasons.append("shadow: not enforced")
+            decision.perturb = False
+        elif tier.action == "block":
+            decision.status = 403
+        elif decision.limited:
+            decision.status = 429
+        return decision
+
+    async def _share(self, account_id: str, score: Score) -> Score:
+        """With a shared backend, replicas exchange risk: each takes the highest any of them has seen."""
+        if not getattr(self.state, "shared", False):
+            return score
+        blob = await self.state.get_blob("risk:" + account_id)
+        if blob is not None:
+            shared = orjson.loads(blob)
+            if shared["risk"] > score.risk:
+                return Score(shared["risk"], (*shared["reasons"], "risk shared by another replica"),
+                             shared.get("campaign_id"))
+            if shared["risk"] == score.risk:
+                return score
+        if score.risk > 0:
+            await self.state.put_blob("risk:" + account_id, orjson.dumps(
+                {"risk": score.risk, "reasons": score.reasons, "campaign_id": score.campaign_id}))
+        return score
+
+    async def _budgets(self, decision: Decision, tier: Tier, now_ms: int) -> None:
+        if tier.action == "block":
+            return
+        if tier.requests_per_minute:
+            ok, retry_ms = await self.state.limit(decision.account_id + ":r", now_ms,
+                                                  Rate(tier.requests_per_minute, tier.burst))
+            if not ok:
+                decision.limited = True
+                decision.retry_after_s = round(retry_ms / 1000.0, 3)
+                decision.reasons.append(f"over {tier.requests_per_minute:g} requests/min")
+        if tier.tokens_per_minute and not decision.limited:
+            ok, retry_ms = await self.state.limit(decision.account_id + ":t", now_ms,
+                                                  Rate(tier.tokens_per_minute, tier.burst), cost=0)
+            if not ok:
+                decision.limited = True
+                decision.retry_after_s = round(retry_ms / 1000.0, 3)
+                decision.reasons.append(f"over {tier.tokens_per_minute:g} tokens/min")
+
+    def _failed(self, exchange_id: str, account_id: str, now_ms: int, why: str) -> Decision:
+        if self.policy.fail == "open":
+            return Decision(exchange_id, account_id, now_ms, "allow", "fail-open", 0.0, [why, "fail-open"])
+        return Decision(exchange_id, account_id, now_ms, "block", "fail-closed", 1.0, [why, "fail-closed"],
+                        status=503)
+
+    async def complete(self, decision: Decision, row: dict[str, Any]) -> None:
+        """After the exchange: fold it into online state and charge the tokens it used."""
+        # scoring state must never fail a request already served
+        with contextlib.suppress(Exception):
+            self.scorer.observe(row)
+        tier = self._tiers.get(decision.tier)
+        if tier is None or not tier.tokens_per_minute:
+            return
+        tokens = (row.get("prompt_tokens") or 0) + (row.get("completion_tokens") or 0)
+        if tokens:
+            with contextlib.suppress(StateError):
+                await self.state.charge(decision.account_id + ":t", decision.ts_ms,
+                                        Rate(tier.tokens_per_minute, tier.burst), tokens)

@@ -1,0 +1,165 @@
+"""Plain ASGI middleware: distillguard inside an existing FastAPI/Starlette app that serves chat completions.
+
+Usage::
+
+    app = FastAPI()
+    engine = Engine(load_policy("policy.yaml"), build_scorer(policy))
+    app.add_middleware(DistillGuardMiddleware, engine=engine, account=lambda scope: scope["state"]["account"])
+
+Requests to ``paths`` are decided before the app sees them (refusals are answered
+here, in OpenAI format); responses of perturbed accounts are rewritten on the
+way out, streamed or not. Everything else passes through untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from distillguard.gateway.actions import Flow, actions_for
+from distillguard.gateway.app import CHAT, _header, _send_full, finish_record, key_id, new_record, record_row
+from distillguard.gateway.engine import Engine
+from distillguard.gateway.sse import StreamRecorder
+from distillguard.model import FieldError
+
+AccountOf = Callable[[dict[str, Any]], str | None]
+
+
+def bearer_account(keys: dict[str, str] | None = None) -> AccountOf:
+    """Account from ``Authorization: Bearer KEY`` via ``keys`` (or the key's hash when ``keys`` is None)."""
+
+    def account(scope: dict[str, Any]) -> str | None:
+        auth = _header(scope, b"authorization") or ""
+        key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if not key:
+            return None
+        return keys.get(key) if keys is not None else key_id(key)
+
+    return account
+
+
+class DistillGuardMiddleware:
+    def __init__(self, app: Any, engine: Engine, account: AccountOf | None = None,
+                 paths: tuple[str, ...] = (CHAT,)) -> None:
+        self.app = app
+        self.engine = engine
+        self.account = account or bearer_account()
+        self.paths = paths
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        account = self.account(scope)
+        if account is None:  # unauthenticated: the app's own auth answers
+            await self.app(scope, receive, send)
+            return
+        started, now_ms = time.perf_counter(), int(time.time() * 1000)
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        raw = b"".join(chunks)
+        try:
+            request = orjson.loads(raw)
+            record = new_record(account, None, (scope.get("client") or ("0.0.0.0",))[0],
+                                _header(scope, b"user-agent"), request, now_ms)
+            row = record_row(record)
+        except (orjson.JSONDecodeError, FieldError, AttributeError, TypeError):
+            await self.app(scope, _replay(raw, receive), send)  # malformed: let the app produce its own error
+            return
+        decision = await self.engine.decide(record["id"], account, None, row, now_ms)
+        flow = Flow(request=request)
+        actions = actions_for(decision, self.engine.policy.perturb)
+        for action in actions:
+            action.apply(decision, flow)
+        if flow.refusal is not None:
+            status, body, headers = flow.refusal
+            await _send_full(send, status, body, "application/json", headers)
+            await self.engine.complete(decision, finish_record(record, decision, None, status, started))
+            return
+        body = orjson.dumps(request) if flow.changes else raw
+        out = _Capture(send, flow, decision.perturb, actions, decision)
+        await self.app(scope, _replay(body, receive), out.send)
+        response = out.recorder.response() if out.streaming else out.parsed()
+        await self.engine.complete(decision, finish_record(record, decision, response, out.status, started))
+
+
+def _replay(body: bytes, receive: Callable[[], Any]) -> Callable[[], Any]:
+    """The (possibly rewritten) body once, then the client's own messages (a real disconnect)."""
+    sent = False
+
+    async def replayed() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+class _Capture:
+    """Watches (and, for perturbed accounts, rewrites) the app's response."""
+
+    def __init__(self, send: Any, flow: Flow, perturb: bool, actions: list, decision: Any) -> None:
+        self._send, self.flow, self.perturb, self.actions, self.decision = send, flow, perturb, actions, decision
+        self.status = 200
+        self.streaming = False
+        self.recorder = StreamRecorder()
+        self.body: list[bytes] = []
+        self._start: dict[str, Any] | None = None
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            ctype = dict(message.get("headers") or []).get(b"content-type", b"")
+            self.streaming = ctype.startswith(b"text/event-stream")
+            if self.perturb and not self.streaming:
+                self._start = message  # held until the body is rewritten (its length changes)
+                return
+            if self.perturb:
+                message = {**message, "headers": [(k, v) for k, v in message["headers"] if k != b"content-length"]}
+            await self._send(message)
+            return
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
+        if self.streaming:
+            self.recorder.feed(chunk)
+            if self.perturb and self.flow.stream is not None:
+                chunk = self.flow.stream.feed(chunk) + (b"" if more else self.flow.stream.close())
+            await self._send({**message, "body": chunk})
+            return
+        self.body.append(chunk)
+        if not self.perturb:
+            await self._send(message)
+        elif not more:
+            await self._send_perturbed()
+
+    async def _send_perturbed(self) -> None:
+        raw = b"".join(self.body)
+        try:
+            delivered = orjson.loads(raw)
+            if isinstance(delivered, dict) and self.status == 200:
+                self.flow.response = delivered
+                for action in self.actions:
+                    action.apply(self.decision, self.flow)
+                raw = orjson.dumps(delivered)
+        except orjson.JSONDecodeError:
+            pass
+        headers = [(k, v) for k, v in (self._start or {}).get("headers", []) if k != b"content-length"]
+        await self._send({"type": "http.response.start", "status": self.status,
+                          "headers": [*headers, (b"content-length", str(len(raw)).encode())]})
+        await self._send({"type": "http.response.body", "body": raw})
+
+    def parsed(self) -> dict | None:
+        try:
+            value = orjson.loads(b"".join(self.body))
+        except orjson.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
