@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from distillguard.model.exchange import FieldError, parse_ts
+from distillguard.model.exchange import FieldError, parse_ts, table_from_rows
 
 TIERS = ("free", "payg", "startup", "edu", "research", "enterprise")
 
@@ -55,11 +55,4 @@ def flatten_account(record: Any) -> tuple:
 
 
 def accounts_to_table(rows: list[tuple]) -> pa.Table:
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in ACCOUNT_SCHEMA]
-    arrays = []
-    for field, values in zip(ACCOUNT_SCHEMA, columns, strict=True):
-        if field.name == "created_at":
-            arrays.append(pa.array(values, type=pa.int64()).cast(field.type))
-        else:
-            arrays.append(pa.array(values, type=field.type))
-    return pa.Table.from_arrays(arrays, schema=ACCOUNT_SCHEMA)
+    return table_from_rows(rows, ACCOUNT_SCHEMA)

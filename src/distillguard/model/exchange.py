@@ -280,16 +280,21 @@ def flatten(record: Any) -> tuple:
     )
 
 
-def rows_to_table(rows: list[tuple]) -> pa.Table:
-    """Column-wise conversion of flattened rows into an Arrow table of :data:`EXCHANGE_SCHEMA`."""
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in COLUMNS]
+def table_from_rows(rows: list[tuple], schema: pa.Schema) -> pa.Table:
+    """Column-wise conversion of validated rows; timestamps arrive as epoch milliseconds."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
     arrays = []
-    for field, values in zip(EXCHANGE_SCHEMA, columns, strict=True):
-        if field.name == "ts":
+    for field, values in zip(schema, columns, strict=True):
+        if pa.types.is_timestamp(field.type):
             arrays.append(pa.array(values, type=pa.int64()).cast(field.type))
         else:
             arrays.append(pa.array(values, type=field.type))
-    return pa.Table.from_arrays(arrays, schema=EXCHANGE_SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def rows_to_table(rows: list[tuple]) -> pa.Table:
+    """Flattened exchange rows as an Arrow table of :data:`EXCHANGE_SCHEMA`."""
+    return table_from_rows(rows, EXCHANGE_SCHEMA)
 
 
 def to_record(row: dict[str, Any]) -> dict[str, Any]:
