@@ -76,6 +76,9 @@ class Gateway:
         self._client: Upstream | None = None
         self._flusher: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
+        self._completions: list[tuple[Decision, dict[str, Any]]] = []
+        self._id_prefix = "gw-" + uuid.uuid4().hex[:16]
+        self._id_count = 0
 
     # ---- lifecycle -------------------------------------------------------
     @property
@@ -102,6 +105,8 @@ class Gateway:
             return 0
         self.spool.rotate()
         try:
+            if self.spool.can_use_worker:  # a child process: ingest never holds this process's GIL
+                return await asyncio.wrap_future(self.spool.ingest_in_worker())
             return await asyncio.to_thread(self.spool.ingest_ready)
         except Exception:  # noqa: BLE001 - files stay in the spool and are retried next time
             return 0
@@ -111,7 +116,7 @@ class Gateway:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
-        if self._background:
+        while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
@@ -243,8 +248,10 @@ class Gateway:
         if not isinstance(request, dict):
             raise _Reject(errors.BAD_JSON, "The request body must be a JSON object.")
         info = self.engine.accounts.get(account)
+        self._id_count += 1
         record = new_record(account, api_key_id, self._client_ip(scope), _header(scope, b"user-agent"), request,
-                            now_ms, info.org_id if info is not None else None)
+                            now_ms, info.org_id if info is not None else None,
+                            exchange_id=f"{self._id_prefix}{self._id_count:x}")
         try:
             row = record_row(record)
         except FieldError as exc:
@@ -330,16 +337,30 @@ class Gateway:
         row = finish_record(record, decision, response, status, started)
         if self.spool is not None:
             self.spool.append(record)
-        task = asyncio.ensure_future(self.engine.complete(decision, row))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        # one task folds every exchange completed in this loop iteration, not a task per request
+        self._completions.append((decision, row))
+        if len(self._completions) == 1:
+            task = asyncio.ensure_future(self._complete_batch())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _complete_batch(self) -> None:
+        batch, self._completions = self._completions, []
+        for decision, row in batch:
+            try:
+                await self.engine.complete(decision, row)
+            except Exception:  # noqa: BLE001 - online state must never fail a request already served
+                log.exception("completing exchange %s failed", decision.id)
 
 def new_record(account: str, api_key_id: str | None, ip: str, user_agent: str | None, request: dict[str, Any],
-               now_ms: int, org_id: str | None = None) -> dict[str, Any]:
-    """The canonical exchange for a request (the response is added by :func:`finish_record`)."""
-    record: dict[str, Any] = {"id": "gw-" + uuid.uuid4().hex, "ts": format_ts(now_ms), "account_id": account,
-                              "api_key_id": api_key_id, "client": {"ip": ip, "user_agent": user_agent},
-                              "endpoint": CHAT, "request": request}
+               now_ms: int, org_id: str | None = None, exchange_id: str | None = None) -> dict[str, Any]:
+    """The canonical exchange for a request (the response is added by :func:`finish_record`).
+
+    Ids are unique per gateway process start (random prefix + counter: no ``uuid4`` syscall per request).
+    """
+    record: dict[str, Any] = {"id": exchange_id or "gw-" + uuid.uuid4().hex, "ts": format_ts(now_ms),
+                              "account_id": account, "api_key_id": api_key_id,
+                              "client": {"ip": ip, "user_agent": user_agent}, "endpoint": CHAT, "request": request}
     if org_id:
         record["org_id"] = org_id
     return record

@@ -35,7 +35,7 @@ class AuditLog:
         os.write(self._fd, orjson.dumps(entry) + b"\n")
         if self._fsync_ms <= 0:
             os.fsync(self._fd)
-        else:
+        elif not self._dirty.is_set():  # Event.set takes a lock and notifies: once per commit window is enough
             self._dirty.set()
 
     def _syncer(self) -> None:

@@ -4,10 +4,17 @@ Each completed exchange is appended to ``current.jsonl`` with one ``write(2)``;
 ``flush`` rotates the file and ingests the rotated files with the ordinary
 ingest pipeline (dedupe on id makes a repeated ingest after a crash harmless),
 so batch detection sees gateway traffic with no extra step.
+
+The live proxy ingests in a child process (:meth:`Spool.ingest_in_worker`, one
+long-lived worker at low CPU priority that owns the store's dedupe index): deriving
+signals and writing Parquet hold the GIL for hundreds of milliseconds, which in a
+thread of the proxy stalls the event loop and shows up in every request's tail latency.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import os
 import threading
 import time
@@ -20,11 +27,42 @@ from distillguard.ingest import ingest
 from distillguard.store import Store
 from distillguard.store.store import Derive
 
+_worker_store: Store | None = None
+_worker_derive: Derive | None = None
+
+
+def _worker_init(root: str, with_signals: bool) -> None:
+    global _worker_store, _worker_derive
+    if hasattr(os, "nice"):
+        os.nice(10)  # background work: the proxy's event loop wins the CPU when both want it
+    _worker_store = Store.open(root)
+    if with_signals:
+        from distillguard.signals import SIGNALS
+
+        _worker_derive = SIGNALS
+
+
+def _worker_ingest(spool_dir: str) -> int:
+    return _ingest_files(spool_dir, _worker_store, _worker_derive)
+
+
+def _ingest_files(spool_dir: str | os.PathLike[str], store: Store, derive: Derive | None) -> int:
+    from pathlib import Path
+
+    ready = sorted(Path(spool_dir).glob("ready-*.jsonl"))
+    if not ready:
+        return 0
+    report = ingest(ready, store, fmt="canonical", derive=derive)
+    for path in ready:
+        path.unlink()
+    return report.ingested
+
 
 class Spool:
     def __init__(self, store: Store, derive: Derive | None = None) -> None:
         self.store = store
         self.derive = derive
+        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self.dir = store.root / "gateway-spool"
         self.dir.mkdir(parents=True, exist_ok=True)
         self._ingest_lock = threading.Lock()
@@ -54,19 +92,40 @@ class Spool:
     def ingest_ready(self) -> int:
         """Ingest every rotated file into the store; returns the exchanges stored. Safe in a worker thread."""
         with self._ingest_lock:
-            ready = sorted(self.dir.glob("ready-*.jsonl"))
-            if not ready:
-                return 0
-            report = ingest(ready, self.store, fmt="canonical", derive=self.derive)
-            for path in ready:
-                path.unlink()
-            return report.ingested
+            return _ingest_files(self.dir, self.store, self.derive)
+
+    @property
+    def can_use_worker(self) -> bool:
+        """A worker process can rebuild ``derive`` only when it is the standard signal set (or none)."""
+        if self.derive is None:
+            return True
+        try:
+            from distillguard.signals import SIGNALS
+        except ImportError:
+            return False
+        return self.derive is SIGNALS
+
+    def ingest_in_worker(self) -> concurrent.futures.Future:
+        """Ingest every rotated file in the worker process (started on first use); a future of the count.
+
+        Only one ingest runs at a time (one worker); the worker owns the store's dedupe index from then
+        on, so this process must not also ingest while the worker lives (``close`` stops it first).
+        """
+        if self._executor is None:
+            self._executor = concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                initargs=(str(self.store.root), self.derive is not None))
+        return self._executor.submit(_worker_ingest, str(self.dir))
 
     def flush(self) -> int:
         self.rotate()
         return self.ingest_ready()
 
     def close(self) -> int:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+            self.store._ids = None  # the worker wrote exchanges this process's index has not seen
         stored = self.flush()
         os.close(self._fd)
         return stored

@@ -62,6 +62,16 @@ class _PooledResponse:
         self._done = False
 
     async def read(self) -> bytes:
+        if self._length is not None and not self._chunked:  # the common case: one read, no generator
+            try:
+                async with asyncio.timeout(self._pool.timeout_s):  # no extra task, unlike wait_for
+                    body = await self._conn.reader.readexactly(self._length) if self._length else b""
+            except TimeoutError:
+                raise UpstreamTimeout("upstream timed out mid-response") from None
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                raise UpstreamError(f"upstream broke the response: {exc}") from None
+            self._done = True
+            return body
         return b"".join([chunk async for chunk in self.stream()])
 
     async def stream(self) -> AsyncIterator[bytes]:
@@ -136,7 +146,8 @@ class PooledUpstream:
             conn = self._idle.pop() if reused else await self._connect()
             try:
                 conn.writer.write(data)
-                head = await asyncio.wait_for(conn.reader.readuntil(b"\r\n\r\n"), self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):
+                    head = await conn.reader.readuntil(b"\r\n\r\n")
             except TimeoutError:
                 conn.writer.close()
                 raise UpstreamTimeout("upstream timed out") from None
