@@ -37,8 +37,10 @@ _DETAIL = {
     "shared_ip_prefix": "{n} accounts call from {v} shared network(s)",
     "shared_client_fingerprint": "{n} accounts share {v} TLS/user-agent fingerprint(s)",
 }
+# evidence that may attach a straggler: specific to one operation and no coincidence of timing or habit
+ATTACH_KINDS = ("shared_payment", "shared_proxy_pool", "synchronised_activity")
 _TEMP = ("_cand", "_cx", "_all_keys", "_keys", "_elements", "_minhash", "_pairs", "_cohort", "_edges", "_links",
-         "_members", "_tpl")
+         "_members", "_tpl", "_pair", "_attach")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class AttributionConfig:
     min_accounts: int = 3  # smaller groups are not reported as campaigns
     min_score: float = 0.3
     merge_conductance: float = 0.1
+    merge_density: float = 0.1  # ... and the density between them >= this x the sparser one's internal density
+    attach_min: float = 0.6  # ATTACH_KINDS weight, summed over >= 2 members, that attaches a straggler (0: off)
     proxy_churn: float = 0.2  # median distinct /24s per exchange above which IP rotation is evidence
     link: LinkConfig = field(default_factory=LinkConfig)
 
@@ -84,7 +88,7 @@ def find_campaigns(con: duckdb.DuckDBPyConnection, scores: pa.Table, features: p
         names = sorted({a for a, _, _ in links} | {b for _, b, _ in links})
         index = {n: i for i, n in enumerate(names)}
         groups = communities(names, [(index[a], index[b]) for a, b, _ in links], [w for _, _, w in links],
-                             merge_conductance=cfg.merge_conductance)
+                             merge_conductance=cfg.merge_conductance, merge_density=cfg.merge_density)
         groups = [g for g in groups if len(g) >= cfg.min_accounts]
         if not groups:
             return []
@@ -92,6 +96,8 @@ def find_campaigns(con: duckdb.DuckDBPyConnection, scores: pa.Table, features: p
                             "cid": [c for c, g in enumerate(groups) for _ in g]})
         con.register("_members_arrow", members)
         con.execute("CREATE OR REPLACE TEMP TABLE _members AS SELECT * FROM _members_arrow")
+        if cfg.attach_min > 0:
+            _attach(con, cfg.attach_min)
         campaigns = _build(con, cfg, cols, features)
     finally:
         for name in _TEMP:
@@ -100,6 +106,49 @@ def find_campaigns(con: duckdb.DuckDBPyConnection, scores: pa.Table, features: p
             with contextlib.suppress(duckdb.Error):
                 con.unregister(name)
     return sorted((c for c in campaigns if c.score >= cfg.min_score), key=lambda c: (-c.score, c.id))
+
+
+def _attach(con: duckdb.DuckDBPyConnection, attach_min: float) -> None:
+    """Attach stragglers: a suspicious account outside every campaign whose pairs each fell short of an edge.
+
+    Evidence accumulates over a campaign's members: an account holding per-operation evidence
+    (``ATTACH_KINDS``: exact card, proxy pool, synchrony) with at least two members of one campaign, summing to
+    ``attach_min`` and at least twice what it shares with any other campaign, joins it. Infrastructure, the
+    actor's dialect (templates, card issuers, domain families: IDE agents write like a coding hydra) and sign-up
+    bursts (a customer who happened to sign up during one) never count here, so a NAT, a reseller range, a common
+    prompt or an unlucky sign-up time cannot pull an account in; the supporting pairs are added to ``_links``,
+    so the campaign's evidence lists them.
+    """
+    solid = ", ".join(f"'{k}'" for k in ATTACH_KINDS)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _pair AS
+        SELECT a, b, sum(weight) AS w, sum(CASE WHEN kind IN ({solid}) THEN weight ELSE 0 END) AS s
+        FROM _edges GROUP BY a, b HAVING s > 0
+    """)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _attach AS
+        WITH loose AS (
+            SELECT p.a AS x, m.cid, p.s FROM _pair p JOIN _members m ON m.account_id = p.b
+            WHERE p.a NOT IN (SELECT account_id FROM _members)
+            UNION ALL
+            SELECT p.b, m.cid, p.s FROM _pair p JOIN _members m ON m.account_id = p.a
+            WHERE p.b NOT IN (SELECT account_id FROM _members)),
+        per AS (SELECT x, cid, sum(s) AS s, count(*) AS n FROM loose GROUP BY x, cid),
+        ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY x ORDER BY s DESC, cid) AS r,
+                   lead(s) OVER (PARTITION BY x ORDER BY s DESC, cid) AS next FROM per)
+        SELECT x AS account_id, cid FROM ranked
+        WHERE r = 1 AND n >= 2 AND s >= {attach_min} AND s >= 2 * coalesce(next, 0)
+    """)
+    con.execute("""
+        INSERT INTO _links
+        SELECT p.a, p.b, p.w FROM _pair p JOIN _attach t ON t.account_id = p.a JOIN _members m ON m.account_id = p.b
+        WHERE m.cid = t.cid
+        UNION ALL
+        SELECT p.a, p.b, p.w FROM _pair p JOIN _attach t ON t.account_id = p.b JOIN _members m ON m.account_id = p.a
+        WHERE m.cid = t.cid
+    """)
+    con.execute("INSERT INTO _members SELECT account_id, cid FROM _attach")
 
 
 def _build(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig, cols, features: pa.Table | None
