@@ -1,12 +1,19 @@
-"""Cross-provider intel, measured (issue 4, section 5).
+"""Cross-provider intel, measured per exchange (issue 4, section 5).
 
-One actor attacks K simulated providers, later providers later. Provider 1 detects on its own and
-shares a bundle; each later provider runs detection at daily checkpoints with and without the
-intel provider 1 had published by that time. Reports, for the later providers, the exchanges
-harvested by attack accounts before they were flagged (throttle/block), the benign false-positive
-rate, and whether campaigns found there link to provider 1's intrusion sets of the same actor.
+One actor attacks K simulated providers, later providers later (``simulate --providers K``).
+Provider 1 detects on its own traffic up to the day provider j is first attacked and exports a
+bundle (``intel export --store``: infrastructure its own customers use is withheld). Provider j's
+traffic is then replayed through the gateway's decision path (``gateway replay``: timestamp order,
+one decision per exchange, online model scoring from a cold start, default tiers enforced) twice:
+without intel, and with provider 1's bundle matched per request (``gateway --intel``).
 
-    .venv/bin/python benchmarks/intel.py --scale small --seed 11 --providers 3
+Harvested before detection (per attack account): exchanges the gateway served to it (decisions
+allow or perturb that it did not refuse) before its first throttle or block decision; all of them
+if it never reached one. Benign FPR: benign accounts ever throttled or blocked / benign accounts.
+Attribution: batch detection over provider j's whole window with the intel matched, campaigns
+linked to provider 1's intrusion sets, checked against the simulator's actor labels.
+
+    .venv/bin/python benchmarks/intel.py --scale small --seed 21 --providers 3
 
 Nothing here is tuned on these seeds (matching weights were set on the hand-made unit-test data).
 """
@@ -14,6 +21,7 @@ Nothing here is tuned on these seeds (matching weights were set on the hand-made
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import shutil
 import tempfile
@@ -87,67 +95,122 @@ def detect(store: Store, model: Model, intel: pa.Table | None = None, campaigns:
     return flagged_ids, found, con
 
 
-def harvested(store: Store, first_flag: dict[str, int], attack: set[str]) -> int:
-    """Exchanges attack accounts made before the checkpoint that first flagged them (all, if never)."""
-    rows = store.connect().execute("SELECT account_id, epoch_ms(ts) FROM exchanges").fetchall()
-    return sum(1 for a, t in rows if a in attack and t < first_flag.get(a, 1 << 62))
+POLICY_ENFORCE = ("mode: shadow", "mode: enforce")
 
 
-def run(scale: str, seed: int, providers: int, work: Path, step_hours: int, model: Model) -> dict:
+def enforce_policy():
+    from importlib import resources
+
+    from distillguard.gateway.policy import load_policy
+
+    text = resources.files("distillguard").joinpath("data", "policy-default.yaml").read_text()
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        handle.write(text.replace(*POLICY_ENFORCE))
+    return load_policy(handle.name)
+
+
+def replay_provider(pdir: Path, out: Path, bundle: dict | None, model: Model) -> dict[str, dict]:
+    """``gateway replay`` of one provider's logs, cold start (no batch detections); per-account outcome."""
+    from distillguard.gateway.config import load_accounts
+    from distillguard.gateway.engine import Engine
+    from distillguard.gateway.intel import RequestIntel
+    from distillguard.gateway.online import OnlineFeatures
+    from distillguard.gateway.replay import replay
+    from distillguard.gateway.scoring import FusedScorer
+
+    policy = enforce_policy()
+    accounts = load_accounts(pdir / "accounts.jsonl")
+    records = {a: info.record for a, info in accounts.items()}
+    intel = RequestIntel(bundle, GROUP_KEY, accounts=records) if bundle else None
+    scorer = FusedScorer(online=OnlineFeatures(accounts=records, model=model),
+                         intel_max_risk=policy.intel_max_risk, intel=intel)
+    engine = Engine(policy, scorer, accounts=accounts)
+    asyncio.run(replay([pdir / "exchanges"], engine, out))
+    outcome: dict[str, dict] = {}
+    with open(out / "decisions.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            o = outcome.setdefault(row["account_id"], {"served_before": 0, "detected": False, "exchanges": 0,
+                                                       "intel_reason": False})
+            o["exchanges"] += 1
+            if row["action"] in ("throttle", "block"):
+                if not o["detected"]:
+                    o["intel_reason"] = "intel " in row["reasons"]
+                o["detected"] = True
+            elif not o["detected"] and not row["status"]:
+                o["served_before"] += 1
+    return outcome
+
+
+def run(scale: str, seed: int, providers: int, work: Path, model: Model) -> dict:
     t0 = time.perf_counter()
     sim = work / "sim"
-    simulate(sim, scale, seed, providers=providers)
+    if not (sim / "meta.json").exists():
+        simulate(sim, scale, seed, providers=providers)
+    meta = orjson.loads((sim / "meta.json").read_bytes())
     stores, truth = [], []
     for i in range(1, providers + 1):
         pdir = sim / f"provider-{i}"
         store = Store.open(work / f"store-{i}")
-        ingest(sorted(str(p) for p in (pdir / "exchanges").glob("*")), store, accounts=pdir / "accounts.jsonl",
-               derive=SIGNALS)
+        if not store.exchange_files():
+            ingest(sorted(str(p) for p in (pdir / "exchanges").glob("*")), store,
+                   accounts=pdir / "accounts.jsonl", derive=SIGNALS)
         stores.append(store)
         truth.append(labels(pdir / "labels.csv"))
-    lo, hi = stores[0].connect().execute("SELECT epoch_ms(min(ts)), epoch_ms(max(ts)) FROM exchanges").fetchone()
-    step = step_hours * 3_600_000
-    checkpoints = list(range(lo - lo % step + step, hi + step, step))
     key = generate_key()
-    shared: dict[int, tuple[dict, dict]] = {}  # checkpoint -> (provider 1's campaigns.json, its bundle)
-    for cut in checkpoints:
-        _, found, con = detect(substore(stores[0], work / "ck" / "p1", cut), model, campaigns=True)
-        doc = orjson.loads(orjson.dumps(campaigns_to_json(found)))
-        if doc.get("campaigns"):
-            # as `intel export --store`: withhold what provider 1's unflagged customers also use
-            ex = benign_exclusions(con, {a for c in doc["campaigns"] for a in c["accounts"]})
-            shared[cut] = (doc, export_bundle(doc, ExportOptions("provider-1", GROUP_KEY, key, exclusions=ex)))
-    report = {"scale": scale, "seed": seed, "providers": providers, "checkpoints": len(checkpoints),
-              "step_hours": step_hours, "later": []}
+    report = {"scale": scale, "seed": seed, "providers": providers, "later": []}
     for j in range(1, providers):
-        store, lab = stores[j], truth[j]
+        first_attack = meta["providers"][j]["first_attack_ts"]
+        day = datetime.fromisoformat(first_attack.replace("Z", "+00:00")).replace(hour=0, minute=0, second=0,
+                                                                                   microsecond=0)
+        cutoff = int(day.timestamp() * 1000)
+        # provider 1's bundle as published the night before provider j+1 is first attacked
+        _, found, con = detect(substore(stores[0], work / "ck" / "p1", cutoff), model, campaigns=True)
+        doc = orjson.loads(orjson.dumps(campaigns_to_json(found)))
+        bundle = None
+        if doc.get("campaigns"):
+            ex = benign_exclusions(con, {a for c in doc["campaigns"] for a in c["accounts"]})
+            bundle = export_bundle(doc, ExportOptions("provider-1", GROUP_KEY, key, exclusions=ex))
+        pdir = sim / f"provider-{j + 1}"
+        lab = truth[j]
         attack = {a for a, r in lab.items() if r["label"] == "attack"}
         benign = {a for a, r in lab.items() if r["label"] != "attack"}
-        first: dict[str, dict[str, int]] = {"without": {}, "with": {}}
-        final = None
-        for cut in checkpoints:
-            sub = substore(store, work / "ck" / f"p{j + 1}", cut)
-            available = [shared[c] for c in sorted(shared) if c <= cut]
-            for mode in ("without", "with"):
-                intel = match(sub.connect(), available[-1][1], GROUP_KEY) if mode == "with" and available else None
-                last = cut == checkpoints[-1] and mode == "with"
-                flagged_ids, found, _ = detect(sub, model, intel.table if intel else None, campaigns=last)
-                for account in flagged_ids:
-                    first[mode].setdefault(account, cut)
-                if last:
-                    final = (found, intel, available[-1] if available else None)
-        row: dict = {"provider": j + 1, "attack_exchanges": harvested(store, {}, attack)}
-        for mode in ("without", "with"):
-            row[f"harvested_{mode}"] = harvested(store, first[mode], attack)
-            row[f"attack_flagged_{mode}"] = len(set(first[mode]) & attack) / max(len(attack), 1)
-            row[f"fpr_{mode}"] = len(set(first[mode]) & benign) / max(len(benign), 1)
+        row: dict = {"provider": j + 1, "bundle_cutoff": day.strftime("%Y-%m-%d"),
+                     "p1_campaigns": len(doc.get("campaigns", [])),
+                     "indicators": sum(1 for o in (bundle or {}).get("objects", []) if o["type"] == "indicator")}
+        for mode, b in (("without", None), ("with", bundle)):
+            t1 = time.perf_counter()
+            outcome = replay_provider(pdir, work / f"replay-p{j + 1}-{mode}", b, model)
+            row[f"replay_s_{mode}"] = round(time.perf_counter() - t1, 1)
+            att = [outcome[a] for a in attack if a in outcome]
+            ben = [outcome[a] for a in benign if a in outcome]
+            row["attack_accounts"], row["benign_accounts"] = len(att), len(ben)
+            row["attack_exchanges"] = sum(o["exchanges"] for o in att)
+            row[f"harvested_{mode}"] = sum(o["served_before"] for o in att)
+            row[f"attack_flagged_{mode}"] = sum(o["detected"] for o in att) / max(len(att), 1)
+            row[f"fpr_{mode}"] = sum(o["detected"] for o in ben) / max(len(ben), 1)
+            row[f"benign_flagged_{mode}"] = sum(o["detected"] for o in ben)
+            row[f"first_by_intel_{mode}"] = sum(o["detected"] and o["intel_reason"] for o in att)
+            per_type: dict[str, list[int]] = {}
+            for a in attack:
+                if a in outcome:
+                    per_type.setdefault(lab[a]["population"], []).append(outcome[a]["served_before"])
+            row[f"per_type_{mode}"] = {t: sum(v) for t, v in sorted(per_type.items())}
         row["reduction"] = 1 - row["harvested_with"] / max(row["harvested_without"], 1)
-        found, intel, latest = final
-        row["linking"] = (linking(found, intel, latest[1], latest[0], truth[0], lab) if latest
-                          else {"campaigns": len(found), "linked": 0, "correct": 0})
+        # attribution: batch detection over provider j's window with provider 1's intel matched
+        if bundle:
+            intel = match(stores[j].connect(), bundle, GROUP_KEY)
+            found_j, _, _ = detect_all(stores[j], model, intel.table)
+            row["linking"] = linking(found_j, intel, bundle, doc, truth[0], lab)
+        else:
+            row["linking"] = {"campaigns": 0, "linked": 0, "correct": 0}
         report["later"].append(row)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
+
+
+def detect_all(store: Store, model: Model, intel: pa.Table | None):
+    flagged_ids, found, con = detect(store, model, intel, campaigns=True)
+    return found, flagged_ids, con
 
 
 def linking(found: list, intel, bundle: dict, p1_doc: dict, lab1: dict, labj: dict) -> dict:
@@ -179,52 +242,64 @@ def _majority(accounts: list[str], lab: dict[str, dict[str, str]]) -> str | None
 
 
 def write_results(report: dict, path: Path) -> None:
-    """Replace this benchmark's section of RESULTS.md."""
-    lines = ["## intel: cross-provider attribution (benchmarks/intel.py)", "",
-             f"`benchmarks/intel.py --scale {report['scale']} --seed {report['seed']} --providers "
-             f"{report['providers']} --step-hours {report['step_hours']}` with a detector trained on other seeds "
-             f"({report['model']}); {report['checkpoints']} checkpoints every {report['step_hours']} h per provider "
-             f"and mode, {report['seconds']} s. Harvested = exchanges attack accounts made before the checkpoint "
-             "that first flagged them (throttle/block); baseline = the same detector without provider 1's intel, "
-             "which at each checkpoint is provider 1's export of what it had detected by then.", "",
-             "| provider | attack exchanges | harvested without intel | harvested with intel | reduction "
-             "| attack flagged without / with | benign FPR without / with | campaigns linked (correct actor) |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Replace this benchmark's section of RESULTS.md (between its markers)."""
+    lines = ["<!-- intel:begin -->",
+             "## intel: shared intel at later providers, per exchange (benchmarks/intel.py)", "",
+             f"`.venv/bin/python benchmarks/intel.py --scale {report['scale']} --seed {report['seed']} --providers "
+             f"{report['providers']}` (detector: {report['model']}; {report['seconds']} s on 2 shared cores). "
+             "Provider 1 exports what it detected up to the day before provider j is first attacked "
+             "(`intel export --store`); provider j's traffic is replayed through the gateway (`gateway replay`, "
+             "timestamp order, default tiers enforced, online model scoring from a cold start, no batch "
+             "detections) without and with that bundle matched per request (`--intel`). Harvested = exchanges "
+             "served to attack accounts (allow or perturb, not refused) before their first throttle or block "
+             "decision (all of them if never); FPR = benign accounts ever throttled or blocked.", "",
+             "| provider | bundle (cutoff, indicators) | attack accounts / exchanges | harvested without intel | "
+             "harvested with intel | reduction | attack flagged without / with | benign FPR without / with | "
+             "campaigns linked (correct actor) |",
+             "|---|---|---|---:|---:|---:|---|---|---|"]
     for r in report["later"]:
         link = r["linking"]
-        lines.append(f"| {r['provider']} | {r['attack_exchanges']:,} | {r['harvested_without']:,} | "
-                     f"{r['harvested_with']:,} | {r['reduction']:.0%} | {r['attack_flagged_without']:.0%} / "
-                     f"{r['attack_flagged_with']:.0%} | {r['fpr_without']:.2%} / {r['fpr_with']:.2%} | "
-                     f"{link['linked']}/{link['campaigns']} ({link['correct']}) |")
+        lines.append(f"| {r['provider']} | {r['bundle_cutoff']}, {r['indicators']} | {r['attack_accounts']} / "
+                     f"{r['attack_exchanges']:,} | {r['harvested_without']:,} | {r['harvested_with']:,} | "
+                     f"{r['reduction']:.0%} | {r['attack_flagged_without']:.0%} / {r['attack_flagged_with']:.0%} | "
+                     f"{r['fpr_without']:.2%} ({r['benign_flagged_without']}) / {r['fpr_with']:.2%} "
+                     f"({r['benign_flagged_with']}) | {link['linked']}/{link['campaigns']} ({link['correct']}) |")
+    lines += ["", "Harvested before detection per campaign type (without / with intel):", ""]
+    for r in report["later"]:
+        parts = [f"{t} {r['per_type_without'][t]:,} / {r['per_type_with'].get(t, 0):,}" for t in r["per_type_without"]]
+        lines.append(f"- provider {r['provider']}: " + "; ".join(parts))
     met = all(r["reduction"] >= 0.5 and r["fpr_with"] <= r["fpr_without"] for r in report["later"])
     lines += ["", f"Target (>= 50 % fewer exchanges harvested before detection, no FPR rise): "
-                  f"**{'met' if met else 'not met'}**.", ""]
+                  f"**{'met' if met else 'not met'}**.", "<!-- intel:end -->"]
     section = "\n".join(lines)
     text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    head = "## intel: cross-provider attribution"
-    if head in text:
-        before, _, rest = text.partition(head)
-        after = rest[rest.find("\n## "):] if "\n## " in rest else ""
-        text = before + section + after.lstrip("\n")
+    if "<!-- intel:begin -->" in text and "<!-- intel:end -->" in text:
+        before, _, rest = text.partition("<!-- intel:begin -->")
+        _, _, after = rest.partition("<!-- intel:end -->")
+        text = before + section + after
+    elif "## intel: cross-provider attribution" in text:
+        before, _, rest = text.partition("## intel: cross-provider attribution")
+        after = rest[rest.find("\n<!-- "):] if "\n<!-- " in rest else ""
+        text = before + section + "\n" + after
     else:
-        text = text.rstrip("\n") + "\n\n" + section
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", default="small")
-    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--providers", type=int, default=3)
-    parser.add_argument("--step-hours", type=int, default=12, help="hours between detection checkpoints")
-    parser.add_argument("--work", type=Path, help="working directory (default: a temporary one)")
+    parser.add_argument("--work", type=Path, help="working directory, reused when it holds a simulation and stores "
+                        "(default: a temporary one)")
     parser.add_argument("--model", type=Path, help="detector artifact trained on other seeds (default: shipped)")
     parser.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dg-intel-") as tmp:
         work = args.work or Path(tmp)
         model = Model.load(args.model)
-        report = run(args.scale, args.seed, args.providers, work, args.step_hours, model)
+        report = run(args.scale, args.seed, args.providers, work, model)
         report["model"] = str(args.model or "shipped")
     for row in report["later"]:
         print(row)

@@ -57,9 +57,74 @@ def test_replay_cli_writes_decisions_in_timestamp_order(tmp_path):
     with open(tmp_path / "out" / "accounts.csv") as handle:
         accounts = {r["account_id"]: r for r in csv.DictReader(handle)}
     assert accounts["benign"]["first_restricted"] == "" and int(accounts["benign"]["throttle"]) == 0
-    assert int(accounts["attacker"]["first_restricted"]) <= 40  # rescored every 16 exchanges
-    first = next(r for r in rows if r["account_id"] == "attacker" and r["action"] == "throttle")
-    assert "hidden reasoning trace" in first["reasons"]
+    assert all("online model risk" in r["reasons"] for r in rows[40:])  # the shipped model scores online
+
+
+async def test_online_rules_rescoring_restricts_a_coercing_account(tmp_path):
+    """With the rules as the online risk (``detector_risk``), early rescoring points restrict within 40 requests."""
+    from distillguard.gateway.online import detector_risk
+    from distillguard.model import COLUMNS, flatten
+
+    (tmp_path / "p.yaml").write_text("mode: enforce\ntiers:\n  - {name: hi, min_risk: 0.5, action: throttle}\n"
+                                     "  - {name: lo, min_risk: 0, action: allow}\n")
+    policy = load_policy(tmp_path / "p.yaml")
+    engine = Engine(policy, FusedScorer(online=OnlineFeatures(risk_fn=detector_risk())))
+    first = None
+    for n, record in enumerate(sorted((r for r in _records() if r["account_id"] == "attacker"),
+                                      key=lambda r: r["ts"]), 1):
+        row = dict(zip(COLUMNS, flatten(record), strict=True))
+        decision = await engine.decide(row["id"], "attacker", None, row, row["ts"])
+        await engine.complete(decision, row)
+        if first is None and decision.action in ("throttle", "block"):
+            first = (n, decision)
+    assert first is not None and first[0] <= 40
+    assert any("hidden reasoning trace" in reason for reason in first[1].reasons)
+
+
+def test_online_model_risk_is_batch_models_risk():
+    """Online scoring applies the shipped fused model to AccountState.features(): the same number as Model.risk."""
+    from distillguard.detect import Model
+    from distillguard.gateway.online import MIN_EXCHANGES, MIN_EXCHANGES_BLOCK, ModelRisk
+    from distillguard.model import COLUMNS, flatten
+
+    online = OnlineFeatures()
+    assert isinstance(online.risk_fn, ModelRisk)
+    for record in sorted(_records(), key=lambda r: r["ts"]):
+        online.observe(dict(zip(COLUMNS, flatten(record), strict=True)))
+    online.flush()
+    model = Model.load()
+    for account in ("attacker", "benign"):
+        features = online._live[account].features()
+        expected = float(model.risk({k: np.array([v]) for k, v in features.items()})[0])
+        assert online.risks[account][0] == round(expected, 4)
+    # a handful of exchanges never restricts, whatever the model says
+
+    class Sure:
+        rules = model.rules
+
+        def components(self, columns):
+            return {}
+
+        def fuse(self, parts):
+            return np.array([0.99, 0.99, 0.99])
+
+    sizes = (3, MIN_EXCHANGES, MIN_EXCHANGES_BLOCK)
+    (low, why), (mid, why_mid), (high, _) = ModelRisk(Sure()).many(
+        [dict(features, log_n=float(np.log1p(n))) for n in sizes])
+    assert low < 0.6 and "capped" in why[-1]
+    assert 0.6 <= mid < 0.85 and "capped" in why_mid[-1] and high == 0.99
+
+
+def test_links_throttle_accounts_sharing_a_flagged_payment_fingerprint():
+    from distillguard.gateway.online import LINK_RISK
+
+    online = OnlineFeatures(accounts={"a": {"payment_fp": "pfp_1"}, "b": {"payment_fp": "pfp_1"},
+                                      "c": {"payment_fp": "pfp_2"}})
+    assert online.risk("b", 0) == (0.0, ())
+    online.links.flag("a", online.accounts["a"])
+    risk, reasons = online.risk("b", 0)
+    assert risk == LINK_RISK < 0.85 and "payment fingerprint" in reasons[0]
+    assert online.risk("a", 0)[0] == 0.0 and online.risk("c", 0)[0] == 0.0
 
 
 def test_replay_reports_bad_lines_with_file_line_field(tmp_path):

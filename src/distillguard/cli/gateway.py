@@ -16,7 +16,43 @@ import click
 from distillguard.cli._common import console, fail
 
 _SERVE_OPTIONS = ("upstream", "policy_path", "keys", "state", "accounts", "detections", "store", "audit", "host",
-                  "port", "upstream_key_env", "trust_forwarded", "flush_every", "fsync_ms", "no_online")
+                  "port", "upstream_key_env", "trust_forwarded", "flush_every", "fsync_ms", "no_online", "intel",
+                  "group_key", "group")
+
+
+def _intel_options(f):
+    """``--intel BUNDLE`` (repeatable), ``--group-key``, ``--group``: shared indicators matched per request."""
+    f = click.option("--group", type=click.Path(exists=True, dir_okay=False),
+                     help="group keyring: intel objects whose signatures do not verify are dropped")(f)
+    f = click.option("--group-key", type=click.Path(exists=True, dir_okay=False),
+                     help="the sharing group's key (intel keygen --group-key), needed with --intel")(f)
+    return click.option("--intel", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                        help="STIX bundle from the sharing group, matched per request (repeatable)")(f)
+
+
+def _attach_intel(scorer, intel: tuple[str, ...], group_key: str | None, group: str | None, account_info) -> None:
+    """Give a FusedScorer per-request indicator matching; errors name the file."""
+    if not intel:
+        if group_key or group:
+            fail("--group-key/--group go with --intel BUNDLE", 2)
+        return
+    if not group_key:
+        fail("--intel needs --group-key (the sharing group's key)", 2)
+    import orjson
+
+    from distillguard.gateway.intel import RequestIntel, load_bundles
+    from distillguard.intel.client import TaxiiClientError, load_keyring
+    from distillguard.intel.privacy import GroupKeyError, load_group_key
+
+    try:
+        key = load_group_key(group_key)
+        keyring = load_keyring(group) if group else None
+        objects = load_bundles(list(intel), keyring)
+    except (GroupKeyError, TaxiiClientError, OSError, ValueError, orjson.JSONDecodeError) as exc:
+        fail(str(exc))
+    records = {a: info.record for a, info in (account_info or {}).items()}
+    scorer.intel = RequestIntel(objects, key, accounts=records)
+    console.print(f"intel: {len(scorer.intel)} indicator(s) from {len(intel)} bundle(s), matched per request")
 
 
 @click.group(invoke_without_command=True)
@@ -36,6 +72,7 @@ _SERVE_OPTIONS = ("upstream", "policy_path", "keys", "state", "accounts", "detec
 @click.option("--flush-every", default=5.0, show_default=True, help="seconds between spool -> store flushes")
 @click.option("--fsync-ms", default=50.0, show_default=True, help="audit fsync group-commit window (0 = every one)")
 @click.option("--no-online", is_flag=True, help="score from batch detections and intel only")
+@_intel_options
 @click.pass_context
 def command(ctx: click.Context, **opts) -> None:
     """OpenAI-compatible enforcement proxy (runs when no sub-command is given)."""
@@ -57,7 +94,8 @@ def _load_policy(path: str | None):
 
 def _serve(upstream: str, policy_path: str | None, keys: str | None, state: str, accounts: str | None,
            detections: str | None, store: str, audit: str, host: str, port: int, upstream_key_env: str,
-           trust_forwarded: bool, flush_every: float, fsync_ms: float, no_online: bool) -> None:
+           trust_forwarded: bool, flush_every: float, fsync_ms: float, no_online: bool, intel: tuple[str, ...] = (),
+           group_key: str | None = None, group: str | None = None) -> None:
     import uvicorn
 
     from distillguard.gateway.app import Gateway
@@ -76,6 +114,7 @@ def _serve(upstream: str, policy_path: str | None, keys: str | None, state: str,
         backend = open_state(state)
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
+    _attach_intel(scorer, intel, group_key, group, account_info)
     spool = Spool(Store.open(store), derive=_derive())
     engine = Engine(policy, scorer, state=backend, accounts=account_info, audit=AuditLog(audit, fsync_ms=fsync_ms))
     app = Gateway(upstream, engine, keys=key_map, spool=spool, upstream_api_key=os.environ.get(upstream_key_env),
@@ -102,8 +141,9 @@ def _derive():
 @click.option("--detections", type=click.Path(exists=True), help="a `distillguard detect` output dir")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="output directory")
 @click.option("--no-online", is_flag=True, help="score from batch detections only")
+@_intel_options
 def replay_command(logs: tuple[str, ...], accounts: str | None, policy_path: str | None, detections: str | None,
-                   out: str, no_online: bool) -> None:
+                   out: str, no_online: bool, intel: tuple[str, ...], group_key: str | None, group: str | None) -> None:
     """Backtest a policy on recorded canonical exchanges (timestamp order, recorded time)."""
     from distillguard.gateway.config import ConfigError, build_scorer, load_accounts
     from distillguard.gateway.engine import Engine
@@ -115,6 +155,7 @@ def replay_command(logs: tuple[str, ...], accounts: str | None, policy_path: str
         scorer = build_scorer(policy, detections, online=not no_online, accounts=account_info)
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
+    _attach_intel(scorer, intel, group_key, group, account_info)
     engine = Engine(policy, scorer, accounts=account_info)
     report = asyncio.run(replay(logs, engine, Path(out)))
     restricted = sum(1 for s in report.accounts.values() if s.first_restricted is not None)

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from distillguard.decide import BLOCK
+from distillguard.decide import BLOCK, WATCH
+
+INTEL_WEIGHT = 0.9  # as batch detection (distillguard.detect.INTEL_WEIGHT): noisy-OR with our own evidence
 
 
 @dataclass(frozen=True)
@@ -104,13 +106,25 @@ class BatchRisk:
         return self.entries.get(account_id)
 
 
+class RequestIntelRisk(Protocol):
+    """Shared indicators matched per request (implemented in :mod:`.intel`)."""
+
+    def score(self, account_id: str, row: dict[str, Any]) -> tuple[float, tuple[str, ...], bool]: ...
+
+
 class FusedScorer:
-    """Max-fusion of batch and online risk, with the reasons that produced it."""
+    """Max-fusion of batch and online risk, plus per-request intel (noisy-OR), with the reasons."""
 
     def __init__(self, batch: BatchRisk | None = None, online: OnlineRisk | None = None,
-                 intel_max_risk: float = 0.6) -> None:
+                 intel_max_risk: float = 0.6, intel: RequestIntelRisk | None = None) -> None:
         self.batch, self.online = batch, online
         self.intel_max_risk = intel_max_risk
+        self.intel = intel
+        links = getattr(online, "links", None)
+        if links is not None and batch is not None:
+            links.seed(batch)
+            for account in links.flagged:  # batch-flagged accounts' payment fingerprints link their peers
+                links.flag(account, online.accounts.get(account))
 
     def score(self, account_id: str, exchange_row: dict[str, Any], now_ms: int) -> Score:
         risk, reasons, campaign = 0.0, [], None
@@ -130,6 +144,18 @@ class FusedScorer:
             if online_risk > 0:
                 reasons.extend(online_reasons)
                 risk = max(risk, online_risk)
+        if self.intel is not None:
+            intel_score, intel_reasons, corroborated = self.intel.score(account_id, exchange_row)
+            if intel_score > 0:
+                own = risk
+                fused = 1.0 - (1.0 - own) * (1.0 - INTEL_WEIGHT * intel_score)
+                reasons.extend(intel_reasons)
+                if not corroborated and own < WATCH:  # one member's word, nothing local: throttle at most
+                    capped = min(fused, max(own, self.intel_max_risk))
+                    if capped < fused:
+                        reasons.append(f"intel uncorroborated: capped at {capped:.2f}")
+                    fused = capped
+                risk = max(risk, fused)
         return Score(round(risk, 4), tuple(reasons), campaign)
 
     def observe(self, exchange_row: dict[str, Any]) -> None:
