@@ -5,8 +5,8 @@ Two input sizes show whether memory grows with the input. Usage::
 
     python benchmarks/ingest.py [--sizes 250000 1000000] [--no-write]
 
-Inputs are cached under ``bench-data/`` (gitignored). The project simulator is used when it
-is available; otherwise records of realistic shape and size (~2 KB) are generated here.
+Inputs are simulator output (``distillguard.simulate``, ~3 KB per exchange), cached under
+``bench-data/`` (gitignored).
 """
 
 from __future__ import annotations
@@ -14,102 +14,30 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import random
 import shutil
 import sys
 import time
 from pathlib import Path
-
-import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench-data"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 START, END = "<!-- ingest:start -->", "<!-- ingest:end -->"
 
-_WORDS = (
-    "model", "data", "explain", "the", "quickly", "reason", "step", "proof", "code", "function", "value", "list",
-    "train", "answer", "verify", "optimise", "graph", "tensor", "loss", "gradient", "layer", "token", "prompt",
-    "output", "format", "json", "rubric", "because", "therefore", "consider", "first", "second", "finally",
-    "compute", "result", "error", "test", "case",
-)
-
-
-def _text(rng: random.Random, words: int) -> str:
-    return " ".join(rng.choice(_WORDS) for _ in range(words))
-
-
-def synth_record(i: int, rng: random.Random) -> dict:
-    """One canonical record with the variety ingest must handle (parts, images, tools, reasoning)."""
-    turns = rng.choice((1, 1, 1, 2, 3))
-    messages: list[dict] = [{"role": "system", "content": _text(rng, rng.randint(10, 40))}]
-    for t in range(turns):
-        if rng.random() < 0.3:
-            content: object = [{"type": "text", "text": _text(rng, rng.randint(20, 120))}]
-            if rng.random() < 0.2:
-                content.append({"type": "image_url", "image_url": {"url": "https://img.example/x.png"}})
-        else:
-            content = _text(rng, rng.randint(20, 120))
-        messages.append({"role": "user", "content": content})
-        if t < turns - 1:
-            messages.append({"role": "assistant", "content": _text(rng, rng.randint(20, 60))})
-    request: dict = {"model": rng.choice(("aurora-2", "aurora-2-mini", "nimbus-r1")), "messages": messages,
-                     "temperature": rng.choice((0, 0.2, 0.7, 1)), "max_tokens": rng.choice((512, 1024, 4096))}
-    if rng.random() < 0.2:
-        request["tools"] = [{"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}]
-    if rng.random() < 0.3:
-        request["reasoning_effort"] = "high"
-    message: dict = {"role": "assistant", "content": _text(rng, rng.randint(40, 160))}
-    if rng.random() < 0.4:
-        message["reasoning_content"] = _text(rng, rng.randint(20, 80))
-    if "tools" in request and rng.random() < 0.5:
-        message["tool_calls"] = [{"id": "call_1", "type": "function",
-                                  "function": {"name": "search", "arguments": "{\"q\": \"x\"}"}}]
-    prompt = rng.randint(50, 2000)
-    completion = rng.randint(20, 2000)
-    record = {
-        "id": f"req_{i:09d}",
-        "ts": f"2026-03-{1 + i % 7:02d}T{i % 24:02d}:{i % 60:02d}:{(i // 60) % 60:02d}.{i % 1000:03d}Z",
-        "account_id": f"acct_{rng.randint(0, 20_000)}",
-        "api_key_id": f"key_{rng.randint(0, 40_000)}",
-        "client": {"ip": f"203.0.{rng.randint(0, 255)}.{rng.randint(0, 255)}", "user_agent": "python-httpx/0.27",
-                   "asn": rng.choice((14061, 16509, 13335)), "country": rng.choice(("SG", "US", "DE", "BR"))},
-        "endpoint": "/v1/chat/completions",
-        "request": request,
-        "response": {"choices": [{"message": message, "finish_reason": rng.choice(("stop", "length"))}],
-                     "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                               "total_tokens": prompt + completion}},
-        "status": 200,
-        "latency_ms": rng.randint(200, 30_000),
-    }
-    if rng.random() < 0.05:
-        record["region"] = "ap-southeast-1"  # an unknown top-level field, kept in extra_json
-    return record
-
-
 def make_input(size: int) -> Path:
-    """The cached input of ``size`` exchanges (simulator output when available)."""
+    """The cached input: ``size`` simulated exchanges (realistic texts, every population) in one plain file."""
+    from distillguard.simulate import simulate
+
     DATA.mkdir(exist_ok=True)
     path = DATA / f"ingest-{size}.jsonl"
     if path.exists():
         return path
-    try:
-        from distillguard.simulate import simulate  # type: ignore[attr-defined]
-    except ImportError:
-        simulate = None
-    if simulate is not None:
-        out = DATA / f"sim-{size}"
-        simulate(out, scale="medium", seed=7, exchanges=size)
-        logs = sorted((out / "exchanges").glob("*.jsonl*"))
-        with path.open("wb") as handle:
-            for log in logs:
-                handle.write(_read_all(log))
-        return path
-    rng = random.Random(7)
+    out = DATA / f"sim-{size}"
+    simulate(out, scale="medium", seed=7, exchanges=size)
     tmp = path.with_suffix(".tmp")
-    with tmp.open("wb", buffering=1 << 22) as handle:
-        for i in range(size):
-            handle.write(orjson.dumps(synth_record(i, rng)) + b"\n")
+    with tmp.open("wb") as handle:
+        for log in sorted((out / "exchanges").glob("*.jsonl*")):
+            handle.write(_read_all(log))
     tmp.rename(path)
     return path
 

@@ -24,7 +24,7 @@ import pyarrow as pa
 from distillguard.ingest.base import open_binary
 from distillguard.model import FieldError, flatten, rows_to_table
 
-CHUNK_LINES = 20_000
+CHUNK_LINES = 8_000
 
 
 @dataclass

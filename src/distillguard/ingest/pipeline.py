@@ -27,7 +27,7 @@ from distillguard.store import Store
 from distillguard.store.store import Derive
 
 BATCH_ROWS = 50_000
-COMMIT_BYTES = 256 << 20  # Arrow bytes buffered before a commit: peak memory must not grow with the input
+COMMIT_BYTES = 96 << 20  # Arrow bytes buffered before a commit: peak memory must not grow with the input
 PARALLEL_MIN_BYTES = 32 << 20
 
 
