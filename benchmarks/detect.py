@@ -132,10 +132,14 @@ def main() -> None:
     if base:
         lines.append(f"| feature aggregation baseline, pandas group-by (subset of the statistics) | "
                      f"{base['seconds']:.1f} | {base['rss_mib']:.0f} |")
-    lines += ["", f"**Extrapolated** (linear in exchanges, x{factor:.1f}) to 16M exchanges: detect "
+    import os
+
+    lines += ["", f"Machine: {len(os.sched_getaffinity(0))} usable cores, shared with other jobs (load average "
+              f"{os.getloadavg()[0]:.1f} at the end of the run), so wall-clock figures are upper bounds.", "",
+              f"**Extrapolated, not measured** (linear in exchanges, x{factor:.1f}) to 16M exchanges: detect "
               f"~{detect['seconds'] * factor / 60:.1f} min (target <= 15 min). Peak RSS is not linear "
               f"(DuckDB spills; it is bounded by the account count and the sort for inter-arrival gaps): "
-              f"measured {detect['rss_mib']:.0f} MiB here, target <= 8 GiB at 16M is **unmeasured**."]
+              f"measured {detect['rss_mib']:.0f} MiB at {exchanges:,} exchanges; 8 GiB at 16M is not measured."]
     if timings:
         lines.append("")
         lines.append("Setup (not part of detect): " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))

@@ -9,7 +9,9 @@ With ``--no-content`` stores these columns are all detection ever sees of the te
 
 from __future__ import annotations
 
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -18,10 +20,11 @@ import xxhash
 
 from distillguard.signals import cues
 
-VERSION = "1"
+VERSION = "2"
 TEXT_HEAD = 480  # characters of a prompt scanned from the start ...
 TEXT_TAIL = 240  # ... and from the end (instructions sit at either end of a template)
 TEMPLATE_CHARS = 48  # normalised characters hashed from each end for the template fingerprint
+TEMPLATE_SCAN = 256  # raw characters of the prompt normalised from each end for it
 BIG_BUDGET = 4096  # max_tokens at or above this asks for long outputs
 
 SIGNAL_SCHEMA = pa.schema([
@@ -68,6 +71,7 @@ def _hash_strings(arr: pa.Array) -> np.ndarray:
     return table[indices]
 
 
+PARALLEL_ROWS = 32_768  # larger tables are split across threads (Arrow kernels release the GIL)
 SMALL = 16  # tables up to this many rows use Python's re: Arrow recompiles RE2 patterns on every call
 
 
@@ -117,10 +121,27 @@ def _num(table: pa.Table, name: str, fill: float = 0.0) -> np.ndarray:
     return pc.fill_null(pc.cast(_col(table, name), pa.float64()), fill).to_numpy()
 
 
-def _scan_text(table: pa.Table) -> pa.Array:
+def _texts(table: pa.Table) -> tuple[pa.Array, pa.Array, np.ndarray | None]:
+    """(system, user) texts to scan, each distinct pair once, and the row -> pair index (None: one per row).
+
+    Prompts repeat (templates, shared system prompts, retries), so batch derivation
+    scans each distinct pair once and broadcasts; tiny (gateway) tables skip the dedupe.
+    """
+    user = _chunk(pc.fill_null(pc.cast(_col(table, "user_text"), pa.string()), ""))
+    system = _chunk(pc.fill_null(pc.cast(_col(table, "system_text"), pa.string()), ""))
+    if len(table) <= SMALL:
+        return system, user, None
+    users = _chunk(pc.dictionary_encode(user))
+    systems = _chunk(pc.dictionary_encode(system))
+    n_users = len(users.dictionary)
+    key = (systems.indices.to_numpy().astype(np.int64) * n_users + users.indices.to_numpy().astype(np.int64))
+    pairs, inverse = np.unique(key, return_inverse=True)
+    return (_chunk(systems.dictionary.take(pa.array(pairs // n_users))),
+            _chunk(users.dictionary.take(pa.array(pairs % n_users))), inverse.ravel())
+
+
+def _scan_text(system: pa.Array, user: pa.Array) -> pa.Array:
     """Lower-cased head and tail of system + last user message: where instructions live."""
-    user = pc.fill_null(pc.cast(_col(table, "user_text"), pa.string()), "")
-    system = pc.fill_null(pc.cast(_col(table, "system_text"), pa.string()), "")
     head = pc.utf8_slice_codeunits(user, 0, TEXT_HEAD)
     tail = pc.utf8_slice_codeunits(user, -TEXT_TAIL)
     long = pc.greater(pc.utf8_length(user), TEXT_HEAD)
@@ -129,14 +150,18 @@ def _scan_text(table: pa.Table) -> pa.Array:
     return _chunk(pc.utf8_lower(text))
 
 
-def _template_fp(table: pa.Table) -> np.ndarray:
+def _template_fp(user: pa.Array) -> np.ndarray:
     """Fingerprint of the prompt's skeleton: digits, quoted spans and whitespace normalised, both ends kept.
 
     Templated harvesting keeps an instruction prefix/suffix and swaps the payload in
     the middle, so head + tail collide across accounts while ordinary prompts do not.
+    Only ``TEMPLATE_SCAN`` raw characters from each end are normalised (the skeleton
+    keeps 48 of each), so the cost does not grow with the payload.
     """
-    user = pc.utf8_lower(pc.fill_null(pc.cast(_col(table, "user_text"), pa.string()), ""))
-    norm = _Rx.of(r"[0-9]+").sub(_chunk(user), "0")
+    long = pc.greater(pc.utf8_length(user), 2 * TEMPLATE_SCAN)
+    ends = pc.if_else(long, pc.binary_join_element_wise(pc.utf8_slice_codeunits(user, 0, TEMPLATE_SCAN),
+                                                        pc.utf8_slice_codeunits(user, -TEMPLATE_SCAN), "\n"), user)
+    norm = _Rx.of(r"[0-9]+").sub(_chunk(pc.utf8_lower(ends)), "0")
     norm = _Rx.of(r"[\"'`“”«»「」].{0,80}?[\"'`“”«»「」]").sub(norm, "Q")
     norm = _Rx.of(r"(?:\s|" + cues.PUNCT + ")+").sub(norm, " ")
     norm = pc.utf8_trim_whitespace(norm)
@@ -157,39 +182,54 @@ class Signals:
     schema = SIGNAL_SCHEMA
 
     def derive(self, table: pa.Table) -> pa.Table:
+        workers = min(_cpus(), len(table) // PARALLEL_ROWS)
+        if workers < 2:
+            return self._derive(table)
+        step = -(-len(table) // workers)
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(self._derive, [table.slice(i, step) for i in range(0, len(table), step)]))
+        return pa.concat_tables(parts)
+
+    def _derive(self, table: pa.Table) -> pa.Table:
         n = len(table)
-        text = _scan_text(table)
-        strong = _match(text, cues.COT_STRONG)
-        weak = _match(text, cues.COT_WEAK)
-        coerce = _match(text, cues.COERCE)
+        system_u, user_u, inverse = _texts(table)
+        text = _scan_text(system_u, user_u)
+
+        def match(pattern: str) -> np.ndarray:
+            hit = _match(text, pattern)
+            return hit if inverse is None else hit[inverse]
+
+        strong = match(cues.COT_STRONG)
+        weak = match(cues.COT_WEAK)
+        coerce = match(cues.COERCE)
         effort = pc.fill_null(pc.cast(_col(table, "reasoning_effort"), pa.string()), "")
         high_effort = pc.equal(effort, "high").to_numpy(zero_copy_only=False)
         max_tokens = _num(table, "max_tokens")
         big_budget = max_tokens >= BIG_BUDGET
         cot = np.clip(0.55 * strong + 0.25 * weak + 0.45 * coerce + 0.1 * high_effort + 0.05 * big_budget, 0, 1)
 
-        rubric_hit = _match(text, cues.RUBRIC)
-        digits_scale = _match(text, r"(score|rate|grade|评分|打分|puntu|note|bewert|оцен).{0,40}[0-9]+")
+        rubric_hit = match(cues.RUBRIC)
+        digits_scale = match(r"(score|rate|grade|评分|打分|puntu|note|bewert|оцен).{0,40}[0-9]+")
         rubric = np.clip(0.7 * rubric_hit + 0.3 * digits_scale, 0, 1)
 
         response = _chunk(pc.utf8_lower(pc.utf8_slice_codeunits(
             pc.fill_null(pc.cast(_col(table, "response_text"), pa.string()), ""), 0, 80)))
         finish = pc.fill_null(pc.cast(_col(table, "finish_reason"), pa.string()), "")
         refused = _match(response, cues.REFUSAL) | pc.equal(finish, "content_filter").to_numpy(zero_copy_only=False)
-        probe = _match(text, cues.PROBE) | refused
+        probe = match(cues.PROBE) | refused
 
         n_tools = _num(table, "n_tools") + _num(table, "n_tool_calls")
         image = pc.fill_null(pc.cast(_col(table, "has_image"), pa.bool_()), False).to_numpy(zero_copy_only=False)
         cap = np.zeros(n, dtype=np.int8)  # chat
         for code, pattern in ((7, cues.PUZZLE), (6, cues.WRITING), (4, cues.MATH), (1, cues.CODING),
                               (3, cues.COMPUTER_USE)):
-            cap[_match(text, pattern)] = code  # later (more specific) categories win
+            cap[match(pattern)] = code  # later (more specific) categories win
         cap[(n_tools > 0) & (cap != 3)] = 2
         cap[image & (cap != 3)] = 5
 
         script = np.zeros(n, dtype=np.int8)
         for code, pattern in enumerate(cues.SCRIPT_PATTERNS, 1):
-            script[(script == 0) & _match(text, pattern)] = code
+            script[(script == 0) & match(pattern)] = code
 
         system = pc.cast(_col(table, "system_text"), pa.string())
         sys_fp = _hash_strings(_chunk(system))
@@ -205,13 +245,23 @@ class Signals:
             (max_tokens > 0) & (completion >= 0.98 * max_tokens))
         assistant_turns = _num(table, "n_assistant_turns")
 
+        tpl = _template_fp(user_u)
+        if inverse is not None:
+            tpl = tpl[inverse]
         arrays = [
             pc.cast(_col(table, "id"), pa.string()),
             pa.array(cot.astype(np.float32)), pa.array(coerce), pa.array(rubric.astype(np.float32)),
-            pa.array(probe), pa.array(cap), pa.array(script), pa.array(_template_fp(table)), pa.array(sys_fp),
+            pa.array(probe), pa.array(cap), pa.array(script), pa.array(tpl), pa.array(sys_fp),
             pa.array(params), pa.array(hit_cap), pa.array(big_budget), pa.array(assistant_turns == 0),
         ]
         return pa.Table.from_arrays(arrays, schema=SIGNAL_SCHEMA)
+
+
+def _cpus() -> int:
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def _effort_codes(effort: pa.Array) -> np.ndarray:
