@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from distillguard.intel.indicators import SharedIndicator, collect, objects_of
+from distillguard.intel.indicators import SharedIndicator, collect, ipv4_ranges, objects_of
 from distillguard.intel.match import WEIGHTS, MatchOptions
 from distillguard.intel.privacy import TemplateHasher, TemplateIndex, decode_signature, keyed_id
 
@@ -86,15 +86,7 @@ class RequestIntel:
         for ind in self.indicators.values():
             data = ind.data
             if ind.kind == "infrastructure":
-                ranges = []
-                for prefix in data.get("ip_prefixes", []):
-                    try:
-                        net = ipaddress.ip_network(prefix, strict=False)
-                    except ValueError:
-                        continue
-                    if net.version == 4:
-                        ranges.append((int(net.network_address), int(net.broadcast_address)))
-                ranges = _merge(ranges)
+                ranges = _merge(ipv4_ranges(data.get("ip_prefixes", [])))
                 self._infra[ind.id] = _Infra(ranges, [r[0] for r in ranges],
                                              {int(a) for a in data.get("asns", []) if str(a).isdigit()},
                                              set(data.get("tls_fps", [])), set(data.get("user_agents", [])))

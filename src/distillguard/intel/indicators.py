@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -70,3 +71,16 @@ def objects_of(docs: list[dict[str, Any]] | dict[str, Any]) -> list[dict[str, An
         elif isinstance(item, dict) and "type" in item:
             out.append(item)
     return out
+
+
+def ipv4_ranges(prefixes: list[str]) -> list[tuple[int, int]]:
+    """Shared IPv4 prefixes as (first, last) address integers; malformed or IPv6 entries are ignored."""
+    ranges = []
+    for prefix in prefixes:
+        try:
+            net = ipaddress.ip_network(prefix, strict=False)
+        except ValueError:
+            continue
+        if net.version == 4:
+            ranges.append((int(net.network_address), int(net.broadcast_address)))
+    return ranges

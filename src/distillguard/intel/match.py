@@ -9,7 +9,6 @@ ASN or a generic prompt cannot flag a provider's customer base wholesale.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from distillguard.intel.indicators import SharedIndicator, collect, objects_of
+from distillguard.intel.indicators import SharedIndicator, collect, ipv4_ranges, objects_of
 from distillguard.intel.privacy import TemplateHasher, TemplateIndex, decode_signature, keyed_id
 
 # evidence weights by indicator kind and feature (strength in [0, 1] multiplies the weight)
@@ -91,14 +90,7 @@ def _match_one(con: duckdb.DuckDBPyConnection, ind: SharedIndicator, key: bytes)
     data = ind.data
     out: list[tuple[str, str, float]] = []
     if ind.kind == "infrastructure":
-        ranges = []
-        for prefix in data.get("ip_prefixes", []):
-            try:
-                net = ipaddress.ip_network(prefix, strict=False)
-            except ValueError:
-                continue
-            if net.version == 4:
-                ranges.append((int(net.network_address), int(net.broadcast_address)))
+        ranges = ipv4_ranges(data.get("ip_prefixes", []))
         if ranges:
             con.register("_ranges", pa.table({"lo": [r[0] for r in ranges], "hi": [r[1] for r in ranges]}))
             rows = con.execute(
