@@ -228,12 +228,7 @@ class Gateway:
 
     async def _models(self, scope: Scope, send: Send) -> None:
         resp = await self._upstream("GET", scope["path"], None, self._upstream_headers(scope))
-        try:
-            body = await resp.read()
-        except UpstreamError as exc:
-            raise _reject_upstream(exc) from None
-        finally:
-            await resp.aclose()
+        body = await _read_body(resp)
         await _send_full(send, resp.status, body, resp.content_type)
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -282,12 +277,7 @@ class Gateway:
     async def _forward(self, url: str, content: bytes, headers: dict[str, str], flow: Flow, actions: list,
                        decision: Decision, send: Send) -> tuple[dict | None, int]:
         resp = await self._upstream("POST", url, content, headers)
-        try:
-            body = await resp.read()
-        except UpstreamError as exc:
-            raise _reject_upstream(exc) from None
-        finally:
-            await resp.aclose()
+        body = await _read_body(resp)
         response: dict | None = None
         try:
             parsed = orjson.loads(body)
@@ -383,6 +373,16 @@ def finish_record(record: dict[str, Any], decision: Decision, response: dict | N
     except FieldError:
         record["response"] = None  # an upstream answer we cannot parse is not the client's fault
         return record_row(record)
+
+
+async def _read_body(resp: Any) -> bytes:
+    """The whole upstream body, always releasing the connection; upstream failures become OpenAI errors."""
+    try:
+        return await resp.read()
+    except UpstreamError as exc:
+        raise _reject_upstream(exc) from None
+    finally:
+        await resp.aclose()
 
 
 def _reject_upstream(exc: UpstreamError) -> _Reject:
