@@ -57,6 +57,10 @@ def test_compressed_inputs_and_partitions(tmp_path: Path) -> None:
     assert days == ["day=2026-02-02", "day=2026-02-03", "day=2026-02-04"]
     con = store.connect()
     assert con.execute("SELECT count(DISTINCT id), min(max_tokens) FROM exchanges").fetchone() == (30, 4096)
+    # the read-back API later stages use: relations, convertible to Arrow
+    arrow = store.exchanges(["id", "account_id"]).to_arrow_table()
+    assert arrow.num_rows == 30 and arrow.column_names == ["id", "account_id"]
+    assert store.accounts().to_arrow_table().num_rows == 0
 
 
 def test_strict_mode_keeps_records_before_the_bad_line(tmp_path: Path, write_jsonl) -> None:

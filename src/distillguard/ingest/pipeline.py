@@ -45,7 +45,6 @@ class IngestReport:
     accounts: int = 0
     accounts_quarantined: int = 0
     seconds: float = 0.0
-    per_file: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # first few, for the summary
     quarantine_file: str | None = None
 
@@ -158,7 +157,6 @@ def ingest(
         rows: list[tuple] = []
         for line in lines:
             report.read += 1
-            report.per_file[line.source] = report.per_file.get(line.source, 0) + 1
             if line.error is not None:  # "<field>: <reason>", by the IngestFormat contract
                 field_name, reason = _split_error(line.error)
             else:
@@ -190,7 +188,6 @@ def ingest(
             if len(report.errors) < 20:
                 report.errors.append(message)
         report.read += len(chunk.raws)
-        report.per_file[chunk.source] = report.per_file.get(chunk.source, 0) + len(chunk.raws)
         stage(chunk.table)
 
     try:

@@ -220,7 +220,7 @@ class Store:
 
     def exchanges(self, columns: list[str] | None = None, con: duckdb.DuckDBPyConnection | None = None
                   ) -> duckdb.DuckDBPyRelation:
-        """Exchanges as a DuckDB relation (``.arrow()`` for Arrow, ``.df()`` for pandas)."""
+        """Exchanges as a DuckDB relation (``.to_arrow_table()`` for Arrow, ``.df()`` for pandas)."""
         con = con or self.connect()
         rel = con.table("exchanges")
         return rel.select(*columns) if columns else rel
