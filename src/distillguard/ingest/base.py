@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
+import orjson
 import zstandard
 
 
@@ -52,6 +53,14 @@ class IngestFormat(ABC):
     @abstractmethod
     def read(self, paths: Sequence[Path]) -> Iterator[Line]:
         """Yield every line of ``paths`` in order; never raise on bad content, yield an error Line."""
+
+
+def parse_line(source: str, number: int, raw: bytes) -> Line:
+    """One non-blank line as a record, or the reason it is not JSON."""
+    try:
+        return Line(source, number, raw, record=orjson.loads(raw))
+    except orjson.JSONDecodeError as exc:
+        return Line(source, number, raw, error=f"<record>: invalid JSON: {exc}")
 
 
 def open_binary(path: Path) -> BinaryIO:

@@ -10,17 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import orjson
-
-from distillguard.ingest.base import IngestFormat, Line, open_binary
-
-
-def parse_line(source: str, number: int, raw: bytes) -> Line:
-    """One non-blank line as a record, or the reason it is not JSON."""
-    try:
-        return Line(source, number, raw, record=orjson.loads(raw))
-    except orjson.JSONDecodeError as exc:
-        return Line(source, number, raw, error=f"<record>: invalid JSON: {exc}")
+from distillguard.ingest.base import IngestFormat, Line, open_binary, parse_line
 
 
 class CanonicalFormat(IngestFormat):

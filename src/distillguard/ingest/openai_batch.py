@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import orjson
 
-from distillguard.ingest.base import IngestFormat, Line, open_binary
+from distillguard.ingest.base import IngestFormat, Line, open_binary, parse_line
 from distillguard.model.exchange import FieldError, format_ts, parse_ts
 
 _COMPRESSED = (".gz", ".zst", ".zstd")
@@ -106,11 +106,11 @@ class OpenAIBatchFormat(IngestFormat):
                         start, offset = offset, offset + len(raw)
                         if not raw.strip():
                             continue
-                        try:
-                            obj = orjson.loads(raw)
-                        except orjson.JSONDecodeError as exc:
-                            yield Line(source, number, raw, error=f"<record>: invalid JSON: {exc}")
+                        parsed = parse_line(source, number, raw)
+                        if parsed.error is not None:
+                            yield parsed
                             continue
+                        obj = parsed.record
                         kind = _kind(obj)
                         if kind == "output":
                             found_output = True

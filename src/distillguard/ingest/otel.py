@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from distillguard.ingest.base import IngestFormat, Line, open_binary
+from distillguard.ingest.base import IngestFormat, Line, open_binary, parse_line
 from distillguard.model.exchange import FieldError, format_ts
 
 INFERENCE_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
@@ -253,12 +253,11 @@ class OtelFormat(IngestFormat):
                     for number, raw in lines:
                         if not raw.strip():
                             continue
-                        try:
-                            document = orjson.loads(raw)
-                        except orjson.JSONDecodeError as exc:
-                            yield Line(source, number, raw, error=f"<record>: invalid JSON: {exc}")
+                        parsed = parse_line(source, number, raw)
+                        if parsed.error is not None:
+                            yield parsed
                             continue
-                        yield from self._request(source, document, raw, number)
+                        yield from self._request(source, parsed.record, raw, number)
                     continue
             try:
                 document = orjson.loads(text)
