@@ -48,7 +48,7 @@ def _write(path: Path, records: list) -> Path:
 def _ingest(tmp_path: Path, name: str, path: Path, workers: int, monkeypatch, strict: bool = False):
     import distillguard.ingest.parallel as parallel
 
-    monkeypatch.setattr(parallel, "CHUNK_LINES", 3)
+    monkeypatch.setattr(parallel, "CHUNK_BYTES", 1500)  # a few lines per chunk
     store = Store.open(tmp_path / name)
     try:
         report = ingest([path], store, workers=workers, strict=strict)
@@ -79,3 +79,37 @@ def test_strict_mode_with_workers_keeps_lines_before_the_bad_one(tmp_path: Path,
     error, rows, _ = _ingest(tmp_path, "s", path, 2, monkeypatch, strict=True)
     assert "strict.jsonl:8: <record>" in str(error)
     assert len(rows) == 7
+
+
+def test_workers_dedupe_within_and_across_chunks_and_runs(tmp_path: Path, monkeypatch) -> None:
+    """Staged chunks with some repeated ids are rewritten before publication; first occurrence wins."""
+    records = [make_record(i) for i in range(10)] + [make_record(i, account="other") for i in (3, 4, 11, 12, 3)]
+    path = _write(tmp_path / "dups.jsonl", records)
+    serial, serial_rows, _ = _ingest(tmp_path, "a", path, 1, monkeypatch)
+    parallel, parallel_rows, _ = _ingest(tmp_path, "b", path, 2, monkeypatch)
+    assert (parallel.ingested, parallel.duplicates) == (serial.ingested, serial.duplicates) == (12, 3)
+    assert parallel_rows == serial_rows
+    assert {r[0]: r[3] for r in parallel_rows}["req_000003"] == "acct_1"  # id, account_id: the first one kept
+    again = ingest([path], Store.open(tmp_path / "b"), workers=2)
+    assert (again.ingested, again.duplicates) == (0, 15)
+    assert not list((tmp_path / "b" / "_staging").iterdir())  # nothing left behind
+
+
+def test_workers_derive_signals_for_a_no_content_store(tmp_path: Path, monkeypatch) -> None:
+    import distillguard.ingest.parallel as parallel
+    from distillguard.signals import SIGNALS
+
+    monkeypatch.setattr(parallel, "CHUNK_BYTES", 2000)
+    records = [make_record(i) for i in range(12)] + [make_record(5), make_record(6)]
+    path = _write(tmp_path / "nc.jsonl", records)
+    stores = {}
+    for workers in (1, 2):
+        store = Store.open(tmp_path / f"nc{workers}", content=False)
+        report = ingest([path], store, workers=workers, derive=SIGNALS)
+        assert (report.ingested, report.duplicates) == (12, 2)
+        con = store.connect()
+        con.execute(f"CREATE VIEW derived AS SELECT * FROM read_parquet({store.derived(SIGNALS)!r})")
+        stores[workers] = (con.execute("SELECT count(*), count(user_text) FROM exchanges").fetchone(),
+                           con.execute("SELECT * FROM derived ORDER BY id").fetchall())
+    assert stores[1] == stores[2]
+    assert stores[2][0] == (12, 0) and len(stores[2][1]) == 12

@@ -21,10 +21,10 @@ import pyarrow as pa
 from distillguard.ingest import parallel
 from distillguard.ingest.base import IngestFormat, Line, open_binary
 from distillguard.ingest.formats import FORMATS, detect_format
-from distillguard.ingest.parallel import ParsedChunk, parse_chunk
+from distillguard.ingest.parallel import parse_chunk
 from distillguard.model import FieldError, accounts_to_table, flatten, flatten_account, rows_to_table
 from distillguard.store import Store
-from distillguard.store.store import Derive
+from distillguard.store.store import Derive, keep_rows, publish
 
 BATCH_ROWS = 50_000
 COMMIT_BYTES = 96 << 20  # Arrow bytes buffered before a commit: peak memory must not grow with the input
@@ -175,31 +175,53 @@ def ingest(
                 report.errors.append(message)
         return rows
 
-    def take(chunk: ParsedChunk) -> None:
+    def refuse(source: str, number: int, raw: bytes, field_name: str, reason: str) -> str:
+        report.quarantined += 1
+        quarantine.add(Line(source, number, raw), field_name, reason)
+        message = f"{source}:{number}: {field_name}: {reason}"
+        if len(report.errors) < 20 and not strict:
+            report.errors.append(message)
+        return message
+
+    def take(source: str, numbers: list[int], raws: list[bytes], table: pa.Table,
+             errors: list[tuple[int, str, str]]) -> None:
         """Account for a parsed canonical chunk: quarantine its bad lines, stage its rows."""
-        for seen, (index, field_name, reason) in enumerate(chunk.errors):
-            report.quarantined += 1
-            quarantine.add(Line(chunk.source, chunk.numbers[index], chunk.raws[index]), field_name, reason)
-            message = f"{chunk.source}:{chunk.numbers[index]}: {field_name}: {reason}"
+        for seen, (index, field_name, reason) in enumerate(errors):
+            message = refuse(source, numbers[index], raws[index], field_name, reason)
             if strict:
                 report.read += index + 1
-                stage(chunk.table.slice(0, index - seen))  # the good lines before this one are kept
+                stage(table.slice(0, index - seen))  # the good lines before this one are kept
                 raise StrictModeError(message)
-            if len(report.errors) < 20:
-                report.errors.append(message)
-        report.read += len(chunk.raws)
-        stage(chunk.table)
+        report.read += len(raws)
+        stage(table)
+
+    def publish_staged(chunk: parallel.StagedChunk) -> None:
+        """Account for a chunk a worker parsed and staged: quarantine, dedupe, then publish in input order."""
+        for number, field_name, reason, raw in chunk.bad:
+            refuse(chunk.source, number, raw, field_name, reason)
+        report.read += chunk.lines
+        keep = store.ids.claim(chunk.hashes)
+        kept = int(keep.sum())
+        report.duplicates += len(keep) - kept
+        report.ingested += kept
+        for part in chunk.parts:
+            publish(keep_rows(part, keep[part.rows]))
+        quarantine.flush()
 
     try:
         for name, group in groups.items():
             if name == "canonical":
                 n_workers = _workers_for(group) if workers is None else workers
-                size = parallel.CHUNK_LINES
-                chunks = (parallel.read_parallel(group, n_workers, size) if n_workers > 1 else
-                          (ParsedChunk(source, numbers, raws, *parse_chunk(raws))
-                           for source, numbers, raws in parallel.split_chunks(group, size)))
-                for chunk in chunks:
-                    take(chunk)
+                if n_workers > 1 and not strict:
+                    commit()  # what other formats staged goes first
+                    for staged in parallel.stage_parallel(group, store, n_workers, derive):
+                        publish_staged(staged)
+                        if on_progress:
+                            on_progress(report.read)
+                    continue
+                for source, first, block in parallel.read_blocks(group):
+                    numbers, raws = parallel.block_lines(first, block)
+                    take(source, numbers, raws, *parse_chunk(raws))
                     if pending_bytes >= COMMIT_BYTES:
                         commit()
                     if on_progress:

@@ -9,6 +9,7 @@ bodies (unless the store runs with ``--no-content``) so a record can be rebuilt.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,12 +109,18 @@ def _str(record: dict, key: str, field: str, required: bool = False) -> str | No
     return value
 
 
-def _int(record: dict, key: str, field: str) -> int | None:
+INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+
+
+def _int(record: dict, key: str, field: str, limit: int = INT64_MAX) -> int | None:
     value = record.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise FieldError(field, f"expected an integer, got {type(value).__name__}")
+    if not -limit - 1 <= value <= limit:  # JSON integers are unbounded; the stored column is not
+        raise FieldError(field, f"integer out of range: {value}")
     return value
 
 
@@ -123,7 +130,10 @@ def _num(record: dict, key: str, field: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise FieldError(field, f"expected a number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise FieldError(field, f"number out of range: {value}") from None
 
 
 def _content_text(content: Any, field: str) -> tuple[str, bool]:
@@ -272,7 +282,7 @@ def flatten(record: Any) -> tuple:
         prompt_tokens,
         completion_tokens,
         reasoning_tokens,
-        _int(record, "status", "status"),
+        _int(record, "status", "status", INT32_MAX),
         _int(record, "latency_ms", "latency_ms"),
         orjson.dumps(request).decode() if request else None,
         orjson.dumps(response).decode() if response is not None else None,
@@ -297,6 +307,14 @@ def rows_to_table(rows: list[tuple]) -> pa.Table:
     return table_from_rows(rows, EXCHANGE_SCHEMA)
 
 
+def _load_body(text: str) -> Any:
+    """A stored body; ingest's fast path keeps numbers beyond a double's range, which orjson refuses."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def to_record(row: dict[str, Any]) -> dict[str, Any]:
     """Rebuild a canonical record from a stored row (inverse of :func:`flatten`, content permitting)."""
     ts = row["ts"]
@@ -310,8 +328,8 @@ def to_record(row: dict[str, Any]) -> dict[str, Any]:
     record["client"] = client
     if row.get("endpoint") is not None:
         record["endpoint"] = row["endpoint"]
-    record["request"] = orjson.loads(row["request_json"]) if row.get("request_json") else {"model": row.get("model")}
-    record["response"] = orjson.loads(row["response_json"]) if row.get("response_json") else None
+    record["request"] = _load_body(row["request_json"]) if row.get("request_json") else {"model": row.get("model")}
+    record["response"] = _load_body(row["response_json"]) if row.get("response_json") else None
     for key in ("status", "latency_ms"):
         if row.get(key) is not None:
             record[key] = row[key]

@@ -21,11 +21,13 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -50,6 +52,49 @@ class Derive(Protocol):
 
 class StoreError(RuntimeError):
     pass
+
+
+_MS_PER_DAY = 86_400_000
+# Text columns are long and unique: dictionary pages and min/max statistics on them cost
+# write time and buy nothing (no query filters on prompt text).
+_PLAIN_COLUMNS = frozenset(CONTENT_COLUMNS) | {"extra_json"}
+_DICTIONARY_COLUMNS = [name for name in EXCHANGE_SCHEMA.names if name not in _PLAIN_COLUMNS]
+
+
+@dataclass(frozen=True)
+class StagedPart:
+    """One day's exchanges in ``_staging``: their rows in the staged table, and the renames that publish them."""
+
+    rows: np.ndarray
+    moves: list[tuple[Path, Path]]  # derived signals first: an exchange file is never visible without them
+
+
+def write_exchange_file(table: pa.Table, path: Path) -> None:
+    pq.write_table(table, path, compression="zstd", row_group_size=128_000, use_dictionary=_DICTIONARY_COLUMNS,
+                   write_statistics=_DICTIONARY_COLUMNS)
+
+
+def keep_rows(part: StagedPart, keep: np.ndarray) -> list[tuple[Path, Path]]:
+    """The renames that publish only the ``keep`` rows of a staged part (rewritten in staging when some go)."""
+    if keep.all():
+        return part.moves
+    if not keep.any():
+        for tmp, _ in part.moves:
+            tmp.unlink()
+        return []
+    mask = pa.array(keep)
+    *derived, (exchanges, _) = part.moves
+    for tmp, _ in derived:
+        pq.write_table(pq.read_table(tmp).filter(mask), tmp, compression="zstd")
+    write_exchange_file(pq.read_table(exchanges).filter(mask), exchanges)
+    return part.moves
+
+
+def publish(moves: list[tuple[Path, Path]]) -> None:
+    """Make staged files visible, each by one atomic rename, in the given order."""
+    for tmp, final in moves:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
 
 
 class Store:
@@ -125,27 +170,38 @@ class Store:
         if not tables:
             return 0
         table = pa.concat_tables(tables)
+        for part in self.stage_exchanges(table, derive):
+            publish(part.moves)
+        return len(table)
+
+    def stage_exchanges(self, table: pa.Table, derive: Derive | None = None) -> list[StagedPart]:
+        """Write ``table`` into ``_staging``, one file per day; nothing is visible until :func:`publish`.
+
+        Safe to call from another process on the same store (ingest workers do), which then hands
+        the parts back to the one process that dedupes and publishes them in input order.
+        """
         if len(table) == 0:
-            return 0
+            return []
         if derive is None and not self.content:
             raise StoreError("a no-content store needs signals derived at ingest (derive=...)")
-        days = pc.strftime(table.column("ts"), format="%Y-%m-%d")
-        staged: list[tuple[Path, Path]] = []
-        for day in pc.unique(days).to_pylist():
-            part = table.filter(pc.equal(days, day))
+        day_numbers = table.column("ts").cast(pa.int64()).to_numpy() // _MS_PER_DAY
+        parts: list[StagedPart] = []
+        for day_number in np.unique(day_numbers):
+            rows = np.flatnonzero(day_numbers == day_number)
+            contiguous = rows[-1] - rows[0] + 1 == len(rows)  # time-ordered input: a zero-copy slice
+            part = table.slice(int(rows[0]), len(rows)) if contiguous else table.take(rows)
+            day = datetime.fromtimestamp(int(day_number) * 86_400, UTC).strftime("%Y-%m-%d")
             name = f"part-{uuid.uuid4().hex}.parquet"
+            moves: list[tuple[Path, Path]] = []
             if derive is not None:
                 tmp = self.root / "_staging" / f"derived-{name}"
                 pq.write_table(derive.derive(part), tmp, compression="zstd")
-                staged.append((tmp, self._derived_dir(derive) / f"day={day}" / name))
+                moves.append((tmp, self._derived_dir(derive) / f"day={day}" / name))
             tmp = self.root / "_staging" / name
-            pq.write_table(self.prepare(part), tmp, compression="zstd", row_group_size=128_000)
-            staged.append((tmp, self.root / "exchanges" / f"day={day}" / name))
-        # derived files first: an exchange file is never visible without its signals
-        for tmp, final in staged:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
-        return len(table)
+            write_exchange_file(self.prepare(part), tmp)
+            moves.append((tmp, self.root / "exchanges" / f"day={day}" / name))
+            parts.append(StagedPart(rows, moves))
+        return parts
 
     def _derived_dir(self, derive: Derive) -> Path:
         return self.root / "derived" / f"v{derive.version}"

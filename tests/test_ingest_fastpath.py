@@ -1,0 +1,137 @@
+"""The compiled decoder never disagrees with ``flatten``: what it accepts, flatten accepts with the same row."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from conftest import make_record
+from distillguard.ingest.fastpath import FALLBACK, decode_row
+from distillguard.ingest.parallel import parse_chunk
+from distillguard.model import FieldError, flatten
+from distillguard.model.exchange import COLUMNS, to_record
+
+_JSON_COLUMNS = {COLUMNS.index("request_json"), COLUMNS.index("response_json"), COLUMNS.index("extra_json")}
+# values of every JSON kind, including the awkward ones, put in place of a field by the mutations
+_ODD: list[Any] = [None, True, False, 0, -1, 7, 2**31, 2**63, -(2**63) - 1, 10**30, 1.5, "", "x",
+                   "2026-02-02T10:00:00Z", [], [1], [{}], [{"type": "text", "text": 3}], {}, {"a": 1},
+                   {"role": "user", "content": "q"}]
+
+
+def _comparable(row: tuple) -> tuple:
+    """The row with JSON columns parsed: the fast path keeps a body as spelled, flatten re-serialises it."""
+    return tuple(orjson.loads(v) if i in _JSON_COLUMNS and v is not None else v for i, v in enumerate(row))
+
+
+def _slow(raw: bytes) -> tuple | None:
+    try:
+        return flatten(orjson.loads(raw))
+    except (orjson.JSONDecodeError, FieldError):
+        return None
+
+
+def _check(raw: bytes) -> bool:
+    """Assert the contract for one line; return whether the fast path took it."""
+    try:
+        fast = decode_row(raw)
+    except FALLBACK:
+        return False
+    slow = _slow(raw)
+    assert slow is not None, raw
+    assert _comparable(fast) == _comparable(slow), raw
+    return True
+
+
+def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out += _paths(item, prefix + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            out += _paths(item, prefix + (index,))
+    return out
+
+
+def _set(record: Any, path: tuple, value: Any) -> None:
+    for key in path[:-1]:
+        record = record[key]
+    record[path[-1]] = value
+
+
+def test_common_records_take_the_fast_path_with_identical_rows() -> None:
+    records = [make_record(i) for i in range(5)]
+    records.append(make_record(9, response=None, status=None))
+    records.append({"id": "m", "ts": "2026-02-02T10:00:00+05:30", "account_id": "a", "client": {"ip": "1.2.3.4"}})
+    records.append(make_record(10, request={}, response={"choices": []}))
+    for record in records:
+        assert _check(orjson.dumps(record)), record
+
+
+def test_spelling_differences_are_the_same_value() -> None:
+    raw = orjson.dumps(make_record(1)).replace(b'"model":', b'"model" :  ').replace(b'"aurora-2"', b'"aur\\u006fra-2"')
+    assert _check(raw)
+    assert _check(b'{"id":"e","ts":"2026-02-02T10:00:00Z","account_id":"a","client":{"ip":"1"},"request":{ }}')
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mutations_never_disagree(seed: int) -> None:
+    """Every field of a full record set to every awkward JSON value, deleted, or duplicated."""
+    rng = random.Random(seed)
+    base = make_record(seed)
+    base["request"]["tools"] = [{"type": "function", "function": {"name": "f"}}]
+    base["response"]["choices"][0]["message"]["tool_calls"] = [{"id": "c"}]
+    paths = [p for p in _paths(base) if p]
+    taken = 0
+    for _ in range(400):
+        record = orjson.loads(orjson.dumps(base))
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice(paths)
+            try:
+                if rng.random() < 0.15 and isinstance(path[-1], str):
+                    parent = record
+                    for key in path[:-1]:
+                        parent = parent[key]
+                    parent.pop(path[-1], None)
+                else:
+                    _set(record, path, copy.deepcopy(rng.choice(_ODD)))
+            except (KeyError, IndexError, TypeError, AttributeError):
+                continue  # an earlier mutation removed the path
+        taken += _check(json.dumps(record, ensure_ascii=rng.random() < 0.5).encode())
+    assert 0 < taken < 400  # both paths were exercised
+
+
+def test_json_only_orjson_rejects_falls_back() -> None:
+    base = orjson.dumps(make_record(1))
+    for raw in (base.replace(b'"temperature":0.7', b'"temperature":1e400'),
+                base.replace(b'"aurora-2"', b'"\xff"'),
+                base.replace(b'"aurora-2"', b'"\\ud800"'),
+                base[:-1] + b',}'):
+        with pytest.raises(FALLBACK):
+            decode_row(raw)
+        assert _slow(raw) is None
+
+
+def test_huge_number_in_an_unread_body_field_is_kept_and_read_back() -> None:
+    """The one documented difference from orjson: RFC 8259 allows 1e400; the body keeps it and reads back."""
+    raw = orjson.dumps(make_record(1)).replace(b'"temperature":0.7', b'"temperature":0.7,"logit_bias":{"1":1e400}')
+    row = decode_row(raw)
+    assert _slow(raw) is None  # orjson refuses the line
+    record = to_record(dict(zip(COLUMNS, row, strict=True)))
+    assert record["request"]["logit_bias"] == {"1": float("inf")}
+    assert record["request"]["temperature"] == 0.7
+
+
+def test_out_of_range_integers_are_quarantined_not_fatal() -> None:
+    good = orjson.dumps(make_record(1))
+    raws = [good] + [json.dumps(record).encode() for record in (
+        make_record(2, status=99_999_999_999), make_record(3, latency_ms=2**64),
+        make_record(4, client={"ip": "1", "asn": -(2**63) - 1}))]
+    table, errors = parse_chunk(raws)
+    assert len(table) == 1
+    assert [(index, field) for index, field, _ in errors] == [(1, "status"), (2, "latency_ms"), (3, "client.asn")]
