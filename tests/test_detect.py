@@ -94,6 +94,50 @@ def test_rules_explain_in_words(labelled) -> None:
     assert len(reasons) == fired[i].sum() and all(" " in text for _, text in reasons)
 
 
+def _one_account(**values: float) -> dict[str, np.ndarray]:
+    """Feature columns of one unremarkable account, with ``values`` overriding."""
+    from distillguard.features.compute import FEATURE_NAMES
+
+    base = {name: 0.0 for name in FEATURE_NAMES}
+    base.update(log_n=float(np.log1p(60)), age_days=400.0, verified=1.0, single_turn_share=0.5, gap_cv=1.0)
+    base.update(values)
+    return {k: np.array([v]) for k, v in base.items()}
+
+
+@pytest.mark.parametrize(("name", "values"), [
+    ("trace_coercion", {"coerce_share": 0.3, "cot_share": 0.6}),
+    ("reasoning_harvest", {"cot_share": 0.6, "log_tokens_per_req": 6.8, "single_turn_share": 0.95}),
+    ("throwaway_harvest", {"age_days": 2.0, "big_budget_share": 1.0, "single_turn_share": 1.0}),
+    ("throwaway_rotation", {"age_days": 1.0, "ip_per_req": 0.6, "log_ip": float(np.log1p(40))}),
+])
+def test_one_strong_rule_floors_risk_at_throttle_never_block(name: str, values: dict[str, float]) -> None:
+    from distillguard.detect.rules import FLOOR, RULES
+
+    model = Model.load()
+    model.supervised = SupervisedDetector(baseline=-10.0)  # trees that never saw this behaviour
+    plain = _one_account()
+    assert model.rules.floor(plain)[0] == 0
+    f = _one_account(**values)
+    fired = {r.name for r, hit in zip(RULES, model.rules.fired(f)[0], strict=True) if hit}
+    assert name in fired
+    assert model.rules.floor(f)[0] == FLOOR
+    risk = model.risk(f)[0]
+    assert risk >= FLOOR and verdict(risk) == "throttle"
+    scores = score_accounts(np.array(["a"]), f, model)
+    assert scores.verdicts == ["throttle"] and scores.reasons[0]
+
+
+def test_strong_rules_need_their_volume() -> None:
+    model = Model.load()
+    few = _one_account(log_n=float(np.log1p(3)), cot_share=0.6, log_tokens_per_req=6.8, single_turn_share=1.0)
+    assert model.rules.floor(few)[0] == 0  # reasoning_harvest needs 5 exchanges
+    young = _one_account(log_n=float(np.log1p(10)), age_days=1.0, big_budget_share=1.0, single_turn_share=1.0)
+    assert model.rules.floor(young)[0] == 0  # throwaway_harvest needs 20
+    unknown = _one_account(age_days=float("nan"), big_budget_share=1.0, single_turn_share=1.0, ip_per_req=0.6,
+                           log_ip=float(np.log1p(40)))
+    assert model.rules.floor(unknown)[0] == 0  # no account record: age unknown, never "throwaway"
+
+
 def test_run_detection_writes_outputs(tmp_path: Path, labelled) -> None:
     result = run_detection(labelled.store, tmp_path / "out")
     with (tmp_path / "out" / "accounts.csv").open() as handle:

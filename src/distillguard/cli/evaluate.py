@@ -53,8 +53,9 @@ def command(train: tuple[Path, ...], test: tuple[Path, ...], json_out: Path | No
         for camp, v in entry.get("harvest", {}).items():
             table.add_row(f"harvested before flag {camp}", f"{v['harvested_before_flag']:,} ({100 * v['share']:.2f}%)")
         for kind, v in entry.get("leave_one_type_out", {}).items():
-            table.add_row(f"LOCO {kind} recall flagged / @0.1%", f"{_fmt(v['flagged_recall'])} / "
-                                                                 f"{_fmt(v['recall_at_fpr_0.1pct'])}")
+            table.add_row(f"LOCO {kind} recall flagged / @0.1% (fused / floor)",
+                          f"{_fmt(v['flagged_recall'])} / {_fmt(v['recall_at_fpr_0.1pct'])} "
+                          f"({_fmt(v.get('fused_recall'))} / {_fmt(v.get('floor_recall'))})")
         console.print(table)
     if json_out:
         json_out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))

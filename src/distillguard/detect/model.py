@@ -1,8 +1,9 @@
 """The shipped detector bundle: rules + distribution test + supervised trees + calibrated fusion.
 
 Fusion is a logistic regression over the three detector outputs, fitted on
-out-of-fold scores so it is calibrated on data the trees did not see; its output is
-the risk in [0, 1]. The bundle is one gzipped JSON file (no pickle), versioned.
+out-of-fold scores so it is calibrated on data the trees did not see; the risk in [0, 1]
+is its output, raised to the strong-rule floor (``rules.FLOOR``) where a campaign-agnostic
+harvesting rule fires. The bundle is one gzipped JSON file (no pickle), versioned.
 """
 
 from __future__ import annotations
@@ -47,13 +48,17 @@ class Model:
     def components(self, features: Features) -> dict[str, np.ndarray]:
         if not rows(features):
             empty = np.zeros(0)
-            return {"supervised": empty, "rules": empty, "distribution": empty}
-        return {"supervised": self.supervised.score(features), "rules": self.rules.score(features),
-                "distribution": self.distribution.score(features)}
+            return {"supervised": empty, "rules": empty, "distribution": empty, "floor": empty}
+        fired = self.rules.fired(features)
+        return {"supervised": self.supervised.score(features), "rules": self.rules.score(features, fired),
+                "distribution": self.distribution.score(features), "floor": self.rules.floor(features, fired)}
 
     def fuse(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        """Calibrated fusion, never below the strong-rule floor (``parts['floor']``, 0 when absent)."""
         z = fusion_inputs(parts["supervised"], parts["rules"], parts["distribution"]) @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-z))
+        risk = 1.0 / (1.0 + np.exp(-z))
+        floor = parts.get("floor")
+        return risk if floor is None else np.maximum(risk, floor)
 
     def risk(self, features: Features) -> np.ndarray:
         return self.fuse(self.components(features))

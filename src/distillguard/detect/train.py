@@ -146,7 +146,13 @@ def fit_model(features: Features, labels: np.ndarray, kinds: np.ndarray, *, seed
         sup = SupervisedDetector().fit(sub, y[train], seed=seed)
         dist = DistributionDetector().fit(sub, y[train])
         oof[test] = fusion_inputs(sup.score(held), rules.score(held), dist.score(held))
-    coef, intercept = fit_fusion(oof, y)
+    # Accounts a strong rule already lifts to throttle (rules.FLOOR) are left out of the fusion fit: fusion is
+    # calibrated for the evidence the floor does not cover. Fitted on them too, the unseen-type attackers the floor
+    # catches anyway pushed the intercept up until benign accounts with supervised scores of ~0.01 reached throttle.
+    free = rules.floor(features) == 0
+    if len(np.unique(y[free])) < 2:
+        free[:] = True
+    coef, intercept = fit_fusion(oof[free], y[free])
     model = Model(SupervisedDetector().fit(features, y, seed=seed), DistributionDetector().fit(features, y), rules,
                   coef, intercept, dict(meta or {}))
     model.meta.setdefault("trained", datetime.now(UTC).isoformat(timespec="seconds"))

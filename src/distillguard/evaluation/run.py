@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from distillguard.decide import flagged
+from distillguard.decide import THROTTLE, flagged
 from distillguard.detect import Model, score_accounts
 from distillguard.detect.train import Labelled, fit_labelled, load_simulation
 from distillguard.evaluation.metrics import campaign_ari, rate_by, recall_at_fpr, roc_auc
@@ -120,8 +120,14 @@ def leave_one_type_out(train: list[Labelled], test: Labelled, *, seed: int = 0,
         y = test.label
         mask = (y == 0) | (test.kind == t)
         flag = np.array([flagged(v) for v in scores.verdicts])
-        out[t] = {"accounts": int(((test.kind == t) & (y == 1)).sum()),
-                  "flagged_recall": float(flag[(test.kind == t) & (y == 1)].mean()),
+        held = (test.kind == t) & (y == 1)
+        parts = {k: v for k, v in scores.components.items() if k in ("supervised", "rules", "distribution")}
+        fused = model.fuse(parts)  # the calibrated fusion alone, without the strong-rule floor
+        out[t] = {"accounts": int(held.sum()),
+                  "flagged_recall": float(flag[held].mean()),
+                  # what carried it: the fused model alone (risk >= throttle) / a strong rule (the floor)
+                  "fused_recall": float((fused[held] >= THROTTLE).mean()),
+                  "floor_recall": float((scores.components["floor"][held] > 0).mean()),
                   "recall_at_fpr_1pct": recall_at_fpr(y[mask], scores.risk[mask], 0.01),
                   "recall_at_fpr_0.1pct": recall_at_fpr(y[mask], scores.risk[mask], 0.001),
                   "roc_auc": roc_auc(y[mask], scores.risk[mask])}
