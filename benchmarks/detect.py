@@ -30,7 +30,7 @@ from pathlib import Path
 from distillguard.pipeline import run_detection
 from distillguard.store import Store
 t = time.perf_counter()
-r = run_detection(Store.open(sys.argv[1], create=False), Path(sys.argv[2]))
+r = run_detection(Store.open(sys.argv[1], create=False), Path(sys.argv[2]), memory_limit=sys.argv[3] or None)
 print("RESULT " + json.dumps({"seconds": time.perf_counter() - t, "stages": r.seconds, "accounts": len(r.scores),
                   "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", type=Path, default=Path("/tmp/distillguard-bench"))
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--memory-limit", help="DuckDB memory cap for detect, e.g. 5GB (default: DuckDB's)")
     args = parser.parse_args()
     sim = args.work / f"{args.scale}-{args.seed}"
     timings: dict[str, float] = {}
@@ -115,7 +116,7 @@ def main() -> None:
 
     shutil.rmtree(store.root / "derived", ignore_errors=True)
     (store.root / "derived").mkdir()
-    detect = _run(_DETECT, str(store.root), str(args.work / f"out-{args.scale}-{args.seed}"))
+    detect = _run(_DETECT, str(store.root), str(args.work / f"out-{args.scale}-{args.seed}"), args.memory_limit or "")
     ours = _run(_OURS, str(store.root))
     base = None if args.no_baseline else _run(_PANDAS, str(store.root))
     factor = PUBLIC_EXCHANGES / exchanges

@@ -81,8 +81,11 @@ def write_accounts_csv(path: Path, table: pa.Table) -> None:
 
 
 def run_detection(store: Store, out_dir: Path, *, intel: Any = None, progress: Progress | None = None,
-                  model: Model | None = None) -> DetectionResult:
-    """Score every account in ``store`` and write the detection outputs to ``out_dir``."""
+                  model: Model | None = None, memory_limit: str | None = None) -> DetectionResult:
+    """Score every account in ``store`` and write the detection outputs to ``out_dir``.
+
+    ``memory_limit`` caps DuckDB (e.g. ``"5GB"``); past it, joins and sorts spill into the store.
+    """
     from distillguard.attribution import campaigns_to_json, find_campaigns
     from distillguard.report import write_report
 
@@ -92,7 +95,7 @@ def run_detection(store: Store, out_dir: Path, *, intel: Any = None, progress: P
     seconds: dict[str, float] = {}
     started = time.perf_counter()
 
-    con = store.connect()
+    con = store.connect(memory_limit=memory_limit)
     total = max(len(store.exchange_files()), 1)
     done = 0
 

@@ -19,8 +19,11 @@ from distillguard.cli._common import EXIT_BAD_INPUT, EXIT_USAGE, console, fail, 
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output directory.")
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Detector artifact (default: the one shipped with distillguard).")
+@click.option("--memory-limit", default=None, metavar="SIZE",
+              help="Cap on the query engine's memory, e.g. 5GB; beyond it, work spills to disk in the store "
+                   "(default: DuckDB's, 80% of RAM).")
 def command(logs: tuple[Path, ...], store_dir: Path | None, accounts: Path | None, out: Path,
-            model_path: Path | None) -> None:
+            model_path: Path | None, memory_limit: str | None) -> None:
     """Detect distillation in a store (--store DIR) or directly in log files (LOGS...)."""
     from distillguard.detect import Model
     from distillguard.ingest.pipeline import ingest
@@ -60,7 +63,7 @@ def command(logs: tuple[Path, ...], store_dir: Path | None, accounts: Path | Non
                         tasks[stage] = bar.add_task(stage, total=100)
                     bar.update(tasks[stage], completed=round(100 * done))
 
-                result = run_detection(store, out, model=model, progress=on_progress)
+                result = run_detection(store, out, model=model, progress=on_progress, memory_limit=memory_limit)
         except (FileNotFoundError, StoreError, ValueError) as exc:
             fail(str(exc), EXIT_BAD_INPUT)
     counts = result.verdict_counts()

@@ -260,6 +260,8 @@ class Store:
             con.execute(f"SET threads = {int(threads)}")
         if memory_limit:
             con.execute(f"SET memory_limit = '{memory_limit}'")
+        # what does not fit spills here (DuckDB's default is ./.tmp under whatever directory the user is in)
+        con.execute(f"SET temp_directory = '{_sql_str(str(self.root / '_staging' / 'duckdb'))}'")
         files = self.exchange_files()
         if files:
             con.execute(f"CREATE VIEW exchanges AS SELECT * FROM read_parquet({_sql_list(files)})")
