@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import orjson
 import pytest
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from conftest import make_record
 from distillguard.cli import main
+from distillguard.decide import WATCH
 from distillguard.gateway.engine import Engine
 from distillguard.gateway.intel import RequestIntel, _merge
 from distillguard.gateway.policy import load_policy
@@ -43,6 +45,31 @@ def test_request_matches_infrastructure_and_template_with_provenance(bundle):
     assert "TLP:AMBER" in text
     clean = intel.score("acct_y", _row(2, "acct_y", "What is the capital of France, please?", BENIGN_CLIENT))
     assert clean == (0.0, (), False)
+
+
+def test_template_as_detect_exports_it_matches_whole_requests():
+    """campaigns.json holds a template's *head* (system prompt start | first user words); requests are whole
+    prompts. Both sides are compared in the head form, so the shared signature matches other fills."""
+    from distillguard.intel.privacy import template_text
+
+    system = ("You are an autonomous software engineering agent working in a sandboxed Linux container. Use the "
+              "provided tools to inspect the repository, make minimal changes, and run the tests. Think before every "
+              "tool call.")
+    task = "Collect the latest release notes of our three main dependencies and summarise breaking changes in {m}"
+    doc = campaigns_doc()
+    doc["campaigns"][0]["templates"] = [{"fingerprint": "f1", "example": template_text(system, task.format(m="x")),
+                                         "count": 70}]
+    doc["campaigns"][0]["infrastructure"] = {}
+    doc["campaigns"][0]["identifiers"] = {}
+    intel = RequestIntel(export_bundle(doc, ExportOptions("p1", GROUP_KEY)), GROUP_KEY)
+    row = _row(1, "acct_h", task.format(m="the billing module, then open a pull request with the fixes"),
+               BENIGN_CLIENT)
+    row["system_text"] = system
+    score, reasons, _ = intel.score("acct_h", row)
+    assert score == pytest.approx(0.6) and "intel templates [template]" in reasons[0]
+    other = _row(2, "acct_o", "Collect the latest release notes of our three main dependencies", BENIGN_CLIENT)
+    other["system_text"] = "You are a helpful assistant."
+    assert intel.score("acct_o", other)[0] == 0.0  # same words, another system prompt: another template
 
 
 def test_keyed_identifiers_from_account_records(bundle):
@@ -111,7 +138,15 @@ def test_replay_cli_loads_bundles(bundle, tmp_path):
     assert result.exit_code == 0, result.output
     with open(tmp_path / "out" / "accounts.csv") as handle:
         accounts = {r["account_id"]: r for r in csv.DictReader(handle)}
-    assert accounts["attacker"]["first_restricted"] == "1" and int(accounts["attacker"]["block"]) == 0
-    assert accounts["benign"]["first_restricted"] == ""
+    assert accounts["attacker"]["first_restricted"] == "1"  # intel throttles the first request
+    with open(tmp_path / "out" / "decisions.csv") as handle:
+        decisions = list(csv.DictReader(handle))
+    for row in decisions:
+        if row["account_id"] == "attacker" and row["action"] == "block":
+            # intel alone never blocks: only with our own online evidence at watch or above
+            own = re.search(r"online model risk ([0-9.]+)", row["reasons"])
+            assert own and float(own.group(1)) >= WATCH, row["reasons"]
+        if row["account_id"] == "benign":  # the online model judges it on its own; intel never matches it
+            assert "intel " not in row["reasons"]
     missing = CliRunner().invoke(main, args[:-2])
     assert missing.exit_code == 2 and "--group-key" in missing.output

@@ -148,3 +148,57 @@ def test_cli_keygen_export_match(tmp_path):
     result = runner.invoke(main, ["intel", "export", "--detections", str(det), "--out", str(bundle), "--member", "p1",
                                   "--group-key", str(keys / "group.key")])
     assert result.exit_code == 1 and "campaigns" in result.output
+
+
+def test_accounts_our_detector_restricts_are_not_benign_customers(tmp_path):
+    """An attacker account detection flagged but attribution left out of the campaign must not get the
+    attacker's infrastructure withheld as if it were a customer's; an allowed account still does."""
+    from click.testing import CliRunner
+
+    from distillguard.cli import main
+
+    store = small_store(tmp_path / "store")
+    doc = campaigns_doc()
+    doc["campaigns"][0]["accounts"] = ["acct_a1", "acct_a2"]  # acct_a3 and acct_a4 share the infrastructure
+    doc["campaigns"][0]["identifiers"] = {"email_domains": ["mailbox-farm.example"]}
+    det = tmp_path / "det"
+    det.mkdir()
+    (det / "campaigns.json").write_text(json.dumps(doc))
+    key = tmp_path / "group.key"
+    key.write_text(GROUP_KEY.hex() + "\n")
+
+    def exported(verdicts: dict[str, str]) -> dict:
+        (det / "accounts.csv").write_text("account_id,risk,verdict\n" + "".join(
+            f"{a},0.9,{v}\n" for a, v in verdicts.items()))
+        out = tmp_path / "bundle.json"
+        result = CliRunner().invoke(main, ["intel", "export", "--detections", str(det), "--out", str(out),
+                                           "--member", "p1", "--group-key", str(key), "--store", str(store.root)])
+        assert result.exit_code == 0, result.output
+        found = {}
+        for obj in json.loads(out.read_text())["objects"]:
+            block = obj.get("extensions", {}).get(EXTENSION_ID, {})
+            found[block.get("kind")] = block
+        return found
+
+    both = exported({"acct_a3": "throttle", "acct_a4": "block"})
+    assert both["infrastructure"]["tls_fps"] and both["infrastructure"]["asns"] == [64512]
+    assert both["identifiers"]["identifiers"] == [
+        {"kind": "email_domain", "hmac": keyed_id(GROUP_KEY, "email_domain", "mailbox-farm.example")}]
+    one = exported({"acct_a3": "throttle", "acct_a4": "watch"})  # watch restricts nothing: a customer
+    assert "infrastructure" not in one and "identifiers" not in one
+
+
+def test_template_text_is_what_detect_shows_as_template_example():
+    import duckdb
+
+    from distillguard.attribution.columns import _NORMALISED
+    from distillguard.intel.privacy import template_text
+
+    rows = [(None, "Hello world  this is\n a test 123 with numbers 45 and more words"), ("You are 3 helpful", None),
+            ("", ""), (None, None), ("SYSTEM Prompt " * 20, "  leading spaces\tand tabs 12 ab"),
+            ("Σύστημα ÄÖ", "Ünïcode Wörds 1 2 3 4 5 6 7 8 9"), ("x", " ")]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE e (system_text VARCHAR, user_text VARCHAR)")
+    con.executemany("INSERT INTO e VALUES (?, ?)", rows)
+    sql = [r[0] for r in con.execute(f"SELECT {_NORMALISED} FROM e e").fetchall()]
+    assert [template_text(s, u) for s, u in rows] == sql

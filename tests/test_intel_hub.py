@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import uuid
 
 import orjson
 import pytest
@@ -10,7 +12,7 @@ from distillguard.decide import verdict
 from distillguard.intel.client import State, TaxiiClient
 from distillguard.intel.export import ExportOptions, export_bundle
 from distillguard.intel.hub import create_app
-from distillguard.intel.hub.db import HubDB
+from distillguard.intel.hub.db import open_db
 from distillguard.intel.match import match
 from distillguard.intel.sightings import link_campaigns, sightings
 from distillguard.intel.signing import sign
@@ -25,11 +27,41 @@ def keys():
     return member_keys()
 
 
+# Every hub test runs against both backends. PostgreSQL needs a server: DISTILLGUARD_POSTGRES_URL (a database
+# the tests may create schemas in); .ci/run starts one and sets DISTILLGUARD_REQUIRE_POSTGRES=1 so that a missing
+# server or driver fails rather than skips.
+POSTGRES_URL = os.environ.get("DISTILLGUARD_POSTGRES_URL")
+REQUIRE_POSTGRES = bool(os.environ.get("DISTILLGUARD_REQUIRE_POSTGRES"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request, tmp_path):
+    """The hub's ``database`` setting: a SQLite file, or a fresh schema in the test PostgreSQL database."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "hub.sqlite")
+        return
+    if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("DISTILLGUARD_REQUIRE_POSTGRES is set but DISTILLGUARD_POSTGRES_URL is not")
+        pytest.skip("DISTILLGUARD_POSTGRES_URL not set (.ci/run starts a PostgreSQL server)")
+    psycopg = pytest.importorskip("psycopg") if not REQUIRE_POSTGRES else __import__("psycopg")
+    schema = f"dg_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as con:
+        con.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as con:
+            con.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 @pytest.fixture()
-def hub(tmp_path, keys):
-    config = hub_config(keys, str(tmp_path / "hub.sqlite"), clearance={"p3": "green"}, max_content_length=200_000,
-                        page_size=7)
-    return config, create_app(config)
+def hub(database, keys):
+    config = hub_config(keys, database, clearance={"p3": "green"}, max_content_length=200_000, page_size=7)
+    app = create_app(config)
+    yield config, app
+    app.state.hub.db.close()
 
 
 def client(app, user: str) -> TaxiiClient:
@@ -176,12 +208,70 @@ def test_paging_added_after_and_manifest(hub, keys):
     assert http.get("/intel/nowhere/").status_code == 404
 
 
-def test_nothing_accepted_is_lost_on_restart(tmp_path, keys):
-    config = hub_config(keys, str(tmp_path / "hub.sqlite"))
+def test_nothing_accepted_is_lost_on_restart(database, keys):
+    config = hub_config(keys, database)
     app = create_app(config)
     bundle = export_bundle(campaigns_doc(), ExportOptions("p1", GROUP_KEY, keys["p1"]))
     assert client(app, "p1").publish(bundle["objects"], State.load(None))["accepted"] == len(bundle["objects"])
     app.state.hub.db.close()
-    again = create_app(config, HubDB(config.database))
+    db = open_db(config.database)
+    again = create_app(config, db)
     pulled = client(again, "p2").pull(State.load(None), None)
     assert {o["id"] for o in pulled.accepted} == {o["id"] for o in bundle["objects"]}
+    # date_added keeps increasing after the restart, so added_after polling sees new objects only
+    last = max(r.added_us for r in db.query(COLLECTION))
+    assert client(again, "p1").publish(bundle["objects"], State.load(None))["failed"] == 0
+    assert db.query(COLLECTION, added_after=last) == []  # re-posting the same versions stores nothing new
+    camp = next(o for o in bundle["objects"] if o["type"] == "campaign")
+    newer = sign(dict(camp, modified="2026-03-09T00:00:00.000Z"), keys["p1"], "p1")
+    assert client(again, "p1").publish([newer], State.load(None))["failed"] == 0
+    assert [r.version for r in db.query(COLLECTION, added_after=last)] == ["2026-03-09T00:00:00.000Z"]
+    db.close()
+
+
+def test_database_setting_picks_the_backend(tmp_path):
+    from distillguard.intel.hub.db import HubDB, redact
+
+    assert isinstance(open_db(str(tmp_path / "a.sqlite")), HubDB)
+    assert isinstance(open_db(f"sqlite:///{tmp_path}/b.sqlite"), HubDB)
+    with pytest.raises(ValueError, match="unsupported scheme 'mysql'"):
+        open_db("mysql://u:pw@host/db")
+    assert redact("postgresql://dg:hunter2@db.example:5432/hub") == "postgresql://dg:***@db.example:5432/hub"
+    assert redact("hub.sqlite") == "hub.sqlite"
+    with pytest.raises(ValueError, match="cannot connect|needs psycopg"):  # a clear error, not a traceback
+        open_db("postgresql://nobody:pw@127.0.0.1:1/none?connect_timeout=2")
+
+
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+def test_postgres_hubs_sharing_one_database_keep_one_order(database, keys):
+    """Two hub processes on one PostgreSQL database: seq and date_added increase together; a lost connection
+    is reopened."""
+    import threading
+
+    import psycopg
+
+    a, b = open_db(database), open_db(database)
+    bundle = export_bundle(campaigns_doc(), ExportOptions("p1", GROUP_KEY, keys["p1"]))
+    objs = [o for o in bundle["objects"] if o["type"] != "marking-definition"]
+
+    def post(db, offset):
+        for i, obj in enumerate(objs):
+            db.add(COLLECTION, [(dict(obj, modified=f"2026-03-{offset + i % 20:02d}T00:00:00.{i:03d}Z"),
+                                 f"v{offset}-{i}", "amber", "p1")])
+
+    threads = [threading.Thread(target=post, args=(db, n)) for n, db in ((1, a), (2, b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = a.query(COLLECTION)
+    assert len(rows) == 2 * len(objs)
+    added = [r.added_us for r in rows]  # in seq order
+    assert added == sorted(added) and len(set(added)) == len(added)
+    pid = b._con.info.backend_pid
+    with psycopg.connect(database, autocommit=True) as admin:  # the server drops b's connection
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    assert len(b.query(COLLECTION)) == len(rows)
+    assert b._con.info.backend_pid != pid
+    a.close()
+    b.close()

@@ -66,14 +66,22 @@ def passwd(password_env: str) -> None:
 @click.option("--tlp", type=click.Choice(["clear", "green", "amber", "amber+strict", "red"]), default="amber",
               show_default=True)
 @click.option("--store", "store_dir", type=click.Path(exists=True, file_okay=False),
-              help="Local store: infrastructure and identifiers also used by unflagged accounts are withheld.")
+              help="Local store: infrastructure and identifiers also used by accounts that are in no exported "
+              "campaign and not restricted by the local detector (accounts.csv) are withheld.")
 @click.option("--min-score", type=float, default=0.0, show_default=True)
 def export(detections: Path, out_path: Path, member: str, group_key_path: str, sign_key: str | None, tlp: str,
            store_dir: str | None, min_score: float) -> None:
     """Turn detected campaigns into a validated, signed STIX 2.1 bundle."""
     from stix2validator import ValidationOptions, validate_string
 
-    from distillguard.intel.export import ExportError, ExportOptions, benign_exclusions, export_bundle, load_campaigns
+    from distillguard.intel.export import (
+        ExportError,
+        ExportOptions,
+        benign_exclusions,
+        detector_flagged,
+        export_bundle,
+        load_campaigns,
+    )
     from distillguard.intel.privacy import GroupKeyError, load_group_key
     from distillguard.intel.signing import SignatureError, load_private
 
@@ -88,6 +96,11 @@ def export(detections: Path, out_path: Path, member: str, group_key_path: str, s
         from distillguard.store import Store
 
         flagged = {a for c in doc["campaigns"] for a in c.get("accounts", [])}
+        if (detections / "accounts.csv").exists():  # restricted by our own detector: not a benign customer
+            try:
+                flagged |= detector_flagged(detections / "accounts.csv")
+            except ExportError as exc:
+                fail(str(exc))
         exclusions = benign_exclusions(Store.open(store_dir, create=False).connect(), flagged)
     bundle = export_bundle(doc, ExportOptions(member=member, group_key=key, signing_key=signer, tlp=tlp,
                                               min_score=min_score, exclusions=exclusions))
@@ -174,19 +187,28 @@ def _local_flagged(path: Path) -> set[str]:
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), required=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8650, show_default=True)
-def serve(config_path: str, host: str, port: int) -> None:
+@click.option("--db", "database", help="Overrides the config's database: a SQLite path or a PostgreSQL URL "
+              "(postgresql://user:password@host/db; needs the 'postgres' extra).")
+def serve(config_path: str, host: str, port: int, database: str | None) -> None:
     """Run the sharing group's TAXII 2.1 hub."""
     import uvicorn
 
-    from distillguard.intel.hub import create_app, load_config
+    from distillguard.intel.hub import create_app, load_config, open_db
     from distillguard.intel.hub.config import ConfigError
+    from distillguard.intel.hub.db import redact
 
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         fail(str(exc))
-    console.print(f"TAXII 2.1 hub on http://{host}:{port}/taxii2/ (database {config.database})")
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    if database:
+        config.database = database
+    try:
+        db = open_db(config.database)
+    except ValueError as exc:
+        fail(str(exc))
+    console.print(f"TAXII 2.1 hub on http://{host}:{port}/taxii2/ (database {redact(config.database)})")
+    uvicorn.run(create_app(config, db), host=host, port=port, log_level="warning")
 
 
 def _client_options(f: click.decorators.FC) -> click.decorators.FC:

@@ -5,8 +5,9 @@ arrives against the indicators of loaded STIX bundles (``gateway --intel``):
 
 * infrastructure: client IP inside a shared IPv4 prefix (bisect over sorted
   ranges), ASN, TLS fingerprint, User-Agent;
-* templates: keyed MinHash of the request prompt (user and system text) against
-  the shared signatures (LSH), for an account's first ``template_sample``
+* templates: keyed MinHash of the request prompt against the shared signatures
+  (LSH), in the template-head form ``campaigns.json`` examples (hence exported
+  signatures) have, and as whole user and system texts; for an account's first ``template_sample``
   requests and every ``template_every``-th after that (hashing costs ~0.1-0.5 ms);
 * identifiers: keyed HMACs of the account record's payment fingerprint, e-mail
   domain and signup IP (``--accounts``), computed once per account.
@@ -32,7 +33,7 @@ from typing import Any
 import orjson
 
 from distillguard.intel.indicators import SharedIndicator, collect, ipv4_ranges, objects_of
-from distillguard.intel.match import WEIGHTS, MatchOptions
+from distillguard.intel.match import WEIGHTS, MatchOptions, template_texts
 from distillguard.intel.privacy import TemplateHasher, TemplateIndex, decode_signature, keyed_id
 
 IDENTIFIER_FIELDS = (("payment_fp", "payment_fp"), ("email_domain", "email_domain"), ("signup_ip", "signup_ip"))
@@ -164,7 +165,7 @@ class RequestIntel:
                     per[feature] = per.get(feature, 0) + 1
         if self.index is not None and (acct.n <= self.template_sample or acct.n % self.template_every == 0):
             acct.templated += 1
-            refs = {ref for text in (row.get("user_text"), row.get("system_text")) if text
+            refs = {ref for text in template_texts(row.get("system_text"), row.get("user_text"))
                     for ref, _ in self.index.query(text)}
             for ref in refs:
                 per = acct.hits.setdefault(ref, {})

@@ -95,6 +95,27 @@ def benign_exclusions(con: Any, flagged: set[str]) -> Exclusions:
     return out
 
 
+def detector_flagged(accounts_csv: Path) -> set[str]:
+    """Accounts the local detector restricts (verdict throttle or block in ``detect``'s accounts.csv).
+
+    They are not counted as benign customers by :func:`benign_exclusions`: an attacker's accounts that
+    detection flagged but attribution left out of every exported campaign would otherwise get the
+    attacker's own infrastructure (its client stack, proxy prefixes, look-alike e-mail domains) withheld.
+    """
+    import csv
+
+    from distillguard.decide import flagged
+
+    try:
+        with accounts_csv.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"account_id", "verdict"} <= set(reader.fieldnames):
+                raise ExportError(f"{accounts_csv}, line 1: header needs account_id and verdict")
+            return {row["account_id"] for row in reader if flagged(row["verdict"] or "")}
+    except OSError as exc:
+        raise ExportError(f"{accounts_csv}: cannot read ({exc.strerror})") from None
+
+
 def _flag_table(flagged: set[str]) -> Any:
     import pyarrow as pa
     return pa.table({"account_id": pa.array(sorted(flagged), type=pa.string())})

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from distillguard.intel.indicators import SharedIndicator, collect, ipv4_ranges, objects_of
-from distillguard.intel.privacy import TemplateHasher, TemplateIndex, decode_signature, keyed_id
+from distillguard.intel.privacy import TemplateHasher, TemplateIndex, decode_signature, keyed_id, template_text
 
 # evidence weights by indicator kind and feature (strength in [0, 1] multiplies the weight)
 WEIGHTS = {"ip": 0.45, "tls_fp": 0.25, "asn": 0.12, "user_agent": 0.1, "payment_fp": 0.6, "signup_ip": 0.35,
@@ -116,6 +116,12 @@ def _match_one(con: duckdb.DuckDBPyConnection, ind: SharedIndicator, key: bytes)
     return out
 
 
+def template_texts(system: str | None, user: str | None) -> list[str]:
+    """What a request is compared with shared templates by: its template text (the form ``campaigns.json``
+    examples, hence exported signatures, have) and, for bundles made from whole prompts, the raw texts."""
+    return [t for t in (template_text(system, user), user, system) if t]
+
+
 def _match_templates(con: duckdb.DuckDBPyConnection, inds: list[SharedIndicator], key: bytes, opts: MatchOptions,
                      active: set[str], evidence: dict[str, dict[str, list[tuple[str, float]]]]) -> None:
     if not inds:
@@ -138,7 +144,7 @@ def _match_templates(con: duckdb.DuckDBPyConnection, inds: list[SharedIndicator]
         if account not in active:
             continue
         sampled[account] += 1
-        matched = {ref for text in (user, system) if text for ref, _ in index.query(text)}
+        matched = {ref for text in template_texts(system, user) for ref, _ in index.query(text)}
         for ref in matched:
             hits[account][ref] += 1
     for account, refs in hits.items():

@@ -24,6 +24,26 @@ _DIGITS = re.compile(r"\d+")
 _MAX_WORDS = 400  # long prompts: the template lives in the head; bounds hashing cost
 
 
+_ASCII_DIGITS = re.compile("[0-9]+")
+_ASCII_SPACE = re.compile("[\t\n\f\r ]+")  # RE2's \s, as DuckDB applies it
+
+
+def template_text(system: str | None, user: str | None) -> str | None:
+    """A request's template text as ``detect`` shows it in ``campaigns.json`` (``templates[].example``).
+
+    The producer exports a keyed MinHash of that example, so a consumer must hash the same form of its own
+    requests: the first 80 characters of the lower-cased system prompt and the first 8 words of the user
+    text, numbers folded to 0, joined by `` | ``. Mirrors ``attribution.columns._NORMALISED`` (SQL); a
+    test checks that both agree. Matching whole prompts against it finds almost nothing: the example is a
+    short head, so the Jaccard similarity with a long prompt stays far below the threshold.
+    """
+    sys_part = _ASCII_DIGITS.sub("0", (system or "").lower())[:80]
+    head = _ASCII_SPACE.sub(" ", _ASCII_DIGITS.sub("0", (user or "")[:1000].lower()))
+    user_part = " ".join(head.split(" ")[:8])
+    text = " | ".join(([sys_part] if sys_part else []) + [user_part]).strip()
+    return text or None
+
+
 class GroupKeyError(ValueError):
     """A group key file is missing or malformed."""
 

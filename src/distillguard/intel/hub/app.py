@@ -27,7 +27,7 @@ from starlette.routing import Route
 from distillguard.intel.export import member_identity_id
 from distillguard.intel.extension import EXTENSION_ID, PROJECT_IDENTITY_ID, extension_definition, project_identity
 from distillguard.intel.hub.config import Collection, HubConfig, check_password
-from distillguard.intel.hub.db import HubDB, Row, format_us, parse_us
+from distillguard.intel.hub.db import HubStore, Row, format_us, open_db, parse_us
 from distillguard.intel.refdata import object_tlp, tlp_by_id, tlp_markings, tlp_rank
 from distillguard.intel.signing import SignatureError, verify
 
@@ -64,7 +64,7 @@ def _version(obj: dict[str, Any]) -> str:
 
 
 class Hub:
-    def __init__(self, config: HubConfig, db: HubDB) -> None:
+    def __init__(self, config: HubConfig, db: HubStore) -> None:
         self.config, self.db = config, db
         self.fixed = _fixed_objects()
         self._auth_cache: dict[tuple[str, bytes], bool] = {}
@@ -319,9 +319,9 @@ def _versions(rows: list[Row], wanted: list[str]) -> list[Row]:
     return [r for r in rows if r.seq in keep]
 
 
-def create_app(config: HubConfig, db: HubDB | None = None) -> Starlette:
-    """The hub ASGI app; ``db`` defaults to the SQLite file named by the config."""
-    hub = Hub(config, db or HubDB(config.database))
+def create_app(config: HubConfig, db: HubStore | None = None) -> Starlette:
+    """The hub ASGI app; ``db`` defaults to the config's ``database`` (SQLite path or ``postgresql://`` URL)."""
+    hub = Hub(config, db or open_db(config.database))
 
     def wrap(handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:

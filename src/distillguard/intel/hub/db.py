@@ -1,4 +1,9 @@
-"""SQLite persistence for the hub: every accepted object is committed before the hub answers 202.
+"""Hub persistence: every accepted object is committed before the hub answers 202.
+
+Two backends behind one interface (:class:`HubStore`): SQLite (the default, a file
+path) and PostgreSQL (a ``postgresql://`` URL, optional: ``pip install
+'distillguard[postgres]'``, see :mod:`distillguard.intel.hub.postgres`).
+:func:`open_db` picks one from the configured ``database``.
 
 ``date_added`` is strictly increasing (microseconds) and ``seq`` orders rows, so
 ``added_after`` and the opaque ``next`` cursor page without gaps or repeats.
@@ -11,7 +16,8 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -25,6 +31,10 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE INDEX IF NOT EXISTS objects_added ON objects (collection, added_us);
 CREATE TABLE IF NOT EXISTS status (id TEXT PRIMARY KEY, member TEXT NOT NULL, body BLOB NOT NULL);
 """
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+# (object, version, tlp, producer) as the app hands them to HubStore.add
+Item = tuple[dict[str, Any], str, str | None, str]
 
 
 @dataclass
@@ -44,6 +54,27 @@ class Row:
         return format_us(self.added_us)
 
 
+class HubStore(Protocol):
+    """What the hub needs from its database; SQLite and PostgreSQL implement it."""
+
+    def close(self) -> None: ...
+
+    def add(self, collection: str, items: list[Item]) -> list[bool]:
+        """Insert (object, version, tlp, producer) rows in one committed transaction; True where new."""
+        ...
+
+    def query(self, collection: str, *, added_after: int | None = None, after_seq: int | None = None,
+              ids: list[str] | None = None, types: list[str] | None = None) -> list[Row]:
+        """Rows of one collection in ``seq`` order, filtered."""
+        ...
+
+    def delete(self, collection: str, object_id: str) -> int: ...
+
+    def put_status(self, status: dict[str, Any], member: str) -> None: ...
+
+    def get_status(self, status_id: str, member: str) -> dict[str, Any] | None: ...
+
+
 def format_us(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -55,12 +86,42 @@ def parse_us(text: str) -> int:
     return int(round(value.timestamp() * 1e6))
 
 
+def now_us() -> int:
+    return int(datetime.now(UTC).timestamp() * 1e6)
+
+
+def open_db(database: str) -> HubStore:
+    """The backend for ``database``: ``postgresql://...`` (PostgreSQL), a path or ``sqlite:///path`` (SQLite)."""
+    scheme = urlsplit(database).scheme.lower() if "://" in database else ""
+    if scheme in POSTGRES_SCHEMES:
+        from distillguard.intel.hub.postgres import PostgresHubDB
+
+        return PostgresHubDB(database)
+    if scheme == "sqlite":
+        return HubDB(database.split("://", 1)[1] or ":memory:")
+    if scheme:
+        raise ValueError(f"database {redact(database)!r}: unsupported scheme {scheme!r} "
+                         "(a SQLite path or a postgresql:// URL)")
+    return HubDB(database)
+
+
+def redact(database: str) -> str:
+    """The database setting with any password in a URL replaced by ``***`` (for logs)."""
+    if "://" not in database:
+        return database
+    parts = urlsplit(database)
+    if parts.password is None:
+        return database
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 class HubDB:
-    """Thread-safe SQLite store (one connection, one lock; the hub is I/O-light)."""
+    """SQLite backend: thread-safe (one connection, one lock; the hub is I/O-light); WAL, synchronous=FULL."""
 
     def __init__(self, path: str) -> None:
         if "://" in path:
-            raise ValueError(f"database {path!r}: only SQLite paths are supported in this build")
+            raise ValueError(f"database {redact(path)!r}: not a SQLite path (use open_db for URLs)")
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._con = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -75,12 +136,10 @@ class HubDB:
             self._con.close()
 
     def _next_us(self) -> int:
-        now = int(datetime.now(UTC).timestamp() * 1e6)
-        self._last_us = max(now, self._last_us + 1)
+        self._last_us = max(now_us(), self._last_us + 1)
         return self._last_us
 
-    def add(self, collection: str, items: list[tuple[dict[str, Any], str, str | None, str]]) -> list[bool]:
-        """Insert (object, version, tlp, producer) rows in one transaction; True where new."""
+    def add(self, collection: str, items: list[Item]) -> list[bool]:
         out = []
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
@@ -100,22 +159,9 @@ class HubDB:
 
     def query(self, collection: str, *, added_after: int | None = None, after_seq: int | None = None,
               ids: list[str] | None = None, types: list[str] | None = None) -> list[Row]:
-        sql = ["SELECT seq, id, version, added_us, type, spec_version, tlp, producer, body FROM objects "
-               "WHERE collection = ?"]
-        args: list[Any] = [collection]
-        if added_after is not None:
-            sql.append("AND added_us > ?")
-            args.append(added_after)
-        if after_seq is not None:
-            sql.append("AND seq > ?")
-            args.append(after_seq)
-        for column, values in (("id", ids), ("type", types)):
-            if values:
-                sql.append(f"AND {column} IN ({', '.join('?' * len(values))})")
-                args.extend(values)
-        sql.append("ORDER BY seq")
+        sql, args = select_sql(collection, added_after, after_seq, ids, types, "?", "objects")
         with self._lock:
-            rows = self._con.execute(" ".join(sql), args).fetchall()
+            rows = self._con.execute(sql, args).fetchall()
         return [Row(*r) for r in rows]
 
     def delete(self, collection: str, object_id: str) -> int:
@@ -133,3 +179,26 @@ class HubDB:
             row = self._con.execute("SELECT body FROM status WHERE id = ? AND member = ?",
                                     (status_id, member)).fetchone()
         return orjson.loads(row[0]) if row else None
+
+
+SQLiteHubDB = HubDB
+
+
+def select_sql(collection: str, added_after: int | None, after_seq: int | None, ids: list[str] | None,
+               types: list[str] | None, mark: str, table: str) -> tuple[str, list[Any]]:
+    """The objects query shared by both backends (``mark``: the driver's placeholder)."""
+    sql = [f"SELECT seq, id, version, added_us, type, spec_version, tlp, producer, body FROM {table} "
+           f"WHERE collection = {mark}"]
+    args: list[Any] = [collection]
+    if added_after is not None:
+        sql.append(f"AND added_us > {mark}")
+        args.append(added_after)
+    if after_seq is not None:
+        sql.append(f"AND seq > {mark}")
+        args.append(after_seq)
+    for column, values in (("id", ids), ("type", types)):
+        if values:
+            sql.append(f"AND {column} IN ({', '.join([mark] * len(values))})")
+            args.extend(values)
+    sql.append("ORDER BY seq")
+    return " ".join(sql), args

@@ -1,0 +1,134 @@
+"""PostgreSQL backend for the hub (``database: postgresql://user@host/db``), behind :class:`~.db.HubStore`.
+
+Optional: needs psycopg 3 (``pip install 'distillguard[postgres]'``). Several hub
+processes may share one database: inserts take a transaction-scoped advisory lock,
+so ``date_added`` (microseconds, from the database's latest row) and ``seq`` increase
+together across processes, and a reader paging by ``next`` never sees a lower
+``seq`` commit after a higher one. Every add is committed (``synchronous_commit``
+as the server has it, ``on`` by default) before the hub answers 202. Tables
+``dg_hub_objects`` and ``dg_hub_status`` are created on first use, in the
+connection's ``search_path`` schema (e.g. ``?options=-csearch_path%3Dintel``).
+A dropped connection is reopened once per call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import orjson
+
+from distillguard.intel.hub.db import Item, Row, now_us, redact, select_sql
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - exercised only without the extra
+    psycopg = None
+
+T = TypeVar("T")
+_LOCK_KEY = 0x64675F687562  # "dg_hub": serialises inserts (and schema creation) across hub processes
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS dg_hub_objects ("
+    " seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " collection TEXT NOT NULL, id TEXT NOT NULL, version TEXT NOT NULL,"
+    " added_us BIGINT NOT NULL, type TEXT NOT NULL, spec_version TEXT NOT NULL,"
+    " tlp TEXT, producer TEXT NOT NULL, body BYTEA NOT NULL,"
+    " UNIQUE (collection, id, version))",
+    "CREATE INDEX IF NOT EXISTS dg_hub_objects_added ON dg_hub_objects (collection, added_us)",
+    "CREATE TABLE IF NOT EXISTS dg_hub_status (id TEXT PRIMARY KEY, member TEXT NOT NULL, body BYTEA NOT NULL)",
+)
+
+
+class PostgresHubDB:
+    """One connection (autocommit, explicit transactions) behind a lock, like the SQLite backend."""
+
+    def __init__(self, url: str, connect_timeout: int = 10) -> None:
+        if psycopg is None:
+            raise ValueError(f"database {redact(url)!r}: PostgreSQL needs psycopg 3 "
+                             "(pip install 'distillguard[postgres]')")
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._con: Any = None
+        with self._lock:
+            self._run(self._create)
+
+    def _connect(self) -> Any:
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout)
+        except psycopg.OperationalError as exc:
+            raise ValueError(f"database {redact(self.url)!r}: cannot connect ({str(exc).strip()})") from None
+
+    def _run(self, work: Callable[[Any], T]) -> T:
+        """``work(connection)``, reconnecting once when the connection was lost (caller holds the lock)."""
+        for attempt in (0, 1):
+            if self._con is None or self._con.closed or self._con.broken:
+                self._con = self._connect()
+            try:
+                return work(self._con)
+            except psycopg.OperationalError:
+                if attempt or not (self._con.closed or self._con.broken):
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _create(con: Any) -> None:
+        with con.transaction():
+            con.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+            for statement in _SCHEMA:
+                con.execute(statement)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+
+    def add(self, collection: str, items: list[Item]) -> list[bool]:
+        def work(con: Any) -> list[bool]:
+            out = []
+            with con.transaction():
+                con.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+                last = con.execute("SELECT coalesce(max(added_us), 0) FROM dg_hub_objects WHERE collection = %s",
+                                   [collection]).fetchone()[0]
+                for obj, version, tlp, producer in items:
+                    last = max(now_us(), last + 1)
+                    cur = con.execute(
+                        "INSERT INTO dg_hub_objects (collection, id, version, added_us, type, spec_version, tlp,"
+                        " producer, body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT (collection, id, version) DO NOTHING",
+                        [collection, obj["id"], version, last, obj["type"], obj.get("spec_version", "2.1"), tlp,
+                         producer, orjson.dumps(obj)])
+                    out.append(cur.rowcount == 1)
+            return out
+
+        if not items:
+            return []
+        with self._lock:
+            return self._run(work)
+
+    def query(self, collection: str, *, added_after: int | None = None, after_seq: int | None = None,
+              ids: list[str] | None = None, types: list[str] | None = None) -> list[Row]:
+        sql, args = select_sql(collection, added_after, after_seq, ids, types, "%s", "dg_hub_objects")
+        with self._lock:
+            rows = self._run(lambda con: con.execute(sql, args).fetchall())
+        return [Row(seq, id_, version, added, type_, spec, tlp, producer, bytes(body))
+                for seq, id_, version, added, type_, spec, tlp, producer, body in rows]
+
+    def delete(self, collection: str, object_id: str) -> int:
+        with self._lock:
+            return self._run(lambda con: con.execute(
+                "DELETE FROM dg_hub_objects WHERE collection = %s AND id = %s", [collection, object_id]).rowcount)
+
+    def put_status(self, status: dict[str, Any], member: str) -> None:
+        with self._lock:
+            self._run(lambda con: con.execute(
+                "INSERT INTO dg_hub_status (id, member, body) VALUES (%s, %s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET member = excluded.member, body = excluded.body",
+                [status["id"], member, orjson.dumps(status)]))
+
+    def get_status(self, status_id: str, member: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._run(lambda con: con.execute(
+                "SELECT body FROM dg_hub_status WHERE id = %s AND member = %s", [status_id, member]).fetchone())
+        return orjson.loads(bytes(row[0])) if row else None
