@@ -140,3 +140,25 @@ def test_prefix_features_only_see_the_past(store: Store) -> None:
     assert 0 < len(early) < len(full)
     assert (early.stats["last_ts"] < cut).all()
     assert early.stats["n"].sum() < full.stats["n"].sum()
+
+
+def test_serialised_state_is_lossless(store: Store) -> None:
+    """Features of a deserialised state equal the live state's bit for bit (tree splits sit at data values)."""
+    from distillguard.features.state import features_many
+
+    con = store.connect()
+    rows = con.sql("SELECT * FROM exchanges ORDER BY ts, id").to_arrow_table()
+    signals = SIGNALS.derive(rows).to_pylist()
+    states: dict[str, AccountState] = {}
+    for row, sig in zip(rows.to_pylist(), signals, strict=True):
+        row["max_tokens"] = 8192  # log2(8193) summed n times: the value the shipped trees split at
+        states.setdefault(row["account_id"], AccountState()).update(row, sig)
+    live = list(states.values())
+    again = [AccountState.from_bytes(s.to_bytes()) for s in live]
+    assert all(len(s.to_bytes()) <= 1024 for s in live)
+    many = features_many(again)
+    for state, copy, vectorised in zip(live, again, many, strict=True):
+        assert copy.sums == state.sums
+        a, b = state.features(), copy.features()
+        for name in a:
+            assert (np.isnan(a[name]) and np.isnan(b[name])) or a[name] == b[name] == vectorised[name], name

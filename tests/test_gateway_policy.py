@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -65,10 +66,29 @@ def test_token_budget_goes_into_debt_after_the_fact():
 def test_audit_lines_survive_sigkill(tmp_path):
     path = tmp_path / "audit.jsonl"
     code = (f"from distillguard.gateway.audit import AuditLog\nimport os, signal\nlog = AuditLog({str(path)!r})\n"
+            "print(log._syncer.pid, flush=True)\n"
             "for i in range(100):\n    log.write({'id': i})\nos.kill(os.getpid(), signal.SIGKILL)\n")
-    proc = subprocess.run([sys.executable, "-c", code], timeout=30)
+    proc = subprocess.run([sys.executable, "-c", code], timeout=30, capture_output=True)
     assert proc.returncode == -9
     assert [e["id"] for e in read_audit(path)] == list(range(100))
+    syncer = int(proc.stdout.split()[0])  # the fsync process notices its parent is gone, syncs and exits
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{syncer}") and time.monotonic() < deadline:
+        with open(f"/proc/{syncer}/stat") as handle:
+            if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break  # exited; a zombie until init reaps it
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{syncer}") or time.monotonic() < deadline
+
+
+def test_audit_group_commit_runs_in_a_syncer_process(tmp_path):
+    log = AuditLog(tmp_path / "audit.jsonl", fsync_ms=10)
+    assert log._syncer is not None and log._syncer.poll() is None
+    log.write({"id": 1})
+    time.sleep(0.2)
+    assert log._syncer.poll() is None
+    log.close()
+    assert log._syncer is None and read_audit(tmp_path / "audit.jsonl") == [{"id": 1}]
 
 
 def test_audit_is_append_only_and_skips_a_torn_tail(tmp_path):

@@ -94,9 +94,9 @@ def test_online_model_risk_is_batch_models_risk():
     online.flush()
     model = Model.load()
     for account in ("attacker", "benign"):
-        features = online._live[account].features()
+        features = online.state(account).features()
         expected = float(model.risk({k: np.array([v]) for k, v in features.items()})[0])
-        assert online.risks[account][0] == round(expected, 4)
+        assert online.risk(account, 0)[0] == round(expected, 4)
     # a handful of exchanges never restricts, whatever the model says
 
     class Sure:
@@ -176,4 +176,52 @@ def test_online_state_tolerates_exchanges_completing_out_of_order():
     for record in (late, early, make_record(3, ts="2026-03-01T00:00:30.000Z")):
         online.observe(dict(zip(COLUMNS, flatten(record), strict=True)))
     online.flush()
-    assert online.counts["acct_1"] == 3 and online.state("acct_1").features()["log_n"] > 1.3
+    state = online.state("acct_1")
+    assert state.sums["n"] == 3 and state.features()["log_n"] > 1.3
+
+
+def test_worker_process_scores_like_inline_folding():
+    """The live proxy's scorer process runs the same OnlineFeatures code: same risks as inline folding."""
+    from distillguard.model import COLUMNS, flatten
+
+    rows = [dict(zip(COLUMNS, flatten(r), strict=True)) for r in sorted(_records(40), key=lambda r: r["ts"])]
+    for row in rows:
+        row["ts"] = rows[0]["ts"] + (row["ts"] - rows[0]["ts"]) // 1000  # within a second: one batch either way
+    inline = OnlineFeatures()
+    background = OnlineFeatures(background=True)
+    try:
+        assert background.worker is not None and background.worker.process.poll() is None
+        for row in rows:
+            inline.observe(row)
+            background.observe(row)
+        inline.flush()
+        background.flush()
+        assert background.risks == inline.risks and set(inline.risks) == {"attacker", "benign"}
+        assert background.risk("attacker", rows[-1]["ts"]) == inline.risk("attacker", rows[-1]["ts"])
+    finally:
+        background.close()
+    assert background.worker.process.poll() is not None
+
+
+async def test_dead_scorer_process_falls_back_to_the_fail_mode():
+    from distillguard.gateway.online import ScorerProcess
+
+    online = OnlineFeatures(background=True)
+    worker: ScorerProcess = online.worker
+    worker.process.kill()
+    worker.process.wait(10)
+    engine = Engine(load_policy(), FusedScorer(online=online))  # default policy: fail open
+    decision = await engine.decide("x1", "acct", None, {}, 0)
+    assert decision.tier == "fail-open" and "online scorer process exited" in decision.reasons[0]
+    online.close()
+
+
+def test_replay_is_deterministic(tmp_path):
+    """Replay folds inline on the recorded clock: two runs give byte-identical decisions."""
+    logs = _write(tmp_path / "log.jsonl", _records(60))
+    outputs = []
+    for run in ("a", "b"):
+        result = CliRunner().invoke(main, ["gateway", "replay", str(logs), "--out", str(tmp_path / run)])
+        assert result.exit_code == 0, result.output
+        outputs.append((tmp_path / run / "decisions.csv").read_bytes())
+    assert outputs[0] == outputs[1] and outputs[0].count(b"\n") == 121

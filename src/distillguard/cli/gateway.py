@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 import click
@@ -121,8 +120,8 @@ def _serve(upstream: str, policy_path: str | None, keys: str | None, state: str,
                   trust_forwarded=trust_forwarded, flush_every_s=flush_every)
     console.print(f"gateway on http://{host}:{port} -> {upstream} (policy {policy.source}, mode {policy.mode}, "
                   f"state {state.split('@')[-1]})")
-    sys.setswitchinterval(0.0005)  # the online-features thread yields the GIL to the event loop often
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
+    # no ProxyHeadersMiddleware: the client address is ours to judge (--trust-forwarded reads X-Forwarded-For)
+    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False)
 
 
 def _derive():

@@ -3,6 +3,12 @@
 Distinct counts use a K-minimum-values sketch (exact below ``KMV_K`` distinct
 values, ~1/sqrt(K) relative error above) so the state stays under 1 KiB serialised.
 Requests are expected in time order, as a gateway sees them.
+
+Serialisation is lossless: a sum that holds an integer (counts, tokens, histogram
+bins: most of them) is a varint, any other sum the exact float64. So features of a
+deserialised state equal those of the live one bit for bit; a lossy format (float32
+sums) flipped tree splits of the shipped model, which split at data values such as
+``mean_log_max_tokens <= 13.000176099`` (= log2(8193), a constant ``max_tokens=8192``).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from distillguard.model import TIERS
 from distillguard.model.exchange import parse_ts
 
 KMV_K = 16
-_FORMAT = 1
+_FORMAT = 2  # 1: float32 sums (lossy), no longer read
 _ADDITIVE = tuple(n for n in STAT_NAMES if n not in ("first_ts", "last_ts") and not n.startswith("d_"))
 _MAX_MODELS = 6
 
@@ -134,66 +140,139 @@ class AccountState:
         return out
 
     def features(self, context: Context | None = None) -> dict[str, float]:
-        a = self.account
-        accounts = {"tier": np.array([a["tier"]], dtype=object),
-                    "verified": np.array([np.nan if a["verified"] is None else float(a["verified"])]),
-                    "created_ms": np.array([np.nan if a["created_ms"] is None else float(a["created_ms"])]),
-                    "payment_fp": np.array([a["payment_fp"]], dtype=object),
-                    "email_domain": np.array([a["email_domain"]], dtype=object)}
-        cols = features_from_stats(self.stats(), accounts, context or Context())
-        return {name: float(values[0]) for name, values in cols.items()}
+        return features_many([self], context)[0]
 
     # ---- serialisation -----------------------------------------------------
     def to_bytes(self) -> bytes:
-        a = self.account
-        parts = [struct.pack("<B", _FORMAT),
-                 struct.pack(f"<{len(_ADDITIVE)}f", *(self.sums[n] for n in _ADDITIVE)),
-                 struct.pack("<qqqf", self.first_ts, self.last_ts, self.day, self.day_count)]
+        """Lossless and compact: integer-valued sums as varints, others as float64, zero sums as one bitmap bit."""
+        out = bytearray((_FORMAT,))
+        sums = self.sums
+        mask = 0
+        body = bytearray()
+        for i, name in enumerate(_ADDITIVE):
+            v = sums[name]
+            if v == 0.0:
+                continue
+            mask |= 1 << i
+            if 0.0 < v < _EXACT_INT and v == int(v):
+                _varint(body, int(v) << 1)
+            else:
+                body.append(1)  # varint 1 = "float64 follows"
+                body += _F64.pack(v)
+        out += mask.to_bytes(_MASK_BYTES, "little")
+        out += body
+        for value in (self.first_ts + 1, self.last_ts + 1, self.day + 1, int(self.day_count)):
+            _varint(out, value)
         for name in DISTINCTS:
             values = self.sketches[name].values
-            parts.append(struct.pack(f"<B{len(values)}I", len(values), *values))
-        parts.append(struct.pack("<B", len(self.models)))
+            out += struct.pack(f"<B{len(values)}I", len(values), *values)
+        out.append(len(self.models))
         for model, (count, first) in self.models.items():
-            parts.append(_pack_str(model) + struct.pack("<fq", count, int(first)))
+            out += _pack_str(model)
+            _varint(out, int(count))
+            _varint(out, int(first) + 1)
+        a = self.account
         tier = TIERS.index(a["tier"]) if a["tier"] in TIERS else 255
         verified = 255 if a["verified"] is None else int(bool(a["verified"]))
-        created = -1 if a["created_ms"] is None else a["created_ms"]
-        parts.append(struct.pack("<BBq", tier, verified, created))
-        parts.append(_pack_str(a["payment_fp"]) + _pack_str(a["email_domain"]))
-        return b"".join(parts)
+        out += bytes((tier, verified))
+        _varint(out, -1 if a["created_ms"] is None else a["created_ms"], signed=True)
+        out += _pack_str(a["payment_fp"]) + _pack_str(a["email_domain"])
+        return bytes(out)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> AccountState:
         state = cls()
-        view = memoryview(data)
-        if view[0] != _FORMAT:
-            raise ValueError(f"unsupported AccountState format {view[0]}")
-        pos = 1
-        values = struct.unpack_from(f"<{len(_ADDITIVE)}f", view, pos)
-        pos += 4 * len(_ADDITIVE)
-        state.sums = {n: float(v) for n, v in zip(_ADDITIVE, values, strict=True)}
-        state.first_ts, state.last_ts, state.day, state.day_count = struct.unpack_from("<qqqf", view, pos)
-        pos += 28
+        if data[0] != _FORMAT:
+            raise ValueError(f"unsupported AccountState format {data[0]}")
+        mask = int.from_bytes(data[1:1 + _MASK_BYTES], "little")
+        pos = 1 + _MASK_BYTES
+        sums = state.sums
+        for i, name in enumerate(_ADDITIVE):
+            if not mask >> i & 1:
+                continue
+            value, pos = _unvarint(data, pos)
+            if value == 1:
+                (sums[name],) = _F64.unpack_from(data, pos)
+                pos += 8
+            else:
+                sums[name] = float(value >> 1)
+        first, pos = _unvarint(data, pos)
+        last, pos = _unvarint(data, pos)
+        day, pos = _unvarint(data, pos)
+        day_count, pos = _unvarint(data, pos)
+        state.first_ts, state.last_ts, state.day, state.day_count = first - 1, last - 1, day - 1, float(day_count)
         for name in DISTINCTS:
-            (k,) = struct.unpack_from("<B", view, pos)
-            state.sketches[name] = Kmv(list(struct.unpack_from(f"<{k}I", view, pos + 1)))
+            k = data[pos]
+            state.sketches[name] = Kmv(list(struct.unpack_from(f"<{k}I", data, pos + 1)))
             pos += 1 + 4 * k
-        (n_models,) = struct.unpack_from("<B", view, pos)
+        n_models = data[pos]
         pos += 1
         for _ in range(n_models):
-            model, pos = _unpack_str(view, pos)
-            count, first = struct.unpack_from("<fq", view, pos)
-            pos += 12
-            state.models[model or ""] = (float(count), float(first))
-        tier, verified, created = struct.unpack_from("<BBq", view, pos)
-        pos += 10
-        payment, pos = _unpack_str(view, pos)
-        domain, pos = _unpack_str(view, pos)
+            model, pos = _unpack_str(data, pos)
+            count, pos = _unvarint(data, pos)
+            first_model, pos = _unvarint(data, pos)
+            state.models[model or ""] = (float(count), float(first_model - 1))
+        tier, verified = data[pos], data[pos + 1]
+        created, pos = _unvarint(data, pos + 2, signed=True)
+        payment, pos = _unpack_str(data, pos)
+        domain, pos = _unpack_str(data, pos)
         state.account = {"tier": TIERS[tier] if tier < len(TIERS) else None,
                          "verified": None if verified == 255 else bool(verified),
                          "created_ms": None if created < 0 else created, "payment_fp": payment,
                          "email_domain": domain}
         return state
+
+
+def features_many(states: list[AccountState], context: Context | None = None) -> list[dict[str, float]]:
+    """Features of many accounts in one vectorised :func:`features_from_stats` call (the batch definition).
+
+    Stacking the 1-row statistics costs far less than one call per account (~0.6 ms each).
+    """
+    if not states:
+        return []
+    per = [s.stats() for s in states]
+    stats = {name: np.concatenate([p[name] for p in per]) for name in per[0] if name != "models"}
+    models = np.empty(len(states), dtype=object)
+    for i, p in enumerate(per):
+        models[i] = p["models"][0]
+    stats["models"] = models
+    acc = [s.account for s in states]
+    accounts = {"tier": np.array([a["tier"] for a in acc], dtype=object),
+                "verified": np.array([np.nan if a["verified"] is None else float(a["verified"]) for a in acc]),
+                "created_ms": np.array([np.nan if a["created_ms"] is None else float(a["created_ms"]) for a in acc]),
+                "payment_fp": np.array([a["payment_fp"] for a in acc], dtype=object),
+                "email_domain": np.array([a["email_domain"] for a in acc], dtype=object)}
+    cols = features_from_stats(stats, accounts, context or Context())
+    values = {name: column.tolist() for name, column in cols.items()}
+    return [{name: float(column[i]) for name, column in values.items()} for i in range(len(states))]
+
+
+_F64 = struct.Struct("<d")
+_EXACT_INT = float(2**53)  # integers below this are exact in float64, so a varint round-trips them
+_MASK_BYTES = (len(_ADDITIVE) + 7) // 8
+
+
+def _varint(out: bytearray, value: int, signed: bool = False) -> None:
+    if signed:
+        value = (value << 1) ^ (value >> 63)  # zigzag
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _unvarint(data: bytes, pos: int, signed: bool = False) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+    if signed:
+        value = (value >> 1) ^ -(value & 1)
+    return value, pos
 
 
 def _pack_str(value: str | None) -> bytes:
@@ -203,11 +282,11 @@ def _pack_str(value: str | None) -> bytes:
     return struct.pack("<B", len(raw)) + raw
 
 
-def _unpack_str(view: memoryview, pos: int) -> tuple[str | None, int]:
-    length = view[pos]
+def _unpack_str(data: bytes, pos: int) -> tuple[str | None, int]:
+    length = data[pos]
     if length == 255:
         return None, pos + 1
-    return bytes(view[pos + 1:pos + 1 + length]).decode(errors="replace"), pos + 1 + length
+    return data[pos + 1:pos + 1 + length].decode(errors="replace"), pos + 1 + length
 
 
-__all__ = ["AccountState", "Kmv", "KMV_K", "EMB_DIM", "GAP_BINS"]
+__all__ = ["AccountState", "Kmv", "KMV_K", "EMB_DIM", "GAP_BINS", "features_many"]

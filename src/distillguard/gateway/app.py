@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -92,7 +93,12 @@ class Gateway:
 
     async def startup(self) -> None:
         if self.spool is not None and self.flush_every_s > 0:
+            if self.spool.can_use_worker:
+                await asyncio.to_thread(self.spool.start_worker)
             self._flusher = asyncio.create_task(self._flush_loop())
+        # what exists now (modules, policy, keys) lives as long as the process: full collections skip it
+        gc.collect()
+        gc.freeze()
 
     async def _flush_loop(self) -> None:
         while True:
@@ -124,6 +130,9 @@ class Gateway:
             await asyncio.to_thread(self.spool.close)
         if self.engine.audit is not None:
             self.engine.audit.close()
+        close_scorer = getattr(self.engine.scorer, "close", None)
+        if close_scorer is not None:
+            await asyncio.to_thread(close_scorer)
         await self.engine.state.close()
 
     # ---- ASGI ------------------------------------------------------------
@@ -259,9 +268,11 @@ class Gateway:
         if flow.refusal is not None:
             status, body, headers = flow.refusal
             await _send_full(send, status, body, "application/json", headers)
-            self._record(record, decision, None, status, started)
+            self._record(record, decision, None, status, started, row)
             return
         content = orjson.dumps(request) if flow.changes else raw
+        if flow.changes:
+            row = None  # the request was edited in place: the stored exchange has the edited one
         url, headers = CHAT, self._upstream_headers(scope)
         try:
             if request.get("stream") is True:
@@ -270,9 +281,9 @@ class Gateway:
                 response, status = await self._forward(url, content, headers, flow, actions, decision, send)
         except _Reject as exc:
             await _send_error(send, exc.status, errors.error_body(str(exc), exc.type, exc.code))
-            self._record(record, decision, None, exc.status, started)
+            self._record(record, decision, None, exc.status, started, row)
             return
-        self._record(record, decision, response, status, started)
+        self._record(record, decision, response, status, started, row)
 
     async def _forward(self, url: str, content: bytes, headers: dict[str, str], flow: Flow, actions: list,
                        decision: Decision, send: Send) -> tuple[dict | None, int]:
@@ -322,12 +333,18 @@ class Gateway:
             raise _reject_upstream(exc) from None
 
     def _record(self, record: dict[str, Any], decision: Decision, response: dict | None, status: int,
-                started: float) -> None:
+                started: float, request_row: dict[str, Any] | None = None) -> None:
         """Spool the exchange and fold it into online state, after the client has its answer."""
-        row = finish_record(record, decision, response, status, started)
+        row = finish_record(record, decision, response, status, started, request_row)
         if self.spool is not None:
             self.spool.append(record)
-        # one task folds every exchange completed in this loop iteration, not a task per request
+        try:
+            if self.engine.complete_now(decision, row):  # in-process state: no task, no await
+                return
+        except Exception:  # noqa: BLE001 - online state must never fail a request already served
+            log.exception("completing exchange %s failed", decision.id)
+            return
+        # one task completes every exchange finished in this loop iteration, not a task per request
         self._completions.append((decision, row))
         if len(self._completions) == 1:
             task = asyncio.ensure_future(self._complete_batch())
@@ -362,17 +379,36 @@ def record_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def finish_record(record: dict[str, Any], decision: Decision, response: dict | None, status: int,
-                  started: float) -> dict[str, Any]:
-    """Complete the record with the upstream answer and the decision; returns its row."""
+                  started: float, request_row: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Complete the record with the upstream answer and the decision; returns its row.
+
+    With ``request_row`` (the row the decision was made on) only the response side is flattened
+    again (same ``flatten``, on the record without its request), saving a full flatten per exchange.
+    """
     record["response"] = response
     record["status"] = status
     record["latency_ms"] = int((time.perf_counter() - started) * 1000)
     record["gateway"] = {"action": decision.action, "tier": decision.tier, "enforced": decision.enforced}
     try:
-        return record_row(record)
+        if request_row is None:
+            return record_row(record)
+        row = dict(request_row)
+        row.update(zip(_AFTER, _after(flatten({**record, "request": None})), strict=True))
+        return row
     except FieldError:
         record["response"] = None  # an upstream answer we cannot parse is not the client's fault
         return record_row(record)
+
+
+# columns the response (and the decision, under extra_json) fill in: the rest is the request's
+_AFTER = ("response_text", "reasoning_text", "response_chars", "reasoning_chars", "n_tool_calls", "finish_reason",
+          "prompt_tokens", "completion_tokens", "reasoning_tokens", "status", "latency_ms", "response_json",
+          "extra_json")
+_AFTER_INDEX = [COLUMNS.index(c) for c in _AFTER]
+
+
+def _after(values: tuple) -> list:
+    return [values[i] for i in _AFTER_INDEX]
 
 
 async def _read_body(resp: Any) -> bytes:

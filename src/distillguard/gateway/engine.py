@@ -170,14 +170,33 @@ class Engine:
 
     async def complete(self, decision: Decision, row: dict[str, Any]) -> None:
         """After the exchange: fold it into online state and charge the tokens it used."""
+        charge = self._observe(decision, row)
+        if charge is not None:
+            with contextlib.suppress(StateError):
+                await self.state.charge(*charge)
+
+    def complete_now(self, decision: Decision, row: dict[str, Any]) -> bool:
+        """:meth:`complete` without awaiting, when the state backend is in-process; False: await ``complete``.
+
+        Saves the proxy a task per exchange; same effect, same order as :meth:`complete`.
+        """
+        charge_sync = getattr(self.state, "charge_sync", None)
+        if charge_sync is None:
+            return False
+        charge = self._observe(decision, row)
+        if charge is not None:
+            charge_sync(*charge)
+        return True
+
+    def _observe(self, decision: Decision, row: dict[str, Any]) -> tuple[str, int, Rate, int] | None:
+        """Online state += the exchange; returns the token charge to make, if any."""
         # scoring state must never fail a request already served
         with contextlib.suppress(Exception):
             self.scorer.observe(row)
         tier = self._tiers.get(decision.tier)
         if tier is None or not tier.tokens_per_minute:
-            return
+            return None
         tokens = (row.get("prompt_tokens") or 0) + (row.get("completion_tokens") or 0)
-        if tokens:
-            with contextlib.suppress(StateError):
-                await self.state.charge(decision.account_id + ":t", decision.ts_ms,
-                                        Rate(tier.tokens_per_minute, tier.burst), tokens)
+        if not tokens:
+            return None
+        return decision.account_id + ":t", decision.ts_ms, Rate(tier.tokens_per_minute, tier.burst), tokens

@@ -162,6 +162,12 @@ class FusedScorer:
         if self.online is not None:
             self.online.observe(exchange_row)
 
+    def close(self) -> None:
+        """Stop online scoring's worker process, if it has one."""
+        close = getattr(self.online, "close", None)
+        if close is not None:
+            close()
+
     def prime(self, rows: list[tuple]) -> None:
         """Pre-compute per-exchange signals for a replay chunk (see :meth:`OnlineFeatures.prime`)."""
         if self.online is not None and hasattr(self.online, "prime"):

@@ -6,9 +6,10 @@ ingest pipeline (dedupe on id makes a repeated ingest after a crash harmless),
 so batch detection sees gateway traffic with no extra step.
 
 The live proxy ingests in a child process (:meth:`Spool.ingest_in_worker`, one
-long-lived worker at low CPU priority that owns the store's dedupe index): deriving
-signals and writing Parquet hold the GIL for hundreds of milliseconds, which in a
-thread of the proxy stalls the event loop and shows up in every request's tail latency.
+long-lived worker at idle CPU priority, ``SCHED_IDLE``, that owns the store's dedupe
+index): deriving signals and writing Parquet hold the GIL for hundreds of milliseconds,
+which in a thread of the proxy stalls the event loop and shows up in every request's
+tail latency; at normal priority on the proxy's core it delays the event loop too.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ _worker_derive: Derive | None = None
 
 def _worker_init(root: str, with_signals: bool) -> None:
     global _worker_store, _worker_derive
-    if hasattr(os, "nice"):
-        os.nice(10)  # background work: the proxy's event loop wins the CPU when both want it
+    from distillguard.gateway.online import idle_priority
+
+    idle_priority(os.getpid())  # background work: it only gets CPU the proxy's event loop leaves
     _worker_store = Store.open(root)
     if with_signals:
         from distillguard.signals import SIGNALS
@@ -104,6 +106,10 @@ class Spool:
         except ImportError:
             return False
         return self.derive is SIGNALS
+
+    def start_worker(self) -> None:
+        """Start the ingest worker now (imports take a second of CPU), not on the first flush under load."""
+        self.ingest_in_worker().result()
 
     def ingest_in_worker(self) -> concurrent.futures.Future:
         """Ingest every rotated file in the worker process (started on first use); a future of the count.

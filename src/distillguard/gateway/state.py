@@ -51,6 +51,9 @@ class MemoryState:
         return allowed, retry
 
     async def charge(self, key: str, now_ms: float, rate: Rate, cost: float) -> None:
+        self.charge_sync(key, now_ms, rate, cost)
+
+    def charge_sync(self, key: str, now_ms: float, rate: Rate, cost: float) -> None:
         self.tats[key] = charge(self.tats.get(key), now_ms, rate, cost)
 
     async def get_blob(self, key: str) -> bytes | None:

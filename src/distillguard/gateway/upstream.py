@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+PREFETCH_BYTES = 1 << 20  # bodies up to this size are read with the head (larger ones stream)
+
 
 class UpstreamError(Exception):
     """The upstream could not be reached or broke the protocol (502)."""
@@ -60,21 +62,18 @@ class _PooledResponse:
         self._length = int(length) if length is not None else None
         self._reusable = headers.get(b"connection", b"").lower() != b"close" and (self._chunked or length is not None)
         self._done = False
+        self._body: bytes | None = None
 
     async def read(self) -> bytes:
-        if self._length is not None and not self._chunked:  # the common case: one read, no generator
-            try:
-                async with asyncio.timeout(self._pool.timeout_s):  # no extra task, unlike wait_for
-                    body = await self._conn.reader.readexactly(self._length) if self._length else b""
-            except TimeoutError:
-                raise UpstreamTimeout("upstream timed out mid-response") from None
-            except (OSError, asyncio.IncompleteReadError) as exc:
-                raise UpstreamError(f"upstream broke the response: {exc}") from None
-            self._done = True
-            return body
+        if self._body is not None:  # read with the head, under the same timeout (the common case)
+            return self._body
         return b"".join([chunk async for chunk in self.stream()])
 
     async def stream(self) -> AsyncIterator[bytes]:
+        if self._body is not None:
+            if self._body:
+                yield self._body
+            return
         reader, timeout = self._conn.reader, self._pool.timeout_s
         try:
             if self._chunked:
@@ -140,23 +139,36 @@ class PooledUpstream:
         return b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")
 
     async def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> _PooledResponse:
+        """Send, then read the head and, when its length is known and small, the body too.
+
+        One ``asyncio.timeout`` covers both reads: a timer per request, not one per read.
+        """
         data = self._request(method, path, body, headers)
         for attempt in range(2):  # a pooled connection the server closed meanwhile is retried once, fresh
             reused = bool(self._idle) and attempt == 0
             conn = self._idle.pop() if reused else await self._connect()
+            resp = None
             try:
                 conn.writer.write(data)
                 async with asyncio.timeout(self.timeout_s):
                     head = await conn.reader.readuntil(b"\r\n\r\n")
+                    resp = self._parse(conn, head)
+                    length = resp._length
+                    if length is not None and not resp._chunked and length <= PREFETCH_BYTES:
+                        resp._body = await conn.reader.readexactly(length) if length else b""
+                        resp._done = True
             except TimeoutError:
                 conn.writer.close()
-                raise UpstreamTimeout("upstream timed out") from None
+                raise UpstreamTimeout("upstream timed out" if resp is None else "upstream timed out mid-response"
+                                      ) from None
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
                 conn.writer.close()
+                if resp is not None:  # the upstream answered, then broke: never send the request twice
+                    raise UpstreamError(f"upstream broke the response: {exc}") from None
                 if reused:
                     continue
                 raise UpstreamError(f"upstream closed the connection: {exc}") from None
-            return self._parse(conn, head)
+            return resp
         raise UpstreamError("upstream closed the connection")
 
     def _parse(self, conn: _Conn, head: bytes) -> _PooledResponse:
