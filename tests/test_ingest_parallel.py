@@ -113,3 +113,28 @@ def test_workers_derive_signals_for_a_no_content_store(tmp_path: Path, monkeypat
                            con.execute("SELECT * FROM derived ORDER BY id").fetchall())
     assert stores[1] == stores[2]
     assert stores[2][0] == (12, 0) and len(stores[2][1]) == 12
+
+
+def test_blocks_cover_every_line_once_with_its_number(tmp_path: Path) -> None:
+    """Spans (plain files) and blocks (compressed) split only at newlines, whatever the line lengths."""
+    import gzip
+    import random
+
+    from distillguard.ingest.parallel import block_lines, read_blocks
+
+    rng = random.Random(3)
+    lines = [b"x" * rng.choice([0, 1, 5, 40, 99, 100, 101, 350]) for _ in range(300)]
+    lines[7] = b"   "
+    for ending in (b"\n", b""):
+        data = b"\n".join(lines) + ending
+        plain = tmp_path / "blocks.jsonl"
+        plain.write_bytes(data)
+        packed = tmp_path / "blocks.jsonl.gz"
+        packed.write_bytes(gzip.compress(data))
+        expected = [(n, raw) for n, raw in enumerate(lines, 1) if raw.strip()]
+        for path in (plain, packed):
+            got = []
+            for _, first, block in read_blocks([path], size=100):
+                numbers, raws = block_lines(first, block)
+                got += zip(numbers, raws, strict=True)
+            assert got == expected, (path, ending)

@@ -86,28 +86,74 @@ class StagedChunk:
     parts: list[StagedPart]
 
 
-def read_blocks(paths: Sequence[Path], size: int | None = None) -> Iterator[tuple[str, int, bytes]]:
+@dataclass(frozen=True)
+class Span:
+    """Whole lines of an uncompressed file, by position: a worker reads them itself."""
+
+    path: str
+    start: int
+    length: int
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as handle:
+            handle.seek(self.start)
+            return handle.read(self.length)
+
+
+def read_blocks(paths: Sequence[Path], size: int | None = None) -> Iterator[tuple[str, int, bytes | Span]]:
     """Each file as blocks of whole lines of about ``size`` bytes: (file, number of the block's first line, block).
 
-    Blocks, not lines, cross to the workers: the parent then does no per-line work at all.
+    Blocks, not lines, cross to the workers, so the parent does no per-line work; a block of an
+    uncompressed file crosses as a :class:`Span`, so its bytes are not copied through the parent either.
     """
     size = size or CHUNK_BYTES
     for path in paths:
-        number, rest = 1, b""
-        with open_binary(path) as handle:
-            while data := handle.read(size):
-                data = rest + data if rest else data
-                cut = data.rfind(b"\n") + 1
-                block, rest = data[:cut], data[cut:]
-                if block:
-                    yield str(path), number, block
-                    number += block.count(b"\n")
-        if rest:
-            yield str(path), number, rest
+        if path.suffix.lower() in (".gz", ".zst", ".zstd"):
+            yield from _decompressed_blocks(path, size)
+        else:
+            yield from _spans(path, size)
 
 
-def block_lines(first: int, block: bytes) -> tuple[list[int], list[bytes]]:
+def _decompressed_blocks(path: Path, size: int) -> Iterator[tuple[str, int, bytes]]:
+    number, rest = 1, b""
+    with open_binary(path) as handle:
+        while data := handle.read(size):
+            data = rest + data if rest else data
+            cut = data.rfind(b"\n") + 1
+            block, rest = data[:cut], data[cut:]
+            if block:
+                yield str(path), number, block
+                number += block.count(b"\n")
+    if rest:
+        yield str(path), number, rest
+
+
+def _spans(path: Path, size: int) -> Iterator[tuple[str, int, Span]]:
+    """Line-aligned spans, found by scanning the file through one reused buffer (no per-block allocation)."""
+    buffer = bytearray(size)
+    number, start, held = 1, 0, 0
+    with path.open("rb", buffering=0) as handle:
+        while True:
+            if held == len(buffer):  # one line longer than the buffer: grow it
+                buffer.extend(bytes(len(buffer)))
+            with memoryview(buffer) as view:
+                got = handle.readinto(view[held:])
+            held += got
+            cut = buffer.rfind(b"\n", 0, held) + 1 if got else held  # at the end, an unterminated last line
+            if cut:
+                yield str(path), number, Span(str(path), start, cut)
+                number += buffer.count(b"\n", 0, cut)
+                start += cut
+                buffer[:held - cut] = buffer[cut:held]
+                held -= cut
+            if not got:
+                return
+
+
+def block_lines(first: int, block: bytes | Span) -> tuple[list[int], list[bytes]]:
     """The non-blank lines of a block and their 1-based numbers in the file."""
+    if isinstance(block, Span):
+        block = block.read()
     numbers: list[int] = []
     raws: list[bytes] = []
     for offset, raw in enumerate(block.split(b"\n")):
@@ -117,7 +163,7 @@ def block_lines(first: int, block: bytes) -> tuple[list[int], list[bytes]]:
     return numbers, raws
 
 
-def _stage_worker(first: int, block: bytes, root: str, content: bool, derive: Derive | None
+def _stage_worker(first: int, block: bytes | Span, root: str, content: bool, derive: Derive | None
                   ) -> tuple[int, list[tuple[int, str, str, bytes]], np.ndarray, list[StagedPart]]:
     numbers, raws = block_lines(first, block)
     del block
