@@ -84,7 +84,7 @@ async def test_online_rules_rescoring_restricts_a_coercing_account(tmp_path):
 def test_online_model_risk_is_batch_models_risk():
     """Online scoring applies the shipped fused model to AccountState.features(): the same number as Model.risk."""
     from distillguard.detect import Model
-    from distillguard.gateway.online import MIN_EXCHANGES, MIN_EXCHANGES_BLOCK, ModelRisk
+    from distillguard.gateway.online import MIN_EXCHANGES, MIN_EXCHANGES_BLOCK, MIN_EXCHANGES_STRONG, ModelRisk
     from distillguard.model import COLUMNS, flatten
 
     online = OnlineFeatures()
@@ -113,6 +113,16 @@ def test_online_model_risk_is_batch_models_risk():
         [dict(features, log_n=float(np.log1p(n))) for n in sizes])
     assert low < 0.6 and "capped" in why[-1]
     assert 0.6 <= mid < 0.85 and "capped" in why_mid[-1] and high == 0.99
+
+    class StrongRule(Sure):  # a strong rule fired on the first two accounts: throttle may come from 4 exchanges
+        def components(self, columns):
+            return {"floor": np.array([0.7, 0.7, 0.0])}
+
+    sizes = (MIN_EXCHANGES_STRONG - 1, MIN_EXCHANGES_STRONG, MIN_EXCHANGES_STRONG)
+    (early, _), (strong, why_strong), (weak, _) = ModelRisk(StrongRule()).many(
+        [dict(features, log_n=float(np.log1p(n))) for n in sizes])
+    assert early < 0.6 and weak < 0.6
+    assert 0.6 <= strong < 0.85 and "under 32 exchanges" in why_strong[-1]
 
 
 def test_links_throttle_accounts_sharing_a_flagged_payment_fingerprint():

@@ -48,8 +48,11 @@ from distillguard.signals import SIGNALS
 log = logging.getLogger("distillguard.gateway")
 RiskFn = Callable[[dict[str, float]], tuple[float, tuple[str, ...]]]
 RESCORE_EVERY = 16
-RESCORE_AT = (4, 8, 12, 16, 20, 24, 32)  # early rescoring points (exchanges folded), then every RESCORE_EVERY
+RESCORE_AT = (4, 6, 8, 12, 16, 20, 24, 32)  # early rescoring points (exchanges folded), then every RESCORE_EVERY
 MIN_EXCHANGES = 8  # below this the online model may watch an account, not restrict it
+# ... unless a strong rule fired (its own count gates already passed, e.g. two verbatim-trace demands): low-and-slow
+# accounts send a handful of requests each, and 8 would let most of them go unrestricted
+MIN_EXCHANGES_STRONG = 4
 MIN_EXCHANGES_BLOCK = 32  # below this it may throttle, not block (a blocked customer cannot show it was wrong)
 _BELOW_THROTTLE = round(THROTTLE - 0.01, 4)
 _BELOW_BLOCK = round(BLOCK - 0.01, 4)
@@ -73,7 +76,8 @@ class ModelRisk:
     """Batch detection's fused model on online features: many accounts per call (one vectorised pass)."""
 
     def __init__(self, model: Any = None, min_exchanges: int = MIN_EXCHANGES,
-                 min_exchanges_block: int = MIN_EXCHANGES_BLOCK) -> None:
+                 min_exchanges_block: int = MIN_EXCHANGES_BLOCK, min_exchanges_strong: int = MIN_EXCHANGES_STRONG
+                 ) -> None:
         if model is None:
             from distillguard.detect.model import Model
 
@@ -81,6 +85,7 @@ class ModelRisk:
         self.model = model
         self.min_exchanges = min_exchanges
         self.min_exchanges_block = min_exchanges_block
+        self.min_exchanges_strong = min_exchanges_strong
 
     def many(self, features: list[dict[str, float]]) -> list[tuple[float, tuple[str, ...]]]:
         if not features:
@@ -89,6 +94,7 @@ class ModelRisk:
         parts = self.model.components(columns)
         risk = self.model.fuse(parts)
         fired = self.model.rules.fired(columns)
+        floor = parts.get("floor")
         out = []
         for i, f in enumerate(features):
             value = float(risk[i])
@@ -97,9 +103,10 @@ class ModelRisk:
             if value >= WATCH:
                 reasons += [f"online: {rule.says(columns, i)}" for rule, hit in zip(RULES, fired[i], strict=True)
                             if hit]
-            if n < self.min_exchanges - 0.5 and value >= THROTTLE:
+            least = self.min_exchanges_strong if floor is not None and floor[i] > 0 else self.min_exchanges
+            if n < least - 0.5 and value >= THROTTLE:
                 value = _BELOW_THROTTLE
-                reasons.append(f"under {self.min_exchanges} exchanges: capped at {value:.2f}")
+                reasons.append(f"under {least} exchanges: capped at {value:.2f}")
             elif n < self.min_exchanges_block - 0.5 and value >= BLOCK:
                 value = _BELOW_BLOCK
                 reasons.append(f"under {self.min_exchanges_block} exchanges: capped at {value:.2f}")
