@@ -152,6 +152,15 @@ def ingest(
             pending.append(table)
             pending_bytes += table.nbytes
 
+    def refuse(source: str, number: int, raw: bytes, field_name: str, reason: str) -> str:
+        """Quarantine one bad line and count it; return its message."""
+        report.quarantined += 1
+        quarantine.add(Line(source, number, raw), field_name, reason)
+        message = f"{source}:{number}: {field_name}: {reason}"
+        if len(report.errors) < 20 and not strict:
+            report.errors.append(message)
+        return message
+
     def validate(lines: list[Line]) -> list[tuple]:
         """Flatten lines one by one, quarantining the bad ones."""
         rows: list[tuple] = []
@@ -165,23 +174,11 @@ def ingest(
                     continue
                 except FieldError as exc:
                     field_name, reason = exc.field, exc.reason
-            report.quarantined += 1
-            message = f"{line.source}:{line.line}: {field_name}: {reason}"
-            quarantine.add(line, field_name, reason)
+            message = refuse(line.source, line.line, line.raw, field_name, reason)
             if strict:
                 stage(rows)  # the good lines before this one are kept
                 raise StrictModeError(message)
-            if len(report.errors) < 20:
-                report.errors.append(message)
         return rows
-
-    def refuse(source: str, number: int, raw: bytes, field_name: str, reason: str) -> str:
-        report.quarantined += 1
-        quarantine.add(Line(source, number, raw), field_name, reason)
-        message = f"{source}:{number}: {field_name}: {reason}"
-        if len(report.errors) < 20 and not strict:
-            report.errors.append(message)
-        return message
 
     def take(source: str, numbers: list[int], raws: list[bytes], table: pa.Table,
              errors: list[tuple[int, str, str]]) -> None:
