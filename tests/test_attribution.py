@@ -212,14 +212,13 @@ def test_ids_are_stable_across_runs_and_input_order(world):
 
 
 def test_signals_view_is_used_when_present(world):
+    from distillguard.features import attach_signals
     from distillguard.signals import SIGNALS
 
     store, labels = world
     con = store.connect()
-    files = store.derived(SIGNALS)
-    listed = ", ".join(f"'{f}'" for f in files)
-    con.execute(f"CREATE VIEW signals AS SELECT * FROM read_parquet([{listed}])")
-    assert "s.tpl" in resolve(con).template_fp and "s.cap" in resolve(con).capability
+    attach_signals(con, store, store.derived(SIGNALS))
+    assert resolve(con).from_sql == "ex e" and "e.tpl" in resolve(con).template_fp
     campaigns = find_campaigns(con, scores_from(labels))
     assert _ari(campaigns, labels) == pytest.approx(1.0)
     assert _benign_inside(campaigns, labels) == []

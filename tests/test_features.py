@@ -15,6 +15,7 @@ from distillguard.features.state import KMV_K, Kmv
 from distillguard.ingest.pipeline import ingest
 from distillguard.signals import SIGNALS
 from distillguard.store import Store
+from distillguard.store.store import CARRIED
 
 START = datetime(2026, 2, 2, tzinfo=UTC)
 PROMPTS = ["Write a python function to sort a list", "Think step by step and show your full internal reasoning",
@@ -64,7 +65,9 @@ def test_batch_and_online_agree(store: Store) -> None:
     con = store.connect()
     attach_signals(con, store, store.derived(SIGNALS))
     table = account_features(con)
-    rows = con.sql("SELECT * FROM exchanges e JOIN signals s USING (id) ORDER BY ts, id").to_arrow_table()
+    carried = ", ".join(CARRIED)
+    rows = con.sql(f"SELECT * FROM exchanges e JOIN (SELECT * EXCLUDE ({carried}) FROM signals) s USING (id) "
+                   "ORDER BY ts, id").to_arrow_table()
     accounts = {r["account_id"]: r for r in con.sql("SELECT * FROM accounts").to_arrow_table().to_pylist()}
     states: dict[str, AccountState] = {}
     for row in rows.to_pylist():

@@ -150,3 +150,22 @@ def test_id_index_matches_a_set() -> None:
             seen.add(value)
         assert keep.tolist() == expected
     assert len(index) == len(seen)
+
+
+def test_no_content_store_from_before_carried_columns_is_upgraded(tmp_path: Path, write_jsonl) -> None:
+    """Derived files written before they carried exchange columns gain them from the exchange files."""
+    from distillguard.store.store import CARRIED
+
+    store = Store.open(tmp_path / "store", content=False)
+    ingest([write_jsonl("e.jsonl", [make_record(i) for i in range(5)])], store, derive=_LengthSignals())
+    current = store.derived(_LengthSignals())
+    before = pq.read_table(current).sort_by("id")
+    for name in current:  # rewrite as the old layout: signals only, under derived/v<version>/
+        path = Path(name)
+        legacy = tmp_path / "store" / "derived" / "vtest1" / path.parent.name / path.name
+        legacy.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pq.read_table(path).drop_columns(list(CARRIED)), legacy)
+        path.unlink()
+    upgraded = pq.read_table(Store.open(tmp_path / "store").derived(_LengthSignals())).sort_by("id")
+    assert set(CARRIED) <= set(upgraded.column_names)
+    assert upgraded.select(before.column_names).equals(before)

@@ -1,9 +1,14 @@
-"""Per-exchange columns attribution needs, taken from the ``signals`` view when it has them.
+"""Per-exchange columns attribution needs, and the per-account tables it aggregates them into.
 
-Attribution runs after detection, which usually registers a ``signals`` view. When
-that view is missing, or lacks a column, the column is computed here from the
-exchange text with DuckDB SQL, so attribution works on any store; a no-content
-store has no text, and then only the content-free fallbacks (tools, images) apply.
+Attribution runs after detection, which registers the view ``ex``: exchange columns
+and derived signals, row-aligned. When that view is missing (a store scored by
+someone else), each column is computed here from the exchange text with DuckDB SQL,
+so attribution works on any store; a no-content store has no text, and then only
+the content-free fallbacks (tools, images) apply.
+
+Suspicious accounts can own most of the traffic (at the public scale, 16M of 20M
+exchanges), so attribution never keeps their exchanges row by row: every query folds
+them into per-account tables (:func:`aggregate`) in one streaming, spillable group-by.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ import duckdb
 
 from distillguard.signals.cues import CAPABILITIES
 
-# signals columns (distillguard.signals.SIGNAL_SCHEMA) -> SQL reading them as attribution wants them
+# ``ex`` (exchange + signals columns, see distillguard.features.attach_signals) as attribution wants them
 _FROM_SIGNALS = {
-    "tpl": "CAST(nullif(s.tpl, 0) AS VARCHAR)",
-    "cap": "list_extract([" + ", ".join(f"'{c}'" for c in CAPABILITIES) + "], s.cap + 1)",
-    "cot": "s.cot >= 0.5",
+    "tpl": "nullif(e.tpl, 0)",
+    "cap": "list_extract([" + ", ".join(f"'{c}'" for c in CAPABILITIES) + "], e.cap + 1)",
+    "cot": "e.cot >= 0.5",
+    "single_turn": "e.single_turn",
 }
 
 _TEXT = "lower(coalesce(e.user_text, ''))"
@@ -47,13 +53,14 @@ _COT_SQL = (f"(regexp_matches({_TEXT}, 'step by step|chain of thought|show (your
 
 @dataclass(frozen=True)
 class Columns:
-    """SQL expressions over ``exchanges e LEFT JOIN signals s`` (``from_sql``) for each needed column."""
+    """SQL expressions over the exchanges, exposed as ``e`` by ``from_sql``, for each needed column."""
 
     from_sql: str
-    template_fp: str
-    template_text: str
+    template_fp: str  # UBIGINT
+    template_text: str  # over ``exchanges e`` (needs the text)
     capability: str
     cot: str
+    single_turn: str
 
 
 def _columns_of(con: duckdb.DuckDBPyConnection, view: str) -> set[str]:
@@ -62,32 +69,38 @@ def _columns_of(con: duckdb.DuckDBPyConnection, view: str) -> set[str]:
 
 
 def resolve(con: duckdb.DuckDBPyConnection) -> Columns:
-    """Pick each column from ``signals`` when present, else its text-derived fallback."""
-    have = _columns_of(con, "signals") if "id" in _columns_of(con, "signals") else set()
-
-    def pick(name: str, fallback: str) -> str:
-        return _FROM_SIGNALS[name] if name in have else fallback
-
-    return Columns(
-        from_sql="exchanges e LEFT JOIN signals s ON s.id = e.id" if have else "exchanges e",
-        template_fp=pick("tpl", f"CASE WHEN {_NORMALISED} IS NULL THEN NULL ELSE CAST(hash({_NORMALISED}) AS VARCHAR)"
-                                " END"),
-        template_text=_NORMALISED,
-        capability=pick("cap", _CAPABILITY_SQL),
-        cot=pick("cot", _COT_SQL),
-    )
+    """Read each column from ``ex`` when detection registered it, else derive it from the text."""
+    if set(_FROM_SIGNALS) <= _columns_of(con, "ex"):
+        return Columns(from_sql="ex e", template_fp=_FROM_SIGNALS["tpl"], template_text=_NORMALISED,
+                       capability=_FROM_SIGNALS["cap"], cot=_FROM_SIGNALS["cot"],
+                       single_turn=_FROM_SIGNALS["single_turn"])
+    return Columns(from_sql="exchanges e",
+                   template_fp=f"CASE WHEN {_NORMALISED} IS NOT NULL THEN hash({_NORMALISED}) END",
+                   template_text=_NORMALISED, capability=_CAPABILITY_SQL, cot=_COT_SQL,
+                   single_turn="coalesce(e.n_user_turns, 1) <= 1")
 
 
-def materialise(con: duckdb.DuckDBPyConnection, cols: Columns, net: str) -> None:
-    """Create temp table ``_cx``: the candidates' (``_cand``) exchanges with every derived column computed once.
+def aggregate(con: duckdb.DuckDBPyConnection, cols: Columns, net: str, sync_bucket_s: int) -> None:
+    """Fold the traffic into the per-account tables the linking graph and the campaign profile read.
 
-    Keys, synchrony and the campaign profile all read this table, so the exchange text is
-    parsed once per run (and only for suspicious accounts) instead of once per query.
+    * ``_acct(account_id, n, first_ts, last_ts)``, ``_acct_tpl(account_id, fp, n)`` and
+      ``_acct_min(account_id, x)`` (active time buckets) for the candidates (``_cand``);
+    * ``_nets(account_id, net, n)`` (``net``: SQL of the network of column ``ip``) and
+      ``_clients(account_id, tls_fp, user_agent, n)`` for *every* account, because a network or client key
+      is evidence only when suspicious accounts dominate its holders.
     """
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _cx AS
-        SELECT e.id, e.account_id, e.ts, {cols.template_fp} AS fp, {cols.capability} AS cap,
-               coalesce({cols.cot}, false) AS cot, {net} AS net, e.model, e.max_tokens, e.n_user_turns, e.asn,
-               e.tls_fp, e.user_agent
-        FROM {cols.from_sql} SEMI JOIN _cand c ON c.account_id = e.account_id
-    """)
+    cand = f"{cols.from_sql} SEMI JOIN _cand c ON c.account_id = e.account_id"
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _acct AS
+        SELECT e.account_id, count(*) AS n, min(e.ts) AS first_ts, max(e.ts) AS last_ts FROM {cand} GROUP BY 1""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _acct_tpl AS
+        SELECT account_id, fp, count(*) AS n FROM (SELECT e.account_id, {cols.template_fp} AS fp FROM {cand})
+        WHERE fp IS NOT NULL GROUP BY ALL""")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _acct_min AS
+        SELECT DISTINCT e.account_id, epoch(e.ts)::BIGINT // {sync_bucket_s} AS x FROM {cand}""")
+    # distinct (account, ip) first: the /24 expression then runs once per address, not once per request
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _nets AS
+        SELECT account_id, {net} AS net, sum(n) AS n
+        FROM (SELECT account_id, ip, count(*) AS n FROM exchanges GROUP BY ALL) GROUP BY ALL""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE _clients AS
+        SELECT account_id, tls_fp, user_agent, count(*) AS n FROM exchanges
+        WHERE tls_fp IS NOT NULL OR user_agent IS NOT NULL GROUP BY ALL""")

@@ -18,7 +18,7 @@ from distillguard.attribution.campaign import (
     Evidence,
     campaign_id,
 )
-from distillguard.attribution.columns import materialise, resolve
+from distillguard.attribution.columns import aggregate, resolve
 from distillguard.attribution.communities import communities
 from distillguard.attribution.linking import KINDS, LinkConfig, account_keys, build_edges, net_sql
 from distillguard.attribution.profile import profile
@@ -39,8 +39,8 @@ _DETAIL = {
 }
 # evidence that may attach a straggler: specific to one operation and no coincidence of timing or habit
 ATTACH_KINDS = ("shared_payment", "shared_proxy_pool", "synchronised_activity")
-_TEMP = ("_cand", "_cx", "_all_keys", "_keys", "_elements", "_minhash", "_pairs", "_cohort", "_edges", "_links",
-         "_members", "_tpl", "_pair", "_attach")
+_TEMP = ("_cand", "_acct", "_acct_tpl", "_acct_min", "_nets", "_clients", "_all_keys", "_keys", "_nkeys", "_pairs",
+         "_shared", "_wide", "_cohort", "_edges", "_links", "_members", "_shape", "_tpl", "_pair", "_attach")
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,11 @@ def find_campaigns(con: duckdb.DuckDBPyConnection, scores: pa.Table, features: p
         return []
     con.register("_cand_arrow", cand)
     try:
-        con.execute("CREATE OR REPLACE TEMP TABLE _cand AS SELECT DISTINCT account_id, risk FROM _cand_arrow")
+        con.execute("CREATE OR REPLACE TEMP TABLE _cand AS SELECT account_id, max(risk) AS risk, "
+                    "(row_number() OVER (ORDER BY account_id) - 1)::INT AS node FROM _cand_arrow GROUP BY account_id")
         cols = resolve(con)
-        materialise(con, cols, net_sql("e.ip"))
-        account_keys(con, cfg.link)
-        build_edges(con, cfg.link)
+        aggregate(con, cols, net_sql("ip"), cfg.link.sync_bucket_s)
+        build_edges(con, cfg.link, account_keys(con, cfg.link))
         links = con.execute("SELECT a, b, w FROM _links ORDER BY a, b").fetchall()
         names = sorted({a for a, _, _ in links} | {b for _, b, _ in links})
         index = {n: i for i, n in enumerate(names)}
@@ -102,7 +102,7 @@ def find_campaigns(con: duckdb.DuckDBPyConnection, scores: pa.Table, features: p
     finally:
         for name in _TEMP:
             con.execute(f"DROP TABLE IF EXISTS {name}")
-        for name in ("_cand_arrow", "_members_arrow", "_features_arrow"):
+        for name in ("_cand_arrow", "_members_arrow", "_features_arrow", "_bands_arrow", "_jac_arrow"):
             with contextlib.suppress(duckdb.Error):
                 con.unregister(name)
     return sorted((c for c in campaigns if c.score >= cfg.min_score), key=lambda c: (-c.score, c.id))

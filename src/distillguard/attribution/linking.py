@@ -22,6 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+
+from distillguard.attribution import minhash
 
 # kind -> (weight, category); weights are per-pair contributions, summed over kinds
 KINDS: dict[str, tuple[float, str]] = {
@@ -64,8 +68,7 @@ class LinkConfig:
 
 
 _IPV4_NET = "regexp_extract({col}, '^(\\d+\\.\\d+\\.\\d+)\\.\\d+$', 1)"
-_MINHASH_BANDS, _MINHASH_ROWS = 16, 4
-_SET_KINDS = "'synchronised_activity', 'shared_proxy_pool'"
+SET_KINDS = ("synchronised_activity", "shared_proxy_pool")
 
 
 def net_sql(col: str) -> str:
@@ -76,11 +79,11 @@ def net_sql(col: str) -> str:
             f"array_to_string(list_slice(string_split({col}, ':'), 1, 4), ':') || '::/64' END")
 
 
-def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> None:
+def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, np.ndarray]:
     """Create temp table ``_keys(account_id, kind, value)`` of informative keys held by candidates (``_cand``).
 
-    Reads ``accounts``, ``exchanges`` (network and client keys of every account, for the share test) and
-    ``_cx`` (the candidates' exchanges with template fingerprints, see :func:`columns.materialise`).
+    Reads ``accounts`` and the tables of :func:`columns.aggregate`. Returns the MinHash signatures of the
+    set kinds (per kind, indexed by ``_cand.node``) for :func:`build_edges` to weigh pairs with.
     """
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _all_keys AS
@@ -97,10 +100,9 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> None:
                   FROM accounts WHERE email_domain <> ''))
               WHERE variants >= 2
         UNION SELECT account_id, 'shared_signup_network', {net_sql('signup_ip')} FROM accounts WHERE signup_ip <> ''
-        UNION SELECT DISTINCT account_id, 'shared_ip_prefix', {net_sql('ip')} FROM exchanges
-        UNION SELECT DISTINCT account_id, 'shared_client_fingerprint',
-              coalesce(tls_fp, '') || ' ' || coalesce(user_agent, '') FROM exchanges
-              WHERE tls_fp IS NOT NULL OR user_agent IS NOT NULL
+        UNION SELECT account_id, 'shared_ip_prefix', net FROM _nets
+        UNION SELECT account_id, 'shared_client_fingerprint', coalesce(tls_fp, '') || ' ' || coalesce(user_agent, '')
+              FROM _clients
     """)
     # keep keys shared by >= 2 candidates where candidates are a large share of all holders
     con.execute(f"""
@@ -114,17 +116,13 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> None:
         SELECT h.account_id, h.kind, h.value FROM held h JOIN good USING (kind, value) WHERE h.flagged
     """)
     con.execute("DROP TABLE _all_keys")
-    # templates: only the candidates' own traffic (``_cx``, parsed once) is read
     con.execute(f"""
         INSERT INTO _keys
-        WITH t AS (
-            SELECT account_id, fp, count(*) AS n, sum(count(*)) OVER (PARTITION BY account_id) AS total
-            FROM _cx GROUP BY account_id, fp)
-        SELECT account_id, 'shared_template', fp FROM t
-        WHERE fp IS NOT NULL AND n >= 2 AND n >= {cfg.template_min_share} * total
+        SELECT t.account_id, 'shared_template', t.fp::VARCHAR FROM _acct_tpl t JOIN _acct a USING (account_id)
+        WHERE t.n >= 2 AND t.n >= {cfg.template_min_share} * a.n
     """)
     _batch_keys(con, cfg)
-    _set_keys(con, cfg)
+    return _set_keys(con, cfg)
 
 
 def _batch_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> None:
@@ -150,96 +148,130 @@ def _batch_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> None:
     """)
 
 
-def _set_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> None:
+def _set_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, np.ndarray]:
     """Set-similarity kinds via MinHash: LSH bands become keys, the full signature re-scores pairs.
 
     * synchronised_activity (SynchroTrap): the set of time buckets an account is active in;
     * shared_proxy_pool: the set of informative /24s it calls from (at least ``pool_min_networks``).
     """
-    perms = _MINHASH_BANDS * _MINHASH_ROWS
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _elements AS
-        SELECT DISTINCT e.account_id, 'synchronised_activity' AS kind, epoch(e.ts)::BIGINT // {cfg.sync_bucket_s} AS x
-        FROM _cx e
-    """)
-    con.execute("""
-        INSERT INTO _elements SELECT account_id, 'shared_proxy_pool', (hash(value) >> 1)::BIGINT FROM _keys
-        WHERE kind = 'shared_ip_prefix'
-    """)
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE _minhash AS
-        WITH big AS (
-            SELECT account_id, kind FROM _elements GROUP BY account_id, kind
-            HAVING count(*) >= CASE kind WHEN 'synchronised_activity' THEN {cfg.sync_min_buckets}
-                                         ELSE {cfg.pool_min_networks} END)
-        SELECT x.account_id, x.kind, j, min(hash(x.x, j)) AS h
-        FROM _elements x JOIN big USING (account_id, kind), range({perms}) r(j)
-        GROUP BY x.account_id, x.kind, j
-    """)
-    con.execute(f"""
-        INSERT INTO _keys
-        SELECT account_id, kind, (j // {_MINHASH_ROWS})::VARCHAR || ':' || hash(list(h ORDER BY j))::VARCHAR
-        FROM _minhash GROUP BY account_id, kind, j // {_MINHASH_ROWS}
-    """)
-    con.execute("DROP TABLE _elements")
+    names = [r[0] for r in con.execute("SELECT account_id FROM _cand ORDER BY node").fetchall()]
+    sources = {
+        "synchronised_activity": ("SELECT c.node, m.x FROM _acct_min m JOIN _cand c USING (account_id)",
+                                  cfg.sync_min_buckets),
+        "shared_proxy_pool": ("SELECT c.node, hash(k.value) FROM _keys k JOIN _cand c USING (account_id)"
+                              " WHERE k.kind = 'shared_ip_prefix'", cfg.pool_min_networks),
+    }
+    out: dict[str, np.ndarray] = {}
+    for kind, (sql, min_size) in sources.items():
+        owner, element = con.execute(sql).fetchnumpy().values()
+        sig, has = minhash.signatures(np.asarray(owner, dtype=np.int64), np.asarray(element).astype(np.uint64),
+                                      len(names), min_size)
+        out[kind] = np.where(has[:, None], sig, np.uint64(0))  # 0: no signature (a real minimum is never 0)
+        nodes = np.flatnonzero(has)
+        keys = minhash.band_keys(sig[nodes])
+        band = np.tile(np.arange(minhash.BANDS), len(nodes))
+        con.register("_bands_arrow", pa.table({
+            "account_id": pa.array([names[i] for i in np.repeat(nodes, minhash.BANDS)], pa.string()),
+            "kind": pa.array([kind] * len(band), pa.string()),
+            "value": pa.array([f"{b}:{k}" for b, k in zip(band.tolist(), keys.ravel().tolist(), strict=True)],
+                              pa.string())}))
+        con.execute("INSERT INTO _keys SELECT * FROM _bands_arrow")
+        con.unregister("_bands_arrow")
+    return out
 
 
-def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> None:
+def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dict[str, np.ndarray]) -> None:
     """Create temp table ``_edges(a, b, kind, weight)`` (a < b; one row per pair and kind) and ``_links(a, b, w)``.
 
-    ``_links`` holds the pairs that pass the edge rules, with their total weight.
+    Keys only *propose* pairs (a clique per small key group, a sparse circulant per large one; a large
+    infrastructure group proposes none, since infrastructure never links alone); each proposed pair is then
+    weighed on every kind it shares, not just the one that proposed it. Otherwise two large groups (a
+    sign-up batch and a proxy pool) would sample different random pairs, and no pair would collect both
+    kinds of evidence. ``_links`` holds the pairs that pass the edge rules, with their
+    total weight. Pairs are built on the candidates' integer ``node`` numbers; account ids come back
+    only for the edges that survive.
     """
     weights = " ".join(f"WHEN '{k}' THEN {w}" for k, (w, _) in KINDS.items())
     infra = ", ".join(f"'{k}'" for k in INFRASTRUCTURE)
     gated = ", ".join(f"'{k}'" for k in COHORT_GATED)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _cohort AS
-        SELECT c.account_id, epoch(any_value(a.created_at)) AS born, (SELECT min(epoch(x.ts)) FROM _cx x
-               WHERE x.account_id = c.account_id) AS start
-        FROM _cand c LEFT JOIN accounts a USING (account_id) GROUP BY c.account_id
+        SELECT c.node, c.account_id, epoch(any_value(a.created_at)) AS born, epoch(any_value(x.first_ts)) AS start
+        FROM _cand c LEFT JOIN accounts a USING (account_id) LEFT JOIN _acct x USING (account_id)
+        GROUP BY c.node, c.account_id
     """)
+    con.execute("CREATE OR REPLACE TEMP TABLE _nkeys AS SELECT c.node, k.kind, k.value FROM _keys k "
+                "JOIN _cand c USING (account_id)")
     deg = cfg.circulant_degree
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _pairs AS
         WITH g AS (
-            SELECT account_id, kind, value,
-                   row_number() OVER (PARTITION BY kind, value ORDER BY hash(account_id)) - 1 AS i,
+            SELECT node, kind, value,
+                   row_number() OVER (PARTITION BY kind, value ORDER BY hash(node)) - 1 AS i,
                    count(*) OVER (PARTITION BY kind, value) AS n
-            FROM _keys),
+            FROM _nkeys),
         small AS (
-            SELECT x.account_id AS p, y.account_id AS q, x.kind FROM g x JOIN g y
+            SELECT x.node AS p, y.node AS q, x.kind FROM g x JOIN g y
             ON x.kind = y.kind AND x.value = y.value AND x.i < y.i WHERE x.n <= {cfg.clique_max}),
         hops AS (  -- member i links to member (i + 1 + h_j) mod n: an equi-join, not a scan of the group
-            SELECT x.account_id AS p, x.kind, x.value,
+            SELECT x.node AS p, x.kind, x.value,
                    ((x.i + 1 + (hash(x.value, j) % (x.n - 1)::UBIGINT)::BIGINT) % x.n) AS t
-            FROM g x, range({deg}) r(j) WHERE x.n > {cfg.clique_max}),
+            FROM g x, range({deg}) r(j) WHERE x.n > {cfg.clique_max} AND x.kind NOT IN ({infra})),
         large AS (
-            SELECT h.p, y.account_id AS q, h.kind FROM hops h JOIN g y
+            SELECT h.p, y.node AS q, h.kind FROM hops h JOIN g y
             ON y.kind = h.kind AND y.value = h.value AND y.i = h.t)
         SELECT DISTINCT least(p, q) AS a, greatest(p, q) AS b, kind FROM (SELECT * FROM small UNION ALL
                                                                           SELECT * FROM large)
     """)
-    # set kinds are weighted by the Jaccard estimated from the full MinHash signatures
+    # every proposed pair, weighed on every key kind both hold (a network prefix counts where its small
+    # group proposed the pair: hydra accounts hold hundreds, and the proxy pool Jaccard measures those).
+    # One row per node with a list of values per kind makes this two 1:1 lookups per pair; joining the
+    # keys themselves would let the planner start from the key self-join, the very clique product the
+    # circulant avoids.
+    keyed = [k for k in KINDS if k not in (*SET_KINDS, "shared_ip_prefix")]
+    lists = ", ".join(f"list(value) FILTER (WHERE kind = '{k}') AS {k}" for k in keyed)
+    hits = ", ".join(f"coalesce(list_has_any(x.{k}, y.{k}), false) AS {k}" for k in keyed)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _wide AS SELECT node, {lists} FROM _nkeys GROUP BY node")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _shared AS
+        WITH hit AS (
+            SELECT p.a, p.b, {hits} FROM (SELECT DISTINCT a, b FROM _pairs) p
+            JOIN _wide x ON x.node = p.a JOIN _wide y ON y.node = p.b)
+        SELECT a, b, kind FROM (UNPIVOT hit ON {", ".join(keyed)} INTO NAME kind VALUE shared) WHERE shared
+        UNION ALL SELECT a, b, kind FROM _pairs WHERE kind = 'shared_ip_prefix'
+    """)
+    # set kinds: the Jaccard estimated from the full MinHash signatures, for every proposed pair
+    a, b = con.execute("SELECT DISTINCT a, b FROM _pairs").fetchnumpy().values()
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    jac = []
+    for kind, sig in signatures.items():
+        both = (sig[a, 0] != 0) & (sig[b, 0] != 0)
+        j = np.zeros(len(a))
+        j[both] = minhash.jaccard(sig, a[both], b[both])
+        keep = j >= cfg.min_jaccard
+        jac.append(pa.table({"a": a[keep], "b": b[keep], "kind": pa.array([kind] * int(keep.sum()), pa.string()),
+                             "jac": j[keep]}))
+    con.register("_jac_arrow", pa.concat_tables(jac) if jac else
+                 pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64()),
+                           "kind": pa.array([], pa.string()), "jac": pa.array([], pa.float64())}))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _edges AS
-        WITH sets AS (
-            SELECT p.a, p.b, p.kind, count(*) / {_MINHASH_BANDS * _MINHASH_ROWS} AS jac
-            FROM _pairs p JOIN _minhash x ON x.account_id = p.a AND x.kind = p.kind
-            JOIN _minhash y ON y.account_id = p.b AND y.kind = p.kind AND y.j = x.j
-            WHERE x.h = y.h GROUP BY p.a, p.b, p.kind)
-        SELECT p.a, p.b, p.kind, (CASE p.kind {weights} END) * coalesce(s.jac, 1) AS weight
-        FROM _pairs p LEFT JOIN sets s USING (a, b, kind)
-        LEFT JOIN _cohort ca ON ca.account_id = p.a LEFT JOIN _cohort cb ON cb.account_id = p.b
-        WHERE (p.kind NOT IN ({_SET_KINDS}) OR s.jac >= {cfg.min_jaccard})
-          AND ({cfg.cohort_s} <= 0 OR p.kind NOT IN ({gated})
-               OR coalesce(abs(ca.born - cb.born) <= {cfg.cohort_s}, true)
-               OR coalesce(abs(ca.start - cb.start) <= {cfg.cohort_s}, true))
+        WITH weighed AS (
+            SELECT a, b, kind, CASE kind {weights} END AS weight FROM _shared
+            UNION ALL SELECT a, b, kind, (CASE kind {weights} END) * jac FROM _jac_arrow)
+        SELECT least(ca.account_id, cb.account_id) AS a, greatest(ca.account_id, cb.account_id) AS b, p.kind,
+               p.weight
+        FROM weighed p JOIN _cohort ca ON ca.node = p.a JOIN _cohort cb ON cb.node = p.b
+        WHERE {cfg.cohort_s} <= 0 OR p.kind NOT IN ({gated})
+              OR coalesce(abs(ca.born - cb.born) <= {cfg.cohort_s}, true)
+              OR coalesce(abs(ca.start - cb.start) <= {cfg.cohort_s}, true)
     """)
+    con.unregister("_jac_arrow")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _links AS
         SELECT a, b, sum(weight) AS w FROM _edges GROUP BY a, b
         HAVING sum(weight) >= {cfg.min_edge}
            AND sum(CASE WHEN kind IN ({infra}) THEN 0 ELSE weight END) >= {cfg.min_strong}
     """)
-    con.execute("DROP TABLE _pairs")
-    con.execute("DROP TABLE _cohort")
+    for name in ("_pairs", "_shared", "_wide", "_nkeys", "_cohort"):
+        con.execute(f"DROP TABLE {name}")

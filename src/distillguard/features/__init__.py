@@ -50,7 +50,7 @@ def _sql_list(values: list[str]) -> str:
 
 
 def attach_signals(con: duckdb.DuckDBPyConnection, store: Store, signal_files: list[str]) -> None:
-    """Add view ``signals`` (derived files, join on ``id``) and ``ex`` (exchange columns + signals, row-aligned)."""
+    """Add views ``signals`` and ``ex``: the derived files, i.e. signals and the exchange columns they carry."""
     con.execute("SET enable_progress_bar = false")  # it would write to stdout, which CLI output owns
     exchange_files = store.exchange_files()
     if not exchange_files:
@@ -61,14 +61,9 @@ def attach_signals(con: duckdb.DuckDBPyConnection, store: Store, signal_files: l
                     "NULL::BOOLEAN AS hit_cap, NULL::BOOLEAN AS big_budget, NULL::BOOLEAN AS single_turn "
                     "FROM exchanges e WHERE false")
         return
+    # derived files carry the exchange columns detection reads (``Store.CARRIED``): one scan, no join
     con.execute(f"CREATE OR REPLACE VIEW signals AS SELECT * FROM read_parquet({_sql_list(signal_files)})")
-    cols = ", ".join(f"e.{c}" for c in ("id", "ts", "account_id", "ip", "user_agent", "asn", "tls_fp", "model",
-                                         "max_tokens", "temperature", "n_tools", "has_image", "prompt_tokens",
-                                         "completion_tokens", "status"))
-    parts = [f"SELECT {cols}, s.* EXCLUDE (id) FROM read_parquet({_sql_list([e])}) e "
-             f"POSITIONAL JOIN read_parquet({_sql_list([d])}) s" for e, d in zip(exchange_files, signal_files,
-                                                                               strict=True)]
-    con.execute("CREATE OR REPLACE VIEW ex AS " + "\nUNION ALL\n".join(parts))
+    con.execute("CREATE OR REPLACE VIEW ex AS SELECT * FROM signals")
 
 
 def load_accounts(con: duckdb.DuckDBPyConnection, account_ids: np.ndarray) -> dict[str, np.ndarray]:

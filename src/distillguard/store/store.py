@@ -61,6 +61,26 @@ _PLAIN_COLUMNS = frozenset(CONTENT_COLUMNS) | {"extra_json"}
 _DICTIONARY_COLUMNS = [name for name in EXCHANGE_SCHEMA.names if name not in _PLAIN_COLUMNS]
 
 
+# Exchange columns every derived file carries next to the signals, so detection scans one set of files
+# (``read_parquet`` over the derived files) instead of joining each exchange file with its signals: at
+# 2,600 files that positional-join union was ~50x slower than either scan alone.
+CARRIED = ("ts", "account_id", "ip", "user_agent", "asn", "tls_fp", "model", "max_tokens", "temperature", "n_tools",
+           "has_image", "prompt_tokens", "completion_tokens", "status")
+_DERIVED_LAYOUT = "c1"  # derived files with CARRIED columns; files from before it are upgraded on read
+
+
+def _derived_table(derive: Derive, exchanges: pa.Table) -> pa.Table:
+    signals = derive.derive(exchanges)
+    return _with_carried(signals, exchanges)
+
+
+def _with_carried(signals: pa.Table, exchanges: pa.Table) -> pa.Table:
+    for name in CARRIED:
+        if name not in signals.column_names:
+            signals = signals.append_column(EXCHANGE_SCHEMA.field(name), exchanges.column(name))
+    return signals
+
+
 @dataclass(frozen=True)
 class StagedPart:
     """One day's exchanges in ``_staging``: their rows in the staged table, and the renames that publish them."""
@@ -195,7 +215,7 @@ class Store:
             moves: list[tuple[Path, Path]] = []
             if derive is not None:
                 tmp = self.root / "_staging" / f"derived-{name}"
-                pq.write_table(derive.derive(part), tmp, compression="zstd")
+                pq.write_table(_derived_table(derive, part), tmp, compression="zstd")
                 moves.append((tmp, self._derived_dir(derive) / f"day={day}" / name))
             tmp = self.root / "_staging" / name
             write_exchange_file(self.prepare(part), tmp)
@@ -203,8 +223,8 @@ class Store:
             parts.append(StagedPart(rows, moves))
         return parts
 
-    def _derived_dir(self, derive: Derive) -> Path:
-        return self.root / "derived" / f"v{derive.version}"
+    def _derived_dir(self, derive: Derive, layout: str = _DERIVED_LAYOUT) -> Path:
+        return self.root / "derived" / f"v{derive.version}{layout}"
 
     def derived(self, derive: Derive, on_file: Callable[[], None] | None = None) -> list[str]:
         """Files of derived per-exchange signals, one per exchange file, computing missing ones.
@@ -219,12 +239,17 @@ class Store:
             src = Path(path)
             target = out_dir / src.parent.name / src.name
             if not target.exists():
-                if not self.content:
+                legacy = self._derived_dir(derive, "") / src.parent.name / src.name
+                if legacy.exists():  # signals without CARRIED: the exchange file still has those columns
+                    table = _with_carried(pq.read_table(legacy), pq.read_table(src, columns=list(CARRIED)))
+                elif not self.content:
                     raise StoreError(f"{target}: signals missing in a no-content store (ingested with "
                                      f"another signal version?); re-ingest from the original logs")
+                else:
+                    columns = list(dict.fromkeys((*derive.inputs, *CARRIED)))
+                    table = _derived_table(derive, pq.read_table(src, columns=columns))
                 tmp = self.root / "_staging" / f"derived-{src.name}"
-                pq.write_table(derive.derive(pq.read_table(src, columns=list(derive.inputs))), tmp,
-                               compression="zstd")
+                pq.write_table(table, tmp, compression="zstd")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, target)
             files.append(str(target))
