@@ -79,6 +79,27 @@ def _run(code: str, *args: str) -> dict:
     return json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
 
 
+def _campaign_quality(sim: Path, out: Path) -> str:
+    """ARI of the found campaigns against the simulator's ground truth, and benign accounts inside any."""
+    import csv
+
+    import numpy as np
+
+    from distillguard.evaluation.metrics import campaign_ari
+
+    with (out / "accounts.csv").open(newline="") as handle:
+        found = {r["account_id"]: r["campaign_id"] or None for r in csv.DictReader(handle)}
+    with (sim / "labels.csv").open(newline="") as handle:
+        labels = list(csv.DictReader(handle))
+    truth = np.array([r["campaign"] for r in labels], dtype=object)
+    label = np.array([r["label"] == "attack" for r in labels], dtype=int)
+    ari = campaign_ari(truth, label, [found.get(r["account_id"]) for r in labels])
+    benign = sum(1 for r in labels if r["label"] != "attack" and found.get(r["account_id"]))
+    campaigns = len({c for c in found.values() if c})
+    return (f"Campaigns: {campaigns} found for {len(set(truth[label == 1]))} true ones, ARI {ari:.3f}, "
+            f"{benign} benign accounts inside a campaign.")
+
+
 def _update_results(section: str) -> None:
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     block = f"{BEGIN}\n{section}\n{END}"
@@ -116,7 +137,8 @@ def main() -> None:
 
     shutil.rmtree(store.root / "derived", ignore_errors=True)
     (store.root / "derived").mkdir()
-    detect = _run(_DETECT, str(store.root), str(args.work / f"out-{args.scale}-{args.seed}"), args.memory_limit or "")
+    out = args.work / f"out-{args.scale}-{args.seed}"
+    detect = _run(_DETECT, str(store.root), str(out), args.memory_limit or "")
     ours = _run(_OURS, str(store.root))
     base = None if args.no_baseline else _run(_PANDAS, str(store.root))
     factor = PUBLIC_EXCHANGES / exchanges
@@ -135,9 +157,12 @@ def main() -> None:
                      f"{base['seconds']:.1f} | {base['rss_mib']:.0f} |")
     import os
 
+    from distillguard.pipeline import default_memory_limit
+
     lines += ["", f"Machine: {len(os.sched_getaffinity(0))} usable cores, shared with other jobs (load average "
               f"{os.getloadavg()[0]:.1f} at the end of the run), so wall-clock figures are upper bounds.", "",
-              f"DuckDB memory cap: {args.memory_limit or 'none (DuckDB default, 80% of RAM)'}.", ""]
+              f"DuckDB memory cap: {args.memory_limit or 'the default, ' + default_memory_limit()}.", ""]
+    lines += [_campaign_quality(sim, out), ""]
     if exchanges >= PUBLIC_EXCHANGES:
         minutes, gib = detect["seconds"] / 60, detect["rss_mib"] / 1024
         lines.append(f"Measured at public scale ({exchanges:,} exchanges, >= 16M): detect {minutes:.1f} min (target "

@@ -83,17 +83,18 @@ def resolve(con: duckdb.DuckDBPyConnection) -> Columns:
 def aggregate(con: duckdb.DuckDBPyConnection, cols: Columns, net: str, sync_bucket_s: int) -> None:
     """Fold the traffic into the per-account tables the linking graph and the campaign profile read.
 
-    * ``_acct(account_id, n, first_ts, last_ts)``, ``_acct_tpl(account_id, fp, n)`` and
-      ``_acct_min(account_id, x)`` (active time buckets) for the candidates (``_cand``);
-    * ``_nets(account_id, net, n)`` (``net``: SQL of the network of column ``ip``) and
-      ``_clients(account_id, tls_fp, user_agent, n)`` for *every* account, because a network or client key
-      is evidence only when suspicious accounts dominate its holders.
+    * ``_acct(account_id, n, first_ts, last_ts)`` and ``_acct_tpl(account_id, fp, n)`` for *every* account, and
+      ``_nets(account_id, net, n)`` (``net``: SQL of the network of column ``ip``) and
+      ``_clients(account_id, tls_fp, user_agent, n)`` likewise, because a template, network or client key is
+      evidence only when suspicious accounts dominate its holders;
+    * ``_acct_min(account_id, x)`` (active time buckets) for the candidates (``_cand``) only.
     """
     cand = f"{cols.from_sql} SEMI JOIN _cand c ON c.account_id = e.account_id"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _acct AS
-        SELECT e.account_id, count(*) AS n, min(e.ts) AS first_ts, max(e.ts) AS last_ts FROM {cand} GROUP BY 1""")
+        SELECT e.account_id, count(*) AS n, min(e.ts) AS first_ts, max(e.ts) AS last_ts FROM {cols.from_sql}
+        GROUP BY 1""")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _acct_tpl AS
-        SELECT account_id, fp, count(*) AS n FROM (SELECT e.account_id, {cols.template_fp} AS fp FROM {cand})
+        SELECT account_id, fp, count(*) AS n FROM (SELECT e.account_id, {cols.template_fp} AS fp FROM {cols.from_sql})
         WHERE fp IS NOT NULL GROUP BY ALL""")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _acct_min AS
         SELECT DISTINCT e.account_id, epoch(e.ts)::BIGINT // {sync_bucket_s} AS x FROM {cand}""")

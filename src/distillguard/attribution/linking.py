@@ -103,6 +103,8 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, n
         UNION SELECT account_id, 'shared_ip_prefix', net FROM _nets
         UNION SELECT account_id, 'shared_client_fingerprint', coalesce(tls_fp, '') || ' ' || coalesce(user_agent, '')
               FROM _clients
+        UNION SELECT t.account_id, 'shared_template', t.fp::VARCHAR FROM _acct_tpl t JOIN _acct a USING (account_id)
+              WHERE t.n >= 2 AND t.n >= {cfg.template_min_share} * a.n
     """)
     # keep keys shared by >= 2 candidates where candidates are a large share of all holders
     con.execute(f"""
@@ -116,11 +118,6 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, n
         SELECT h.account_id, h.kind, h.value FROM held h JOIN good USING (kind, value) WHERE h.flagged
     """)
     con.execute("DROP TABLE _all_keys")
-    con.execute(f"""
-        INSERT INTO _keys
-        SELECT t.account_id, 'shared_template', t.fp::VARCHAR FROM _acct_tpl t JOIN _acct a USING (account_id)
-        WHERE t.n >= 2 AND t.n >= {cfg.template_min_share} * a.n
-    """)
     _batch_keys(con, cfg)
     return _set_keys(con, cfg)
 

@@ -21,7 +21,7 @@ from distillguard.cli._common import EXIT_BAD_INPUT, EXIT_USAGE, console, fail, 
               help="Detector artifact (default: the one shipped with distillguard).")
 @click.option("--memory-limit", default=None, metavar="SIZE",
               help="Cap on the query engine's memory, e.g. 5GB; beyond it, work spills to disk in the store "
-                   "(default: DuckDB's, 80% of RAM).")
+                   "(default: 6GB or half the RAM, whichever is less).")
 def command(logs: tuple[Path, ...], store_dir: Path | None, accounts: Path | None, out: Path,
             model_path: Path | None, memory_limit: str | None) -> None:
     """Detect distillation in a store (--store DIR) or directly in log files (LOGS...)."""

@@ -1,0 +1,86 @@
+"""Linking-graph details: MinHash estimates, the flagged-share test on templates, evidence that accumulates."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from distillguard.attribution import find_campaigns
+from distillguard.attribution.minhash import PERMS, jaccard, signatures
+from distillguard.model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
+
+T0_MS = int(datetime(2026, 2, 2, tzinfo=UTC).timestamp() * 1000)
+
+
+def test_minhash_estimates_jaccard_and_skips_small_sets():
+    rng = np.random.default_rng(1)
+    shared = rng.choice(10**9, 300, replace=False)
+    a = np.concatenate([shared, rng.choice(10**9, 100, replace=False) + 10**9])  # J(a, b) = 300 / 500 = 0.6
+    b = np.concatenate([shared, rng.choice(10**9, 100, replace=False) + 2 * 10**9])
+    c = np.array([1, 2])  # below min_size
+    owner = np.concatenate([np.zeros(len(a)), np.ones(len(b)), np.full(len(c), 2), np.zeros(5)]).astype(np.int64)
+    element = np.concatenate([a, b, c, a[:5]]).astype(np.uint64)  # duplicates do not count twice
+    sig, has = signatures(owner, element, 3, min_size=3)
+    assert sig.shape == (3, PERMS) and has.tolist() == [True, True, False]
+    assert abs(jaccard(sig, np.array([0]), np.array([1]))[0] - 0.6) < 0.15
+    again, _ = signatures(owner[::-1].copy(), element[::-1].copy(), 3, min_size=3)
+    assert (again == sig).all()  # order of the input does not matter
+
+
+def _world(n_benign: int, flagged: int, flagged_prompt: str | None = None
+           ) -> tuple[duckdb.DuckDBPyConnection, pa.Table]:
+    """Benign accounts all asking 'question about <n>' (one template once digits fold); the flagged ones signed up
+    in one burst of their own (a sign-up key they dominate), the rest over a year."""
+    rng = np.random.default_rng(3)
+    ids = np.array([f"acct_{i:05d}" for i in range(n_benign)])
+    per = 6
+    owner = np.repeat(np.arange(n_benign), per)
+    n_ex = len(owner)
+    cols = {name: pa.nulls(n_ex, f.type) for name, f in zip(EXCHANGE_SCHEMA.names, EXCHANGE_SCHEMA, strict=True)}
+    cols.update(
+        id=pa.array([f"x{i}" for i in range(n_ex)]),
+        ts=pa.array(T0_MS + rng.integers(0, 28 * 86_400_000, n_ex), pa.int64()).cast(EXCHANGE_SCHEMA.field("ts").type),
+        account_id=pa.array(ids[owner]),
+        ip=pa.array([f"{a}.{b}.{c}.9" for a, b, c in rng.integers(1, 250, (n_ex, 3))]),
+        user_agent=pa.array(["OpenAI/Python 1.59.7"] * n_ex),
+        model=pa.array(["aurora-2"] * n_ex), max_tokens=pa.array([1024] * n_ex),
+        n_user_turns=pa.array(np.ones(n_ex, np.int32)),
+        user_text=pa.array([flagged_prompt if flagged_prompt and o < flagged else f"question about {v}"
+                            for o, v in zip(owner.tolist(), rng.integers(0, 10**6, n_ex).tolist(), strict=True)]),
+    )
+    created = T0_MS - rng.integers(2, 400, n_benign) * 86_400_000
+    created[:flagged] = T0_MS - 86_400_000 + np.arange(flagged) * 30_000  # one sign-up every 30 s: one burst
+    accounts = pa.table({
+        "account_id": ids, "created_at": pa.array(created, pa.int64()).cast(ACCOUNT_SCHEMA.field("created_at").type),
+        "email_domain": ["gmail.com"] * n_benign, "payment_fp": [f"pfp_4a1f{i:09d}" for i in range(n_benign)],
+        **{name: pa.nulls(n_benign, ACCOUNT_SCHEMA.field(name).type)
+           for name in ("country", "signup_ip", "org_id", "tier", "verified", "extra_json")},
+    }, schema=ACCOUNT_SCHEMA)
+    con = duckdb.connect()
+    con.register("_ex", pa.table(cols, schema=EXCHANGE_SCHEMA))
+    con.register("_acc", accounts)
+    con.execute("CREATE VIEW exchanges AS SELECT * FROM _ex")
+    con.execute("CREATE VIEW accounts AS SELECT * FROM _acc")
+    risk = np.zeros(n_benign)
+    risk[:flagged] = 0.6
+    return con, pa.table({"account_id": ids, "risk": risk})
+
+
+def test_a_template_most_holders_of_which_are_not_suspicious_links_nobody():
+    """Flagged false positives that share a common prompt (and a busy sign-up hour) are not a campaign."""
+    con, scores = _world(n_benign=400, flagged=60)
+    assert find_campaigns(con, scores) == []
+
+
+def test_evidence_from_two_large_groups_accumulates_on_the_same_pairs():
+    """200 accounts share a sign-up burst (0.15) and a template (0.25): neither links alone, together they do.
+
+    Both groups are over ``clique_max``, so each proposes random circulant pairs; unless every proposed pair is
+    weighed on every kind, the two samples barely overlap and the group falls apart.
+    """
+    con, scores = _world(n_benign=600, flagged=200, flagged_prompt="Produce a full worked solution for the dataset")
+    campaigns = find_campaigns(con, scores)
+    assert len(campaigns) == 1 and len(campaigns[0].accounts) == 200
