@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +170,31 @@ def test_no_content_store_from_before_carried_columns_is_upgraded(tmp_path: Path
     upgraded = pq.read_table(Store.open(tmp_path / "store").derived(_LengthSignals())).sort_by("id")
     assert set(CARRIED) <= set(upgraded.column_names)
     assert upgraded.select(before.column_names).equals(before)
+
+
+def test_open_leaves_a_running_writer_and_live_readers_alone(tmp_path: Path) -> None:
+    """Opening a store cleans ``_staging`` only of leftovers: not under a writer, not a live process's scratch."""
+    store = Store.open(tmp_path / "store")
+    staging = tmp_path / "store" / "_staging"
+    with store.writing():
+        (staging / "part-inflight.parquet").write_bytes(b"staged")
+        Store.open(tmp_path / "store")  # e.g. `distillguard detect` started while an ingest runs
+        assert (staging / "part-inflight.parquet").exists()
+    mine, dead = staging / f"pid-{os.getpid()}", staging / "pid-999999999"
+    for scratch in (mine, dead):
+        scratch.mkdir()
+        (scratch / "derived-x.parquet").write_bytes(b"x")
+    Store.open(tmp_path / "store")
+    assert not (staging / "part-inflight.parquet").exists()  # no writer any more: a crash leftover
+    assert (mine / "derived-x.parquet").exists() and not dead.exists()
+
+
+def test_writer_reloads_ids_published_by_another_process(tmp_path: Path, write_jsonl) -> None:
+    first = write_jsonl("a.jsonl", [make_record(i) for i in range(3)])
+    second = write_jsonl("b.jsonl", [make_record(i) for i in range(3, 6)])
+    gateway = Store.open(tmp_path / "store")  # a long-lived process with its dedupe index loaded
+    assert ingest([first], gateway).ingested == 3
+    assert ingest([second], Store.open(tmp_path / "store")).ingested == 3  # another process
+    report = ingest([second], gateway)
+    assert (report.ingested, report.duplicates) == (0, 3)
+    assert gateway.count() == 6

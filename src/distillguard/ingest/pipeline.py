@@ -128,6 +128,14 @@ def ingest(
     ``workers`` processes parse the canonical format (default: one per core for inputs over
     32 MiB, in-process otherwise, where starting workers costs more than it saves).
     """
+    with store.writing():
+        return _ingest(paths, store, fmt=fmt, accounts=accounts, strict=strict, options=options,
+                       on_progress=on_progress, derive=derive, workers=workers)
+
+
+def _ingest(paths: Sequence[str | Path], store: Store, *, fmt: str, accounts: Path | None, strict: bool,
+            options: dict[str, str] | None, on_progress: Callable[[int], None] | None, derive: Derive | None,
+            workers: int | None) -> IngestReport:
     started = time.perf_counter()
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     report = IngestReport()

@@ -7,20 +7,25 @@ Layout of a store directory::
     accounts/accounts.parquet       latest record per account
     quarantine/<run>.bad            rejected input, verbatim
     quarantine/<run>.errors.jsonl   one {"file","line","field","reason"} per rejected line
+    derived/v<version>c1/day=.../   per-exchange signals (+ CARRIED exchange columns), one file per exchange file
     _staging/                       files being written; never read
+    _staging/pid-<pid>[-duckdb]/    scratch of reader process <pid>: derived files being written, query spill
+    writer.lock                     held (flock) by the one process writing
 
 Files only become visible by an atomic rename out of ``_staging``, so a crash or
 Ctrl-C mid-write leaves what was already stored intact (a half-written file stays
-in staging and is removed on the next open). Dedupe is on the exchange id via a
-compact index of 64-bit id hashes (8 bytes per stored exchange).
+in staging and is removed on the next open that finds no writer at work). Dedupe is
+on the exchange id via a compact index of 64-bit id hashes (8 bytes per stored exchange).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,6 +129,7 @@ class Store:
         self.root = root
         self.content = content
         self._ids: IdIndex | None = None
+        self._ids_files: frozenset[str] = frozenset()
 
     # ---- lifecycle -------------------------------------------------------
     @classmethod
@@ -150,17 +156,59 @@ class Store:
             store = cls(root, True if content is None else content)
             _atomic_write(meta_path, orjson.dumps({"version": FORMAT_VERSION, "content": store.content,
                                                    "created": datetime.now(UTC).isoformat()}))
-        shutil.rmtree(root / "_staging", ignore_errors=True)
         for sub in ("exchanges", "derived", "accounts", "quarantine", "_staging"):
             (root / sub).mkdir(exist_ok=True)
+        store._clean_staging()
         return store
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the store's writer lock: one ingest at a time, and no cleanup under a running one.
+
+        Waits for another writer to finish. The dedupe index is reloaded if another
+        process published files since this one loaded it.
+        """
+        with (self.root / "writer.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                if self._ids is not None and frozenset(self.exchange_files()) != self._ids_files:
+                    self._ids = None
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _own_staging(self) -> Path:
+        """This process's scratch directory in ``_staging``: kept by cleanups while the process runs."""
+        path = self.root / "_staging" / f"pid-{os.getpid()}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _clean_staging(self) -> None:
+        """Remove what a crashed writer or query left in ``_staging``, unless a writer or its owner still runs."""
+        with (self.root / "writer.lock").open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # an ingest is at work: its staged files are not leftovers
+            try:
+                for entry in (self.root / "_staging").iterdir():
+                    if entry.name.startswith("pid-") and _alive(entry.name.split("-")[1]):
+                        continue  # a reader's scratch space (derived files being written, query spill)
+                    if entry.is_dir():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @property
     def ids(self) -> IdIndex:
         """The dedupe index, loaded lazily from the stored id hashes."""
         if self._ids is None:
             self._ids = IdIndex()
-            for path in self.exchange_files():
+            files = self.exchange_files()
+            self._ids_files = frozenset(files)
+            for path in files:
                 self._ids.add(pq.read_table(path, columns=["id_hash"]).column(0).to_numpy())
         return self._ids
 
@@ -248,7 +296,7 @@ class Store:
                 else:
                     columns = list(dict.fromkeys((*derive.inputs, *CARRIED)))
                     table = _derived_table(derive, pq.read_table(src, columns=columns))
-                tmp = self.root / "_staging" / f"derived-{src.name}"
+                tmp = self._own_staging() / f"derived-{src.name}"
                 pq.write_table(table, tmp, compression="zstd")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, target)
@@ -286,7 +334,9 @@ class Store:
         if memory_limit:
             con.execute(f"SET memory_limit = '{memory_limit}'")
         # what does not fit spills here (DuckDB's default is ./.tmp under whatever directory the user is in)
-        con.execute(f"SET temp_directory = '{_sql_str(str(self.root / '_staging' / 'duckdb'))}'")
+        # DuckDB creates it only if a query spills; cleanups keep it while this process runs
+        spill = self.root / "_staging" / f"pid-{os.getpid()}-duckdb"
+        con.execute(f"SET temp_directory = '{_sql_str(str(spill))}'")
         files = self.exchange_files()
         if files:
             con.execute(f"CREATE VIEW exchanges AS SELECT * FROM read_parquet({_sql_list(files)})")
@@ -344,3 +394,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + f".{uuid.uuid4().hex}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` (on this host) still runs."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
