@@ -162,3 +162,22 @@ def test_detect_cli_from_logs_and_usage_errors(tmp_path: Path, sim: Path) -> Non
     assert (out / "accounts.csv").exists() and (out / "report.html").exists()
     assert runner.invoke(main, ["detect", "--out", str(out)]).exit_code == 2
     assert runner.invoke(main, ["detect", "--store", str(tmp_path / "nope"), "--out", str(out)]).exit_code == 1
+
+
+def test_no_content_store_detects_like_a_content_store(sim: Path, tmp_path: Path) -> None:
+    """Signals derived at ingest (the only copy in a --no-content store) carry what detection reads."""
+    from distillguard.ingest import ingest
+    from distillguard.signals import SIGNALS
+    from distillguard.store import Store
+
+    results = {}
+    for content in (True, False):
+        store = Store.open(tmp_path / f"store-{content}", content=content)
+        ingest([sim / "exchanges"], store, accounts=sim / "accounts.jsonl", derive=None if content else SIGNALS)
+        out = tmp_path / f"out-{content}"
+        run_detection(store, out)
+        with (out / "accounts.csv").open(newline="") as handle:
+            results[content] = sorted((r["account_id"], r["risk"], r["verdict"], r["campaign_id"])
+                                      for r in csv.DictReader(handle))
+    assert results[True] == results[False]
+    assert any(campaign for *_, campaign in results[False])
