@@ -2,8 +2,9 @@
 
 Every piece of linking evidence is a *key* an account holds (a payment fingerprint,
 a /24 it calls from, a template it repeats, a band of its activity MinHash). Two
-suspicious accounts holding the same key are linked by that key's kind. Three rules
-keep benign clusters that share infrastructure out of campaigns:
+suspicious accounts holding the same key are a candidate pair, weighed on every kind
+of key they share. Three rules keep benign clusters that share infrastructure out of
+campaigns:
 
 * a key counts only when a large share of *all* accounts holding it are suspicious, so
   webmail domains, campus NATs, reseller egress IPs and a company card that mostly
@@ -12,9 +13,9 @@ keep benign clusters that share infrastructure out of campaigns:
   (``min_strong``) besides them;
 * only suspicious accounts are nodes at all (the caller's risk gate).
 
-Large key groups are linked by a sparse random circulant instead of a clique, so a
-10,000-account hydra costs ~10 edges per account rather than 50 million, while the
-group stays one well-connected community.
+Large key groups propose a sparse random circulant instead of a clique, so a
+10,000-account hydra costs ~10 pairs per account and key rather than 50 million, while
+the group stays one well-connected community.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def _set_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, np.n
         owner, element = con.execute(sql).fetchnumpy().values()
         sig, has = minhash.signatures(np.asarray(owner, dtype=np.int64), np.asarray(element).astype(np.uint64),
                                       len(names), min_size)
-        out[kind] = np.where(has[:, None], sig, np.uint64(0))  # 0: no signature (a real minimum is never 0)
+        out[kind] = np.where(has[:, None], sig, np.uint64(0))  # 0: no signature (a real minimum is 0 with odds 2^-64)
         nodes = np.flatnonzero(has)
         keys = minhash.band_keys(sig[nodes])
         band = np.tile(np.arange(minhash.BANDS), len(nodes))
