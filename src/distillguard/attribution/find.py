@@ -40,7 +40,8 @@ _DETAIL = {
 # evidence that may attach a straggler: specific to one operation and no coincidence of timing or habit
 ATTACH_KINDS = ("shared_payment", "shared_proxy_pool", "synchronised_activity")
 _TEMP = ("_cand", "_acct", "_acct_tpl", "_acct_min", "_nets", "_clients", "_all_keys", "_keys", "_nkeys", "_pairs",
-         "_shared", "_wide", "_cohort", "_edges", "_links", "_members", "_shape", "_tpl", "_pair", "_attach")
+         "_proposed", "_shared", "_wide", "_cohort", "_edges", "_links", "_members", "_shape", "_tpl", "_pair",
+         "_attach")
 
 
 @dataclass(frozen=True)

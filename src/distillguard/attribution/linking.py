@@ -230,16 +230,17 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dic
     lists = ", ".join(f"list(value) FILTER (WHERE kind = '{k}') AS {k}" for k in keyed)
     hits = ", ".join(f"coalesce(list_has_any(x.{k}, y.{k}), false) AS {k}" for k in keyed)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _wide AS SELECT node, {lists} FROM _nkeys GROUP BY node")
+    con.execute("CREATE OR REPLACE TEMP TABLE _proposed AS SELECT DISTINCT a, b FROM _pairs")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _shared AS
         WITH hit AS (
-            SELECT p.a, p.b, {hits} FROM (SELECT DISTINCT a, b FROM _pairs) p
+            SELECT p.a, p.b, {hits} FROM _proposed p
             JOIN _wide x ON x.node = p.a JOIN _wide y ON y.node = p.b)
         SELECT a, b, kind FROM (UNPIVOT hit ON {", ".join(keyed)} INTO NAME kind VALUE shared) WHERE shared
         UNION ALL SELECT a, b, kind FROM _pairs WHERE kind = 'shared_ip_prefix'
     """)
     # set kinds: the Jaccard estimated from the full MinHash signatures, for every proposed pair
-    a, b = con.execute("SELECT DISTINCT a, b FROM _pairs").fetchnumpy().values()
+    a, b = con.execute("SELECT a, b FROM _proposed").fetchnumpy().values()
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     jac = []
     for kind, sig in signatures.items():
@@ -271,5 +272,5 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dic
         HAVING sum(weight) >= {cfg.min_edge}
            AND sum(CASE WHEN kind IN ({infra}) THEN 0 ELSE weight END) >= {cfg.min_strong}
     """)
-    for name in ("_pairs", "_shared", "_wide", "_nkeys", "_cohort"):
+    for name in ("_pairs", "_proposed", "_shared", "_wide", "_nkeys", "_cohort"):
         con.execute(f"DROP TABLE {name}")
