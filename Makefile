@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: setup demo test lint bench
 
-$(BIN)/distillguard: pyproject.toml
+$(BIN)/distillguard: pyproject.toml setup.py src/distillguard/ingest/_native/columnar.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

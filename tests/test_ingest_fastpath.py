@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from conftest import make_record
+from distillguard.ingest.decode import parse_chunk
 from distillguard.ingest.fastpath import FALLBACK, decode_row
-from distillguard.ingest.parallel import parse_chunk
 from distillguard.model import FieldError, flatten
 from distillguard.model.exchange import COLUMNS, to_record
 

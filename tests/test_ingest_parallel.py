@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 
 from conftest import make_record
 from distillguard.ingest import ingest
@@ -73,6 +74,25 @@ def test_worker_processes_match_in_process_path(tmp_path: Path, monkeypatch) -> 
     assert serial_q == parallel_q
 
 
+def test_python_only_ingest_matches_the_compiled_decoder(tmp_path: Path, monkeypatch) -> None:
+    """A machine without a C compiler ingests exactly the same exchanges, errors and quarantine."""
+    import distillguard.ingest.decode as decode
+
+    if not decode.NATIVE:
+        pytest.skip("compiled decoder not built")
+    records = _varied() + _bad() + [make_record(i) for i in range(20, 60)]
+    path = _write(tmp_path / "mixed.jsonl", records)
+    native, native_rows, native_q = _ingest(tmp_path, "a", path, 1, monkeypatch)
+    monkeypatch.setattr(decode, "NATIVE", False)
+    python, python_rows, python_q = _ingest(tmp_path, "b", path, 1, monkeypatch)
+    assert (native.read, native.ingested, native.quarantined, native.errors) == (
+        python.read, python.ingested, python.quarantined, python.errors)
+    parsed = [[row[:-3] + tuple(orjson.loads(v) if v else v for v in row[-3:]) for row in rows]
+              for rows in (native_rows, python_rows)]
+    assert parsed[0] == parsed[1] and len(parsed[0]) == native.ingested == 48
+    assert native_q == python_q
+
+
 def test_strict_mode_with_workers_keeps_lines_before_the_bad_one(tmp_path: Path, monkeypatch) -> None:
     records = [make_record(i) for i in range(7)] + [b"{broken"] + [make_record(i) for i in range(10, 20)]
     path = _write(tmp_path / "strict.jsonl", records)
@@ -115,12 +135,18 @@ def test_workers_derive_signals_for_a_no_content_store(tmp_path: Path, monkeypat
     assert stores[2][0] == (12, 0) and len(stores[2][1]) == 12
 
 
-def test_blocks_cover_every_line_once_with_its_number(tmp_path: Path) -> None:
-    """Spans (plain files) and blocks (compressed) split only at newlines, whatever the line lengths."""
+@pytest.mark.parametrize("native", [True, False])
+def test_blocks_cover_every_line_once_with_its_number(tmp_path: Path, native: bool) -> None:
+    """Spans (plain files) and blocks (compressed) split only at newlines, whatever the line lengths;
+    both decoders number every non-blank line (here all bad) by its place in the file."""
     import gzip
     import random
 
-    from distillguard.ingest.parallel import block_lines, read_blocks
+    from distillguard.ingest.decode import NATIVE, decode_block
+    from distillguard.ingest.parallel import LineNumbers, load, read_blocks
+
+    if native and not NATIVE:
+        pytest.skip("compiled decoder not built")
 
     rng = random.Random(3)
     lines = [b"x" * rng.choice([0, 1, 5, 40, 99, 100, 101, 350]) for _ in range(300)]
@@ -134,7 +160,10 @@ def test_blocks_cover_every_line_once_with_its_number(tmp_path: Path) -> None:
         expected = [(n, raw) for n, raw in enumerate(lines, 1) if raw.strip()]
         for path in (plain, packed):
             got = []
-            for _, first, block in read_blocks([path], size=100):
-                numbers, raws = block_lines(first, block)
-                got += zip(numbers, raws, strict=True)
+            numbers = LineNumbers()
+            for source, block in read_blocks([path], size=100):
+                decoded = decode_block(load(block), native=native)
+                assert decoded.lines == len(decoded.bad) and len(decoded.table) == 0
+                first = numbers.take(source, decoded.newlines)
+                got += [(first + offset, raw) for _, offset, _, _, raw in decoded.bad]
             assert got == expected, (path, ending)

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from distillguard.cli._common import EXIT_BAD_INPUT, EXIT_OK, console, fail, progress
 from distillguard.ingest import FORMATS, IngestReport, StrictModeError, UnknownFormat, ingest
+from distillguard.ingest.decode import NATIVE
 from distillguard.store import Store, StoreError
 
 
@@ -48,6 +49,8 @@ def print_report(report: IngestReport, store: Store) -> None:
     table.add_row("account records", f"{report.accounts:,} (+{report.accounts_quarantined:,} quarantined)")
     rate = report.read / report.seconds if report.seconds else 0.0
     table.add_row("time", f"{report.seconds:.1f} s ({rate:,.0f} lines/s)")
+    table.add_row("canonical decoder", "compiled (ingest/_native)" if NATIVE else
+                  "Python only: the C extension was not built (no compiler at install?); ~2x slower")
     table.add_row("store", f"{store.root} ({'content kept' if store.content else 'no content'})")
     console.print(table)
     identity = "holds" if report.balanced else "[bold red]BROKEN[/]"

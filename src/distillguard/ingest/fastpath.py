@@ -108,7 +108,8 @@ class _Record(Struct, forbid_unknown_fields=True, gc=False):
 _record = msgspec.json.Decoder(_Record)
 _request = msgspec.json.Decoder(_Request)
 _response = msgspec.json.Decoder(_Response)
-FALLBACK = (msgspec.DecodeError, ValueError)  # what decode_row raises when flatten must decide
+# what decode_row raises when flatten must decide; msgspec raises RecursionError on deep nesting (orjson refuses it)
+FALLBACK = (msgspec.DecodeError, ValueError, RecursionError)
 
 
 def _text(content: str | list[_Part] | None) -> tuple[str, bool]:
@@ -129,6 +130,11 @@ def _text(content: str | list[_Part] | None) -> tuple[str, bool]:
     return "\n".join(texts), image
 
 
+def _may_nest_deeply(raw: bytes) -> bool:
+    """Whether a body could nest 255 levels: never with fewer than 254 opening brackets (a cheap C count)."""
+    return len(raw) > 508 and raw.count(b"[") + raw.count(b"{") >= 254
+
+
 def decode_row(raw: bytes) -> tuple:
     """The row :func:`~distillguard.model.flatten` would return for this line, or raise one of :data:`FALLBACK`."""
     record = _record.decode(raw)
@@ -136,6 +142,9 @@ def decode_row(raw: bytes) -> tuple:
         raise Unusual("empty required field")
     ts = parse_ts(record.ts)
     request_raw = bytes(record.request)
+    response_raw = bytes(record.response)
+    if _may_nest_deeply(request_raw) or _may_nest_deeply(response_raw):
+        raise Unusual("deeply nested body")  # flatten refuses bodies deeper than 254 levels
     request = None if request_raw == b"null" else _request.decode(request_raw)
     system_parts: list[str] = []
     user_text = ""
@@ -155,7 +164,6 @@ def decode_row(raw: bytes) -> tuple:
         elif role == "assistant":
             n_assistant += 1
 
-    response_raw = bytes(record.response)
     response = None if response_raw == b"null" else _response.decode(response_raw)
     response_text = reasoning_text = finish = None
     n_tool_calls = 0

@@ -1,78 +1,34 @@
 """Parse canonical JSON Lines in worker processes.
 
-Per line, decoding + Arrow conversion is CPU-bound Python (~20 us for a 3 KB line),
-and so is Parquet encoding, so one process cannot keep up with a large log. Workers
-run exactly the per-line code of the serial path (:func:`parse_chunk`: one definition
-of validation, so errors are identical) on chunks of raw lines, write the good rows to
-the store's staging area and hand back only the bad lines, the id hashes and the
-staged files. The parent dedupes on the hashes and publishes the files in input
-order, so no table crosses a process boundary.
+Decoding and Parquet encoding are CPU-bound, so one process cannot keep up with a
+large log. Workers run exactly the code of the serial path
+(:func:`~distillguard.ingest.decode.decode_block`: one definition of validation, so
+errors are identical) on blocks of whole lines, write the good rows to the store's
+staging area and hand back only the bad lines, the id hashes and the staged files.
+The parent dedupes on the hashes and publishes the files in input order, so no table
+crosses a process boundary.
 """
 
 from __future__ import annotations
 
-import gc
+import ctypes
+import ctypes.util
 import multiprocessing
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
 from distillguard.ingest.base import open_binary
-from distillguard.ingest.fastpath import FALLBACK, decode_row
-from distillguard.model import FieldError, flatten, rows_to_table
+from distillguard.ingest.decode import decode_block
 from distillguard.store import Store
 from distillguard.store.store import Derive, StagedPart
 
 CHUNK_BYTES = 32 << 20  # input bytes per chunk: bounds memory whatever the line length (~10k exchanges)
-
-
-def parse_chunk(raws: Sequence[bytes]) -> tuple[pa.Table, list[tuple[int, str, str]]]:
-    """The per-line path over a chunk: good rows as a table, bad lines as (index, field, reason).
-
-    Lines in the common shape take the compiled decoder; the rest, and every bad line, go
-    through ``orjson`` + :func:`flatten`, which defines what is accepted and the errors.
-    The cyclic garbage collector is paused meanwhile: a chunk allocates hundreds of thousands
-    of acyclic objects, and its collections over them cost a third of the parse time.
-    """
-    with _collector_paused():
-        rows, errors = _parse_lines(raws)
-        return rows_to_table(rows), errors
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _parse_lines(raws: Sequence[bytes]) -> tuple[list[tuple], list[tuple[int, str, str]]]:
-    rows: list[tuple] = []
-    errors: list[tuple[int, str, str]] = []
-    for index, raw in enumerate(raws):
-        try:
-            rows.append(decode_row(raw))
-            continue
-        except FALLBACK:
-            pass
-        try:
-            rows.append(flatten(orjson.loads(raw)))
-        except orjson.JSONDecodeError as exc:
-            errors.append((index, "<record>", f"invalid JSON: {exc}"))
-        except FieldError as exc:
-            errors.append((index, exc.field, exc.reason))
-    return rows, errors
 
 
 @dataclass
@@ -100,11 +56,13 @@ class Span:
             return handle.read(self.length)
 
 
-def read_blocks(paths: Sequence[Path], size: int | None = None) -> Iterator[tuple[str, int, bytes | Span]]:
-    """Each file as blocks of whole lines of about ``size`` bytes: (file, number of the block's first line, block).
+def read_blocks(paths: Sequence[Path], size: int | None = None) -> Iterator[tuple[str, bytes | Span]]:
+    """Each file as blocks of whole lines of about ``size`` bytes: (file, block).
 
     Blocks, not lines, cross to the workers, so the parent does no per-line work; a block of an
-    uncompressed file crosses as a :class:`Span`, so its bytes are not copied through the parent either.
+    uncompressed file crosses as a :class:`Span`, found by seeking, so the parent reads only the few
+    bytes around each boundary. Lines are numbered by whoever consumes the blocks in order
+    (:class:`LineNumbers`), from the newlines each decoded block reports.
     """
     size = size or CHUNK_BYTES
     for path in paths:
@@ -114,85 +72,100 @@ def read_blocks(paths: Sequence[Path], size: int | None = None) -> Iterator[tupl
             yield from _spans(path, size)
 
 
-def _decompressed_blocks(path: Path, size: int) -> Iterator[tuple[str, int, bytes]]:
-    number, rest = 1, b""
+def load(block: bytes | Span) -> bytes:
+    return block.read() if isinstance(block, Span) else block
+
+
+class LineNumbers:
+    """The number of each block's first line in its file, for blocks taken in input order."""
+
+    def __init__(self) -> None:
+        self._next: dict[str, int] = {}
+
+    def take(self, source: str, newlines: int) -> int:
+        first = self._next.get(source, 1)
+        self._next[source] = first + newlines
+        return first
+
+
+def _decompressed_blocks(path: Path, size: int) -> Iterator[tuple[str, bytes]]:
+    rest = b""
     with open_binary(path) as handle:
         while data := handle.read(size):
             data = rest + data if rest else data
             cut = data.rfind(b"\n") + 1
             block, rest = data[:cut], data[cut:]
             if block:
-                yield str(path), number, block
-                number += block.count(b"\n")
+                yield str(path), block
     if rest:
-        yield str(path), number, rest
+        yield str(path), rest
 
 
-def _spans(path: Path, size: int) -> Iterator[tuple[str, int, Span]]:
-    """Line-aligned spans, found by scanning the file through one reused buffer (no per-block allocation)."""
-    buffer = bytearray(size)
-    number, start, held = 1, 0, 0
-    with path.open("rb", buffering=0) as handle:
-        while True:
-            if held == len(buffer):  # one line longer than the buffer: grow it
-                buffer.extend(bytes(len(buffer)))
-            with memoryview(buffer) as view:
-                got = handle.readinto(view[held:])
-            held += got
-            cut = buffer.rfind(b"\n", 0, held) + 1 if got else held  # at the end, an unterminated last line
-            if cut:
-                yield str(path), number, Span(str(path), start, cut)
-                number += buffer.count(b"\n", 0, cut)
-                start += cut
-                buffer[:held - cut] = buffer[cut:held]
-                held -= cut
-            if not got:
-                return
+def _spans(path: Path, size: int) -> Iterator[tuple[str, Span]]:
+    """Line-aligned spans: seek ``size`` bytes on, then read on to the next newline."""
+    total = path.stat().st_size  # a file still being appended to is read up to its size now
+    start = 0
+    with path.open("rb") as handle:
+        while start < total:
+            end = min(start + size, total)
+            handle.seek(end)
+            while end < total:  # a line longer than one read: keep reading
+                piece = handle.read(1 << 16)
+                cut = piece.find(b"\n")
+                if cut >= 0 or not piece:
+                    end = min(end + cut + 1, total) if cut >= 0 else total
+                    break
+                end += len(piece)
+            yield str(path), Span(str(path), start, end - start)
+            start = end
 
 
-def block_lines(first: int, block: bytes | Span) -> tuple[list[int], list[bytes]]:
-    """The non-blank lines of a block and their 1-based numbers in the file."""
-    if isinstance(block, Span):
-        block = block.read()
-    numbers: list[int] = []
-    raws: list[bytes] = []
-    for offset, raw in enumerate(block.split(b"\n")):
-        if raw and not raw.isspace():
-            numbers.append(first + offset)
-            raws.append(raw)
-    return numbers, raws
+def _worker_init() -> None:
+    """Keep freed memory for reuse in a worker: each block allocates tens of MB afresh, and handing them
+    back to the kernel and faulting them in again cost ~3 of ~20 us of CPU per exchange. Arrow allocates
+    through malloc too, so both follow the same (glibc) thresholds; elsewhere this changes nothing."""
+    pa.set_memory_pool(pa.system_memory_pool())
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: large blocks from the heap, not fresh mmaps
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD (an int): do not return the heap top after every block
 
 
-def _stage_worker(first: int, block: bytes | Span, root: str, content: bool, derive: Derive | None
-                  ) -> tuple[int, list[tuple[int, str, str, bytes]], np.ndarray, list[StagedPart]]:
-    numbers, raws = block_lines(first, block)
-    del block
-    table, errors = parse_chunk(raws)
-    parts = Store(Path(root), content).stage_exchanges(table, derive)
-    hashes = table.column("id_hash").to_numpy()
-    return len(raws), [(numbers[index], field, reason, raws[index]) for index, field, reason in errors], hashes, parts
+def _stage_worker(block: bytes | Span, root: str, content: bool, derive: Derive | None
+                  ) -> tuple[int, int, list[tuple[int, str, str, bytes]], np.ndarray, list[StagedPart]]:
+    decoded = decode_block(load(block))
+    parts = Store(Path(root), content).stage_exchanges(decoded.table, derive)
+    hashes = decoded.table.column("id_hash").to_numpy()
+    return decoded.lines, decoded.newlines, [(offset, field, reason, raw) for _, offset, field, reason, raw
+                                             in decoded.bad], hashes, parts
 
 
 def stage_parallel(paths: Sequence[Path], store: Store, workers: int, derive: Derive | None = None
                    ) -> Iterator[StagedChunk]:
     """Chunks parsed and staged by ``workers`` processes, yielded in input order.
 
-    Workers write the Parquet files themselves, so the parent only reads blocks and
+    Workers write the Parquet files themselves, so the parent only finds block boundaries and
     publishes; at most ``2 * workers`` chunks are in flight, so memory is bounded
     whatever the input size.
     """
-    # forkserver: the parent may hold DuckDB/Arrow threads, which fork() would copy half-alive
+    # forkserver: the parent may hold DuckDB/Arrow threads, which fork() would copy half-alive. The server
+    # imports this module once and forks workers from it, so they do not each pay ~0.6 s of imports.
     context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    numbers = LineNumbers()
     in_flight: deque[tuple[str, Future]] = deque()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for source, first, block in read_blocks(paths):
-            in_flight.append((source, pool.submit(_stage_worker, first, block, str(store.root), store.content,
-                                                  derive)))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
+        for source, block in read_blocks(paths):
+            in_flight.append((source, pool.submit(_stage_worker, block, str(store.root), store.content, derive)))
             if len(in_flight) >= 2 * workers:
-                yield _collect(*in_flight.popleft())
+                yield _collect(numbers, *in_flight.popleft())
         while in_flight:
-            yield _collect(*in_flight.popleft())
+            yield _collect(numbers, *in_flight.popleft())
 
 
-def _collect(source: str, future: Future) -> StagedChunk:
-    return StagedChunk(source, *future.result())
+def _collect(numbers: LineNumbers, source: str, future: Future) -> StagedChunk:
+    lines, newlines, bad, hashes, parts = future.result()
+    first = numbers.take(source, newlines)
+    return StagedChunk(source, lines, [(first + offset, field, reason, raw) for offset, field, reason, raw in bad],
+                       hashes, parts)

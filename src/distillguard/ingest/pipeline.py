@@ -20,8 +20,8 @@ import pyarrow as pa
 
 from distillguard.ingest import parallel
 from distillguard.ingest.base import IngestFormat, Line, open_binary
+from distillguard.ingest.decode import Decoded, decode_block
 from distillguard.ingest.formats import FORMATS, detect_format
-from distillguard.ingest.parallel import parse_chunk
 from distillguard.model import FieldError, accounts_to_table, flatten, flatten_account, rows_to_table
 from distillguard.store import Store
 from distillguard.store.store import Derive, keep_rows, publish
@@ -188,17 +188,16 @@ def _ingest(paths: Sequence[str | Path], store: Store, *, fmt: str, accounts: Pa
                 raise StrictModeError(message)
         return rows
 
-    def take(source: str, numbers: list[int], raws: list[bytes], table: pa.Table,
-             errors: list[tuple[int, str, str]]) -> None:
-        """Account for a parsed canonical chunk: quarantine its bad lines, stage its rows."""
-        for seen, (index, field_name, reason) in enumerate(errors):
-            message = refuse(source, numbers[index], raws[index], field_name, reason)
+    def take(source: str, first: int, decoded: Decoded) -> None:
+        """Account for a decoded canonical block: quarantine its bad lines, stage its rows."""
+        for seen, (index, offset, field_name, reason, raw) in enumerate(decoded.bad):
+            message = refuse(source, first + offset, raw, field_name, reason)
             if strict:
                 report.read += index + 1
-                stage(table.slice(0, index - seen))  # the good lines before this one are kept
+                stage(decoded.table.slice(0, index - seen))  # the good lines before this one are kept
                 raise StrictModeError(message)
-        report.read += len(raws)
-        stage(table)
+        report.read += decoded.lines
+        stage(decoded.table)
 
     def publish_staged(chunk: parallel.StagedChunk) -> None:
         """Account for a chunk a worker parsed and staged: quarantine, dedupe, then publish in input order."""
@@ -224,9 +223,10 @@ def _ingest(paths: Sequence[str | Path], store: Store, *, fmt: str, accounts: Pa
                         if on_progress:
                             on_progress(report.read)
                     continue
-                for source, first, block in parallel.read_blocks(group):
-                    numbers, raws = parallel.block_lines(first, block)
-                    take(source, numbers, raws, *parse_chunk(raws))
+                numbers = parallel.LineNumbers()
+                for source, block in parallel.read_blocks(group):
+                    decoded = decode_block(parallel.load(block))
+                    take(source, numbers.take(source, decoded.newlines), decoded)
                     if pending_bytes >= COMMIT_BYTES:
                         commit()
                     if on_progress:

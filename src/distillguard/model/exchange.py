@@ -284,10 +284,18 @@ def flatten(record: Any) -> tuple:
         reasoning_tokens,
         _int(record, "status", "status", INT32_MAX),
         _int(record, "latency_ms", "latency_ms"),
-        orjson.dumps(request).decode() if request else None,
-        orjson.dumps(response).decode() if response is not None else None,
-        orjson.dumps(extra).decode() if extra else None,
+        _dumps(request, "request") if request else None,
+        _dumps(response, "response") if response is not None else None,
+        _dumps(extra, "<record>") if extra else None,
     )
+
+
+def _dumps(value: Any, field: str) -> str:
+    """A body as JSON text; orjson writes at most 254 levels of nesting, and deeper bodies are refused."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        raise FieldError(field, "nested too deeply to store (more than 254 levels)") from None
 
 
 def table_from_rows(rows: list[tuple], schema: pa.Schema) -> pa.Table:

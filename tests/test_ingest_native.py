@@ -1,0 +1,219 @@
+"""The compiled decoder never disagrees with Python: same table, same bad lines, same line numbers.
+
+``model.flatten`` defines what a canonical line means; ``decode_block(native=False)`` is that
+definition (msgspec fast path + flatten). The compiled decoder takes the lines it understands and
+hands the rest back, so over any block the two must give identical results.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from conftest import make_record
+from distillguard.ingest.decode import NATIVE, decode_block
+from distillguard.model.exchange import COLUMNS
+
+if not NATIVE:
+    if os.environ.get("DISTILLGUARD_REQUIRE_NATIVE"):
+        raise RuntimeError("DISTILLGUARD_REQUIRE_NATIVE is set but distillguard.ingest._columnar is not built")
+    pytest.skip("compiled decoder not built (no C compiler at install)", allow_module_level=True)
+
+from distillguard.ingest import _columnar  # noqa: E402
+
+_JSON = {"request_json", "response_json", "extra_json"}
+_ODD: list[Any] = [None, True, False, 0, -1, 7, 2**31, 2**63, -(2**63) - 1, 10**30, 1.5, "", "x", "é€😀",
+                   "2026-02-02T10:00:00Z", [], [1], [{}], [{"type": "text", "text": 3}], {}, {"a": 1},
+                   {"role": "user", "content": "q"}, [{"type": "text", "text": "a\u0000b"}]]
+
+
+def _rows(decoded: Any) -> list[dict]:
+    decoded.table.validate(full=True)
+    rows = decoded.table.to_pylist()
+    for row in rows:
+        for name in _JSON:
+            if row[name] is not None:
+                row[name] = json.loads(row[name])  # json: the fast path keeps 1e400 in a body, orjson refuses it
+    return rows
+
+
+def _native_share(block: bytes) -> int:
+    """How many of the block's lines the compiled decoder took itself."""
+    return _columnar.decode_block(block)[2]
+
+
+def _same(block: bytes) -> int:
+    native, python = decode_block(block, native=True), decode_block(block, native=False)
+    assert native.lines == python.lines
+    assert native.bad == python.bad
+    for a, b in zip(_rows(native), _rows(python), strict=True):
+        assert a == b, {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+    assert native.table.schema.names == list(COLUMNS)
+    return _native_share(block)
+
+
+def _block(records: list[Any]) -> bytes:
+    return b"".join(orjson.dumps(r) + b"\n" for r in records)
+
+
+def test_common_records_are_decoded_natively_and_identically() -> None:
+    records = [make_record(i) for i in range(20)]
+    records.append(make_record(30, response=None, status=None))
+    records.append({"id": "m", "ts": "2026-02-02T10:00:00+05:30", "account_id": "a", "client": {"ip": "1.2.3.4"}})
+    records.append(make_record(31, request={}, response={"choices": []}))
+    records.append(make_record(32, request=None, response={}))
+    records.append(make_record(33, request={"messages": [{"role": "developer", "content": "a"},
+                                                         {"role": "system", "content": ""},
+                                                         {"role": "user", "content": "first"},
+                                                         {"role": "assistant", "content": None},
+                                                         {"role": "user", "content": [
+                                                             {"type": "input_text", "text": "x"},
+                                                             {"type": "output_text", "text": "y"},
+                                                             {"type": "input_image"}, {"type": 5}]}],
+                                           "tools": [{"type": "function"}], "stream": True, "top_p": 1,
+                                           "max_completion_tokens": 5, "max_tokens": "ignored"}))
+    records.append(make_record(34, response={"choices": [{"message": None, "finish_reason": 3}],
+                                             "usage": {"completion_tokens_details": 7}}))
+    records.append(make_record(35, response={"choices": [{"message": {"content": [{"type": "text", "text": "é"}],
+                                                                      "tool_calls": [{}, {}],
+                                                                      "reasoning_content": 9}}]}))
+    block = _block(records)
+    assert _same(block) == len(records)
+
+
+def test_simulated_traffic_is_decoded_natively_and_identically(tmp_path: Path) -> None:
+    """Every population and campaign of the simulator: image parts, tools, multilingual text, reasoning."""
+    from distillguard.ingest.base import open_binary
+    from distillguard.simulate import simulate
+
+    simulate(tmp_path / "sim", "tiny", seed=3)
+    block = b""
+    for path in sorted((tmp_path / "sim" / "exchanges").glob("*.jsonl*")):
+        with open_binary(path) as handle:
+            block += handle.read()
+    lines = block.count(b"\n")
+    assert lines > 1000
+    assert _same(block) == lines
+
+
+@pytest.mark.parametrize("ts", [
+    "2026-02-02T10:00:00Z", "2026-02-02T10:00:00z", "2026-02-02T10:00:00.001Z", "2026-02-02T10:00:00.123456Z",
+    "2026-02-02T10:00:00.999999-03:30", "2024-02-29T23:59:59.999+23:59", "1970-01-01T00:00:00.001Z",
+    "1969-12-31T23:59:59.999Z", "1700-03-01T00:00:00.5Z", "2200-12-31T23:59:59.999999Z", "2300-01-01T00:00:00Z",
+    "2026-02-02T10:00:00.1234567Z", "2026-02-02T10:00:00.12Z", "2026-02-02T10:00:00", "2026-02-02 10:00:00Z",
+    "2026-02-30T10:00:00Z", "2025-02-29T10:00:00Z", "2026-13-01T10:00:00Z", "2026-02-02T24:00:00Z",
+    "2026-02-02T10:60:00Z", "2026-02-02T10:00:60Z", "2026-02-02T10:00:00+24:00", "2026-02-02", "20260202T100000Z",
+    "2026-02-02T10:00:00+0530", "0000-01-01T00:00:00Z", "", "x"])
+def test_timestamps_agree(ts: str) -> None:
+    _same(_block([make_record(1, ts=ts)]))
+
+
+def test_strict_subset_hands_back_what_it_does_not_own() -> None:
+    """Unknown top-level fields, duplicate keys, odd spellings: Python decides, and the results still agree."""
+    base = orjson.dumps(make_record(1))
+    lines = [
+        orjson.dumps(make_record(2, extra_field={"k": 1})),
+        base.replace(b'"id":"req_000001"', b'"id":"first","id":"req_000001"'),
+        base.replace(b'"model":"aurora-2"', b'"model":"aurora-2","model":"other"'),
+        base.replace(b'"temperature":0.7', b'"temperature":0.7,"logit_bias":{"1":1e400}'),
+        base.replace(b'"aurora-2"', b'"\\ud800"'),
+        base.replace(b'"aurora-2"', b'"aur\\u006fra-2"'),
+        base.replace(b'"aurora-2"', b'"\xff"'),
+        base[:-1] + b',}',
+        base.replace(b'"status":200', b'"status":200,"status":99999999999'),
+        base.replace(b'"max_tokens":4096', b'"max_tokens":4096.0'),
+        base.replace(b'"max_tokens":4096', b'"max_tokens":true'),
+        base.replace(b'"max_tokens":4096', b'"seed":' + b"9" * 30),
+        base.replace(b'"temperature":0.7', b'"temperature":' + b"9" * 30),
+        base.replace(b'"temperature":0.7', b'"temperature":-0'),
+        base.replace(b'"max_tokens":4096', b'"x":' + b"[" * 1100 + b"]" * 1100),
+        base.replace(b'"max_tokens":4096', b'"x":' + b"[" * 990 + b"]" * 990),
+        b"[]", b"null", b'"text"', b"{}", b"not json",
+        base + b"\r",
+        b"  \t ",
+        b"",
+    ]
+    block = b"\n".join(lines) + b"\n"
+    taken = _same(block)
+    assert 0 < taken < len(lines)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_mutations_never_disagree(seed: int) -> None:
+    """Every field of a full record set to every awkward JSON value or deleted, 400 lines per block."""
+    rng = random.Random(seed)
+    base = make_record(seed)
+    base["request"]["tools"] = [{"type": "function", "function": {"name": "f"}}]
+    base["response"]["choices"][0]["message"]["tool_calls"] = [{"id": "c"}]
+
+    def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+        out = [prefix]
+        if isinstance(value, dict):
+            for key, item in value.items():
+                out += paths(item, prefix + (key,))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                out += paths(item, prefix + (index,))
+        return out
+
+    targets = [p for p in paths(base) if p]
+    lines = []
+    for _ in range(400):
+        record = orjson.loads(orjson.dumps(base))
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice(targets)
+            try:
+                parent = record
+                for key in path[:-1]:
+                    parent = parent[key]
+                if rng.random() < 0.15 and isinstance(path[-1], str):
+                    parent.pop(path[-1], None)
+                else:
+                    parent[path[-1]] = copy.deepcopy(rng.choice(_ODD))
+            except (KeyError, IndexError, TypeError, AttributeError):
+                continue  # an earlier mutation removed the path
+        lines.append(json.dumps(record, ensure_ascii=rng.random() < 0.5).encode())
+    taken = _same(b"\n".join(lines))
+    assert 0 < taken < 400  # both paths were exercised
+
+
+def test_bodies_are_kept_as_spelled_whatever_the_spacing_and_key_order() -> None:
+    """Bodies are slices of the line, found between the keys: spacing, order and escaped keys must not matter."""
+    request = b'{"model" :  "aurora-2","messages":[{"role":"user","content":"hi"}], "temperature" : 0.50}'
+    response = b'{"choices":[{"message":{"content":"yo"}}] ,"usage":{"prompt_tokens":1}}'
+    head = b'"id":"r1","ts":"2026-02-02T10:00:00Z","account_id":"a","client":{"ip":"1"}'
+    lines = [
+        b'{' + head + b',"request":' + request + b',"response":' + response + b'}',
+        b'{ ' + head + b' , "request" :\t' + request + b' ,\t"response"  :  ' + response + b' \t}  \r',
+        b'{"response":' + response + b',' + head + b',"request":' + request + b'}',
+        b'{"request":{"model":"x"},' + head + b',"request":' + request + b',"response":' + response + b'}',
+        b'{' + head + b',"requ\\u0065st":' + request + b',"resp\\u006fnse":' + response + b'}',
+    ]
+    block = b"\n".join(lines)
+    assert _same(block) == len(lines)
+    table = decode_block(block, native=True).table
+    assert table.column("request_json").to_pylist()[:4] == [request.decode()] * 4
+    assert table.column("response_json").to_pylist()[:4] == [response.decode()] * 4
+    assert orjson.loads(table.column("request_json")[4].as_py()) == orjson.loads(request)
+
+
+def test_character_counts_are_code_points_for_every_utf8_width() -> None:
+    """prompt_chars/response_chars are Python's len(): 1- to 4-byte characters, NULs, across 8-byte words."""
+    rng = random.Random(1)
+    alphabet = ["a", "é", "€", "😀", "\u0000", "\u07ff", "\u0800", "\uffff", "\U00010000", " "]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(300)]
+    records = [make_record(i, request={"messages": [{"role": "user", "content": text}]},
+                           response={"choices": [{"message": {"content": text[::-1]}}]})
+               for i, text in enumerate(texts)]
+    block = _block(records)
+    assert _same(block) == len(records)
+    table = decode_block(block, native=True).table
+    assert table.column("prompt_chars").to_pylist() == [len(t) for t in texts]
+    assert table.column("response_chars").to_pylist() == [len(t) if t else 0 for t in texts]
