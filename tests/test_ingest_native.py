@@ -217,3 +217,32 @@ def test_character_counts_are_code_points_for_every_utf8_width() -> None:
     table = decode_block(block, native=True).table
     assert table.column("prompt_chars").to_pylist() == [len(t) for t in texts]
     assert table.column("response_chars").to_pylist() == [len(t) if t else 0 for t in texts]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_byte_level_corruption_never_disagrees(seed: int) -> None:
+    """Lines cut, spliced and with bytes flipped, inserted or deleted: both paths reject or read them alike."""
+    rng = random.Random(100 + seed)
+    base = [orjson.dumps(make_record(i)) for i in range(5)]
+    base.append(json.dumps(make_record(9), ensure_ascii=False, indent=None, separators=(", ", " : ")).encode())
+    noise = b'{}[]":,\\ \t0123456789eE+-.truefalsnu\x00\x7f\xc3\xa9\xff'
+    lines = []
+    for _ in range(1500):
+        line = bytearray(rng.choice(base))
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(line))
+            action = rng.random()
+            if action < 0.4:
+                line[at] = rng.choice(noise)
+            elif action < 0.6:
+                line.insert(at, rng.choice(noise))
+            elif action < 0.8:
+                del line[at]
+            elif action < 0.9:
+                line = line[:at]
+            else:
+                other = rng.choice(base)
+                line = line[:at] + other[rng.randrange(len(other)):]
+        lines.append(bytes(line).replace(b"\n", b" "))
+    taken = _same(b"\n".join(lines))
+    assert 0 < taken < len(lines)

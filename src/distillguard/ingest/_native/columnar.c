@@ -143,6 +143,7 @@ typedef struct {
     buf_t scratch; /* joined texts of the current line */
     buf_t copy;    /* the current line, parsed in place (yyjson INSITU: strings point into it) */
     Py_ssize_t n_rows;
+    size_t committed; /* bytes of the lines decoded so far in this block */
     yyjson_alc *alc;
 } state_t;
 
@@ -663,6 +664,10 @@ static int put_str(column_t *col, const char *s, size_t n, int valid) {
 
 static int commit(state_t *st, line_t *ln, int32_t index) {
     cell_t *c = ln->c;
+    /* Arrow's string offsets are int32 and no column holds more than its lines' bytes (twice, for a body that
+     * yyjson wrote out): past 1 GiB of lines, a (huge) block's later lines are left to Python. */
+    if (st->committed + ln->n > INT32_MAX / 2) return UNUSUAL;
+    st->committed += ln->n;
     const char *scratch = st->scratch.p;
     c[C_SYSTEM_TEXT] = (cell_t){.valid = ln->has_system, .s = scratch + ln->system_start, .n = ln->system_len};
     c[C_USER_TEXT] = (cell_t){.valid = 1, .s = scratch + ln->user_start, .n = ln->user_len};
@@ -737,6 +742,7 @@ static int state_reset(state_t *st) {
     if (buf_start(&st->rows)) return NO_MEMORY;
     st->scratch.len = 0;
     st->n_rows = 0;
+    st->committed = 0;
     if (!st->alc) st->alc = yyjson_alc_dyn_new();
     return st->alc ? 0 : NO_MEMORY;
 }
