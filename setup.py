@@ -1,7 +1,7 @@
 """The one compiled part: ingest's columnar decoder (src/distillguard/ingest/_native, see its README).
 
 It is optional: when no C compiler is at hand the build goes on without it and ingest decodes in Python,
-with the same results, ~2x slower.
+with the same results, ~3x slower.
 """
 
 from setuptools import Extension, setup

@@ -50,7 +50,7 @@ def print_report(report: IngestReport, store: Store) -> None:
     rate = report.read / report.seconds if report.seconds else 0.0
     table.add_row("time", f"{report.seconds:.1f} s ({rate:,.0f} lines/s)")
     table.add_row("canonical decoder", "compiled (ingest/_native)" if NATIVE else
-                  "Python only: the C extension was not built (no compiler at install?); ~2x slower")
+                  "Python only: the C extension was not built (no compiler at install?); ~3x slower")
     table.add_row("store", f"{store.root} ({'content kept' if store.content else 'no content'})")
     console.print(table)
     identity = "holds" if report.balanced else "[bold red]BROKEN[/]"
