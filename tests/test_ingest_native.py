@@ -152,6 +152,8 @@ def test_mutations_never_disagree(seed: int) -> None:
     base = make_record(seed)
     base["request"]["tools"] = [{"type": "function", "function": {"name": "f"}}]
     base["response"]["choices"][0]["message"]["tool_calls"] = [{"id": "c"}]
+    if seed % 2:  # an unknown top-level field, kept in extra_json
+        base["region"] = {"name": "eu", "ids": [1, 2]}
 
     def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
         out = [prefix]
@@ -246,3 +248,22 @@ def test_byte_level_corruption_never_disagrees(seed: int) -> None:
         lines.append(bytes(line).replace(b"\n", b" "))
     taken = _same(b"\n".join(lines))
     assert 0 < taken < len(lines)
+
+
+def test_unknown_top_level_fields_are_kept_natively_as_flatten_keeps_them() -> None:
+    """Real logs carry extra fields on every line; they must not push the whole log to the slow path."""
+    base = orjson.dumps(make_record(1))[1:-1]
+    lines = [
+        b'{"region":"eu",' + base + b',"tags":["a",{"b":null}],"n":-1.5e3}',
+        b'{' + base + b' , "note" :  null  }',
+        b'{"x":{"y":[1,2,{"z":"\\u00e9"}]},' + base + b'}',
+        b'{' + base.replace(b'"response":', b'"between":true,"response":') + b'}',
+        b'{"a\\u0062c":1,' + base + b'}',  # a key spelled with an escape: Python decides
+        b'{"dup":1,' + base + b',"dup":2}',  # a repeated unknown key: Python decides (last value, first place)
+    ]
+    block = b"\n".join(lines)
+    assert _same(block) == 4
+    extras = [json.loads(v) if v else v for v in decode_block(block, native=True).table.column("extra_json")
+              .to_pylist()]
+    assert extras == [{"region": "eu", "tags": ["a", {"b": None}], "n": -1500.0}, {"note": None},
+                      {"x": {"y": [1, 2, {"z": "é"}]}}, {"between": True}, {"abc": 1}, {"dup": 2}]

@@ -9,7 +9,7 @@
  * back: Python keeps them as spelled in some lines and re-spells them in others.
  *
  * The contract is the same as ingest/fastpath.py: Python's model.flatten stays the definition. This
- * code accepts a strict subset of lines (the common shape) and must give them the Python path's values;
+ * code accepts a strict subset of lines (the common shape, unknown top-level fields included) and must give them the Python path's values;
  * every other line, bad ones included, is handed back as "unusual" and Python decides it, errors and
  * all. tests/test_ingest_native.py checks both claims on fixtures and thousands of mutations.
  */
@@ -381,6 +381,8 @@ typedef struct {
     const char *request_json, *response_json; /* the bodies as spelled: slices of the line, or written below */
     size_t request_len, response_json_len;
     char *written[2]; /* bodies yyjson wrote (with st->alc) when a slice could not be found */
+    int has_extra;
+    size_t extra_start, extra_len; /* extra_json, in scratch */
 } line_t;
 
 static void line_free(state_t *st, line_t *ln) {
@@ -595,27 +597,42 @@ static int read_response(state_t *st, yyjson_val *response, line_t *ln) {
                      &ln->response_json_len);
 }
 
+/* extra_json for unknown top-level fields: {"key":value,...} from the line as spelled (flatten keeps them too).
+ * A key spelled with escapes, or repeated, is left to Python (a dict's order and last-wins rule). */
+static int extra_json(state_t *st, line_t *ln, yyjson_val **keys, int n_keys, const int *extra, int n_extra) {
+    ln->extra_start = st->scratch.len;
+    for (int e = 0; e < n_extra; e++) {
+        yyjson_val *key = keys[extra[e]];
+        for (int f = 0; f < e; f++)
+            if (yyjson_equals_strn(keys[extra[f]], yyjson_get_str(key), yyjson_get_len(key))) return UNUSUAL;
+        const char *value;
+        size_t value_len, name_len = yyjson_get_len(key);
+        yyjson_val *next = extra[e] + 1 < n_keys ? keys[extra[e] + 1] : NULL;
+        if (raw_value(ln, key, next, yyjson_get_str(key), name_len, &value, &value_len)) return UNUSUAL;
+        if (buf_put(&st->scratch, e ? ",\"" : "{\"", 2) || buf_put(&st->scratch, yyjson_get_str(key), name_len)
+            || buf_put(&st->scratch, "\":", 2) || buf_put(&st->scratch, value, value_len))
+            return NO_MEMORY;
+    }
+    if (buf_put(&st->scratch, "}", 1)) return NO_MEMORY;
+    ln->extra_len = st->scratch.len - ln->extra_start;
+    return 0;
+}
+
+#define MAX_KEYS 64
+
 static int read_line(state_t *st, yyjson_val *root, line_t *ln) {
     cell_t *c = ln->c;
     if (!yyjson_is_obj(root)) return UNUSUAL;
     yyjson_val *id = NULL, *ts = NULL, *account = NULL, *key_id = NULL, *org = NULL, *client = NULL,
                *endpoint = NULL, *request = NULL, *response = NULL, *status = NULL, *latency = NULL, *key;
+    yyjson_val *keys[MAX_KEYS]; /* the root's keys in order: a value's text ends where the next key starts */
+    int n_keys = 0, n_extra = 0, extra[MAX_KEYS], request_at = -1, response_at = -1;
     yyjson_obj_iter it;
     yyjson_obj_iter_init(root, &it);
-    yyjson_val **after = NULL; /* where to note the key that follows the latest request/response key */
     while ((key = yyjson_obj_iter_next(&it))) {
+        if (n_keys == MAX_KEYS) return UNUSUAL;
+        keys[n_keys] = key;
         yyjson_val *v = yyjson_obj_iter_get_val(key);
-        if (after) *after = key;
-        after = NULL;
-        if (KEY(key, "request")) {
-            ln->request_key = key;
-            ln->request_next = NULL;
-            after = &ln->request_next;
-        } else if (KEY(key, "response")) {
-            ln->response_key = key;
-            ln->response_next = NULL;
-            after = &ln->response_next;
-        }
         if (KEY(key, "id")) id = v;
         else if (KEY(key, "ts")) ts = v;
         else if (KEY(key, "account_id")) account = v;
@@ -623,12 +640,23 @@ static int read_line(state_t *st, yyjson_val *root, line_t *ln) {
         else if (KEY(key, "org_id")) org = v;
         else if (KEY(key, "client")) client = v;
         else if (KEY(key, "endpoint")) endpoint = v;
-        else if (KEY(key, "request")) request = v;
-        else if (KEY(key, "response")) response = v;
+        else if (KEY(key, "request")) request = v, request_at = n_keys;
+        else if (KEY(key, "response")) response = v, response_at = n_keys;
         else if (KEY(key, "status")) status = v;
         else if (KEY(key, "latency_ms")) latency = v;
-        else return UNUSUAL; /* unknown top-level fields go to extra_json: flatten's business */
+        else extra[n_extra++] = n_keys;
+        n_keys++;
     }
+    if (request_at >= 0) {
+        ln->request_key = keys[request_at];
+        ln->request_next = request_at + 1 < n_keys ? keys[request_at + 1] : NULL;
+    }
+    if (response_at >= 0) {
+        ln->response_key = keys[response_at];
+        ln->response_next = response_at + 1 < n_keys ? keys[response_at + 1] : NULL;
+    }
+    ln->has_extra = n_extra > 0;
+    if (n_extra) TRY(extra_json(st, ln, keys, n_keys, extra, n_extra));
     TRY(req_str(id, &c[C_ID]));
     if (!yyjson_is_str(ts) || parse_ts(yyjson_get_str(ts), yyjson_get_len(ts), &c[C_TS].i)) return UNUSUAL;
     c[C_TS].valid = 1;
@@ -678,7 +706,7 @@ static int commit(state_t *st, line_t *ln, int32_t index) {
                                                                            c[C_REASONING_TEXT].n) : 0);
     c[C_REQUEST_JSON] = (cell_t){.valid = ln->request_json != NULL, .s = ln->request_json, .n = ln->request_len};
     c[C_RESPONSE_JSON] = (cell_t){.valid = ln->response_json != NULL, .s = ln->response_json, .n = ln->response_json_len};
-    c[C_EXTRA_JSON].valid = 0;
+    c[C_EXTRA_JSON] = (cell_t){.valid = ln->has_extra, .s = scratch + ln->extra_start, .n = ln->extra_len};
     for (int k = 0; k < N_COLS; k++) {
         column_t *col = &st->cols[k];
         cell_t *cell = &c[k];
