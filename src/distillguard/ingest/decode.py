@@ -2,7 +2,7 @@
 
 The compiled decoder (``_native/columnar.c``) handles the common shape of a line in C and writes
 the columns straight into Arrow buffers; it hands back every other line, and Python decides
-those (:func:`~distillguard.ingest.parallel.parse_chunk`: msgspec's fast path, then
+those (:func:`parse_chunk`: msgspec's fast path, then
 :func:`~distillguard.model.flatten`, which defines what is accepted and every error). Without a
 C compiler at install time the extension is absent and the whole block goes through Python:
 same table, same errors, ~3x the CPU.
@@ -74,8 +74,8 @@ def _python_block(block: bytes | bytearray | memoryview) -> Decoded:
                                                        for index, field, reason in errors])
 
 
-def _table(n: int, columns: list[tuple[bytes, bytes | None, bytes]]) -> pa.Table:
-    """Arrow arrays over the decoder's buffers (no copy, except bit-packing the one-byte flags)."""
+def _table(n: int, columns: list[tuple]) -> pa.Table:
+    """Arrow arrays over the decoder's (values, offsets or None, validity) buffers: no copy but bit-packing flags."""
     arrays = []
     for field, (values, offsets, valid) in zip(EXCHANGE_SCHEMA, columns, strict=True):
         flags = np.frombuffer(valid, np.uint8)
