@@ -12,7 +12,6 @@ crosses a process boundary.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import multiprocessing
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -125,9 +124,8 @@ def _worker_init() -> None:
     back to the kernel and faulting them in again cost ~3 of ~20 us of CPU per exchange. Arrow allocates
     through malloc too, so both follow the same (glibc) thresholds; elsewhere this changes nothing."""
     pa.set_memory_pool(pa.system_memory_pool())
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    if libc is not None and hasattr(libc, "mallopt"):
+    libc = ctypes.CDLL(None)  # the process's own symbols, libc's among them (find_library would run ldconfig)
+    if hasattr(libc, "mallopt"):
         libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: large blocks from the heap, not fresh mmaps
         libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD (an int): do not return the heap top after every block
 
