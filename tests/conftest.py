@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,3 +55,44 @@ def write_jsonl(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+# values of every JSON kind, including the awkward ones, put in place of a field by the mutations
+ODD_VALUES: list[Any] = [None, True, False, 0, -1, 7, 2**31, 2**63, -(2**63) - 1, 10**30, 1.5, "", "x", "é€😀",
+                         "2026-02-02T10:00:00Z", [], [1], [{}], [{"type": "text", "text": 3}], {}, {"a": 1},
+                         {"role": "user", "content": "q"}, [{"type": "text", "text": "a\u0000b"}]]
+
+
+def mutated_lines(base: dict[str, Any], seed: int, count: int = 400) -> list[bytes]:
+    """``count`` copies of ``base`` as JSON lines, each with 1-3 fields (at any depth) set to one of
+    :data:`ODD_VALUES` or deleted, half of them with non-ASCII text escaped: for decoders that must agree."""
+    rng = random.Random(seed)
+
+    def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+        out = [prefix]
+        if isinstance(value, dict):
+            for key, item in value.items():
+                out += paths(item, prefix + (key,))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                out += paths(item, prefix + (index,))
+        return out
+
+    targets = [p for p in paths(base) if p]
+    lines = []
+    for _ in range(count):
+        record = copy.deepcopy(base)
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice(targets)
+            try:
+                parent = record
+                for key in path[:-1]:
+                    parent = parent[key]
+                if rng.random() < 0.15 and isinstance(path[-1], str):
+                    parent.pop(path[-1], None)
+                else:
+                    parent[path[-1]] = copy.deepcopy(rng.choice(ODD_VALUES))
+            except (KeyError, IndexError, TypeError, AttributeError):
+                continue  # an earlier mutation removed the path
+        lines.append(json.dumps(record, ensure_ascii=rng.random() < 0.5).encode())
+    return lines

@@ -7,7 +7,6 @@ hands the rest back, so over any block the two must give identical results.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import random
@@ -17,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from conftest import make_record
+from conftest import make_record, mutated_lines
 from distillguard.ingest.decode import NATIVE, decode_block
 from distillguard.model.exchange import COLUMNS
 
@@ -29,9 +28,6 @@ if not NATIVE:
 from distillguard.ingest import _columnar  # noqa: E402
 
 _JSON = {"request_json", "response_json", "extra_json"}
-_ODD: list[Any] = [None, True, False, 0, -1, 7, 2**31, 2**63, -(2**63) - 1, 10**30, 1.5, "", "x", "é€😀",
-                   "2026-02-02T10:00:00Z", [], [1], [{}], [{"type": "text", "text": 3}], {}, {"a": 1},
-                   {"role": "user", "content": "q"}, [{"type": "text", "text": "a\u0000b"}]]
 
 
 def _rows(decoded: Any) -> list[dict]:
@@ -148,40 +144,12 @@ def test_strict_subset_hands_back_what_it_does_not_own() -> None:
 @pytest.mark.parametrize("seed", range(8))
 def test_mutations_never_disagree(seed: int) -> None:
     """Every field of a full record set to every awkward JSON value or deleted, 400 lines per block."""
-    rng = random.Random(seed)
     base = make_record(seed)
     base["request"]["tools"] = [{"type": "function", "function": {"name": "f"}}]
     base["response"]["choices"][0]["message"]["tool_calls"] = [{"id": "c"}]
     if seed % 2:  # an unknown top-level field, kept in extra_json
         base["region"] = {"name": "eu", "ids": [1, 2]}
-
-    def paths(value: Any, prefix: tuple = ()) -> list[tuple]:
-        out = [prefix]
-        if isinstance(value, dict):
-            for key, item in value.items():
-                out += paths(item, prefix + (key,))
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                out += paths(item, prefix + (index,))
-        return out
-
-    targets = [p for p in paths(base) if p]
-    lines = []
-    for _ in range(400):
-        record = orjson.loads(orjson.dumps(base))
-        for _ in range(rng.randint(1, 3)):
-            path = rng.choice(targets)
-            try:
-                parent = record
-                for key in path[:-1]:
-                    parent = parent[key]
-                if rng.random() < 0.15 and isinstance(path[-1], str):
-                    parent.pop(path[-1], None)
-                else:
-                    parent[path[-1]] = copy.deepcopy(rng.choice(_ODD))
-            except (KeyError, IndexError, TypeError, AttributeError):
-                continue  # an earlier mutation removed the path
-        lines.append(json.dumps(record, ensure_ascii=rng.random() < 0.5).encode())
+    lines = mutated_lines(base, seed)
     taken = _same(b"\n".join(lines))
     assert 0 < taken < 400  # both paths were exercised
 
