@@ -12,7 +12,7 @@ import pytest
 
 from conftest import make_record
 from distillguard.ingest import Line, ingest
-from distillguard.ingest.formats import FORMATS, detect_format
+from distillguard.ingest.formats import FORMATS, UnknownFormat, detect_format
 from distillguard.ingest.litellm import LiteLLMFormat
 from distillguard.ingest.openai_batch import OpenAIBatchFormat
 from distillguard.ingest.otel import OtelFormat
@@ -62,6 +62,16 @@ def test_detect_format_still_recognises_canonical_and_compressed(tmp_path: Path,
     packed = tmp_path / "input.jsonl.gz"
     packed.write_bytes(gzip.compress(BATCH_IN.read_bytes()))
     assert detect_format(packed) == "openai-batch"
+
+
+def test_a_malformed_first_line_does_not_hide_a_canonical_log(tmp_path: Path, write_jsonl) -> None:
+    path = write_jsonl("first-bad.jsonl", [b'{"id": "broken', b"", *[make_record(i) for i in range(3)]])
+    assert detect_format(path) == "canonical"
+    report = ingest([path], Store.open(tmp_path / "store"))
+    assert (report.read, report.ingested, report.quarantined) == (4, 3, 1)
+    assert report.errors[0].startswith(f"{path}:1: <record>: invalid JSON")
+    with pytest.raises(UnknownFormat):
+        detect_format(write_jsonl("junk.jsonl", [b"not a log", b'{"hello": 1}']))
 
 
 def test_registry_names() -> None:

@@ -18,8 +18,10 @@ class CanonicalFormat(IngestFormat):
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
-        first = head.lstrip().split(b"\n", 1)[0]
-        return first.startswith(b"{") and b'"account_id"' in first and b'"ts"' in first
+        """Any of the first 20 lines looks like an exchange: one malformed first line must not make a whole log
+        unreadable (it is quarantined like any other bad line)."""
+        lines = head.lstrip().split(b"\n", 20)[:20]
+        return any(line.lstrip().startswith(b"{") and b'"account_id"' in line and b'"ts"' in line for line in lines)
 
     def read(self, paths: Sequence[Path]) -> Iterator[Line]:
         for path in paths:
