@@ -142,6 +142,7 @@ typedef struct {
     buf_t rows;    /* int32: index (among non-blank lines) of each accepted row */
     buf_t scratch; /* joined texts of the current line */
     buf_t copy;    /* the current line, parsed in place (yyjson INSITU: strings point into it) */
+    buf_t system;  /* system/developer texts of the current line, joined */
     Py_ssize_t n_rows;
     size_t committed; /* bytes of the lines decoded so far in this block */
     yyjson_alc *alc;
@@ -379,7 +380,7 @@ typedef struct {
     size_t n;
     yyjson_val *request_key, *request_next, *response_key, *response_next; /* keys around each body */
     const char *request_json, *response_json; /* the bodies as spelled: slices of the line, or written below */
-    size_t request_len, response_json_len;
+    size_t request_json_len, response_json_len;
     char *written[2]; /* bodies yyjson wrote (with st->alc) when a slice could not be found */
     int has_extra;
     size_t extra_start, extra_len; /* extra_json, in scratch */
@@ -501,8 +502,9 @@ static int read_request(state_t *st, yyjson_val *request, line_t *ln) {
     if (!is_null_or_missing(messages)) {
         if (!yyjson_is_arr(messages)) return UNUSUAL; /* falsy non-lists ("", 0, {}) are rare: flatten decides */
         c[C_N_MESSAGES].i = (int64_t)yyjson_arr_size(messages);
-        /* system texts are joined in scratch as they come; other texts are written after them */
-        buf_t system = {0};
+        /* system texts are joined in st->system (reused: no allocation per line), then copied after the rest */
+        buf_t *system = &st->system;
+        system->len = 0;
         int image = 0, n_system = 0;
         int64_t chars = 0;
         yyjson_val *message;
@@ -520,7 +522,7 @@ static int read_request(state_t *st, yyjson_val *request, line_t *ln) {
             chars += code_points(st->scratch.p + start, len);
             yyjson_val *role = GET(message, "role");
             if (STR_IS(role, "system") || STR_IS(role, "developer")) {
-                if ((n_system++ && buf_put(&system, "\n", 1)) || buf_put(&system, st->scratch.p + start, len)) {
+                if ((n_system++ && buf_put(system, "\n", 1)) || buf_put(system, st->scratch.p + start, len)) {
                     rc = NO_MEMORY;
                     break;
                 }
@@ -537,17 +539,16 @@ static int read_request(state_t *st, yyjson_val *request, line_t *ln) {
         if (!rc && n_system) {
             ln->has_system = 1;
             ln->system_start = st->scratch.len;
-            ln->system_len = system.len;
-            if (buf_put(&st->scratch, system.p, system.len)) rc = NO_MEMORY;
+            ln->system_len = system->len;
+            if (buf_put(&st->scratch, system->p, system->len)) rc = NO_MEMORY;
         }
-        free(system.p);
         if (rc) return rc;
         c[C_HAS_IMAGE].i = image;
         c[C_PROMPT_CHARS].i = chars;
     }
     if (yyjson_obj_size(request) > 0) /* flatten stores no body for {} */
         return body_json(st, ln, request, ln->request_key, ln->request_next, "request", 7, 0, &ln->request_json,
-                         &ln->request_len);
+                         &ln->request_json_len);
     return 0;
 }
 
@@ -704,7 +705,7 @@ static int commit(state_t *st, line_t *ln, int32_t index) {
     set_int(&c[C_RESPONSE_CHARS], ln->has_response_text ? code_points(c[C_RESPONSE_TEXT].s, ln->text_len) : 0);
     set_int(&c[C_REASONING_CHARS], c[C_REASONING_TEXT].valid ? code_points(c[C_REASONING_TEXT].s,
                                                                            c[C_REASONING_TEXT].n) : 0);
-    c[C_REQUEST_JSON] = (cell_t){.valid = ln->request_json != NULL, .s = ln->request_json, .n = ln->request_len};
+    c[C_REQUEST_JSON] = (cell_t){.valid = ln->request_json != NULL, .s = ln->request_json, .n = ln->request_json_len};
     c[C_RESPONSE_JSON] = (cell_t){.valid = ln->response_json != NULL, .s = ln->response_json, .n = ln->response_json_len};
     c[C_EXTRA_JSON] = (cell_t){.valid = ln->has_extra, .s = scratch + ln->extra_start, .n = ln->extra_len};
     for (int k = 0; k < N_COLS; k++) {
