@@ -158,7 +158,7 @@ def test_bodies_are_kept_as_spelled_whatever_the_spacing_and_key_order() -> None
     """Bodies are slices of the line, found between the keys: spacing, order and escaped keys must not matter."""
     request = b'{"model" :  "aurora-2","messages":[{"role":"user","content":"hi"}], "temperature" : 0.50}'
     response = b'{"choices":[{"message":{"content":"yo"}}] ,"usage":{"prompt_tokens":1}}'
-    head = b'"id":"r1","ts":"2026-02-02T10:00:00Z","account_id":"a","client":{"ip":"1"}'
+    head = b'"id":"r1","ts":"2026-02-02T10:00:00Z","account_id":"a","client":{"ip":"1.2.3.4"}'
     lines = [
         b'{' + head + b',"request":' + request + b',"response":' + response + b'}',
         b'{ ' + head + b' , "request" :\t' + request + b' ,\t"response"  :  ' + response + b' \t}  \r',

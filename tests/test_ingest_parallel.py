@@ -34,7 +34,7 @@ def _varied() -> list:
 def _bad() -> list:
     return [b'{"id": "t", "ts": ', make_record(7, ts="2026-02-02T10:00:00"), make_record(8, client={}),
             make_record(9, status="200"), b'{"id": "n", "x": NaN}', make_record(10, latency_ms=1.0),
-            b'{"id": "d", "id": "e", "ts": "2026-02-02T10:00:00Z", "account_id": "a", "client": {"ip": "1"}}',
+            b'{"id": "d", "id": "e", "ts": "2026-02-02T10:00:00Z", "account_id": "a", "client": {"ip": "1.2.3.4"}}',
             make_record(11, request={"messages": [None]})]
 
 

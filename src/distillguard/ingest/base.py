@@ -20,6 +20,8 @@ from typing import Any, BinaryIO, ClassVar
 import orjson
 import zstandard
 
+from distillguard.model.exchange import json_error
+
 
 @dataclass(frozen=True, slots=True)
 class Line:
@@ -56,11 +58,12 @@ class IngestFormat(ABC):
 
 
 def parse_line(source: str, number: int, raw: bytes) -> Line:
-    """One non-blank line as a record, or the reason it is not JSON."""
+    """One non-blank line as a record, or the reason it is not JSON (invalid UTF-8 located in the line)."""
     try:
         return Line(source, number, raw, record=orjson.loads(raw))
     except orjson.JSONDecodeError as exc:
-        return Line(source, number, raw, error=f"<record>: invalid JSON: {exc}")
+        field, reason = json_error(raw, exc)
+        return Line(source, number, raw, error=f"{field}: {reason}")
 
 
 def open_binary(path: Path) -> BinaryIO:

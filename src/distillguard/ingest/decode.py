@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
 from distillguard.ingest.fastpath import FALLBACK, decode_row
-from distillguard.model import COLUMNS, EXCHANGE_SCHEMA, FieldError, flatten, rows_to_table
+from distillguard.model import COLUMNS, EXCHANGE_SCHEMA, FieldError, rows_to_table
+from distillguard.model.exchange import flatten_json
 
 try:
     from distillguard.ingest import _columnar
@@ -94,8 +94,9 @@ def _table(n: int, columns: list[tuple]) -> pa.Table:
 def parse_chunk(raws: Sequence[bytes]) -> tuple[pa.Table, list[tuple[int, str, str]]]:
     """The per-line Python path over a chunk: good rows as a table, bad lines as (index, field, reason).
 
-    Lines in the common shape take msgspec's compiled decoder; the rest, and every bad line, go
-    through ``orjson`` + :func:`flatten`, which defines what is accepted and the errors.
+    Lines in the common shape take msgspec's compiled decoder; the rest, and every bad line, go through
+    :func:`~distillguard.model.exchange.flatten_json` (``orjson`` + ``flatten``), which defines what is
+    accepted and the errors.
     The cyclic garbage collector is paused meanwhile: a chunk allocates hundreds of thousands
     of acyclic objects, and its collections over them cost a third of the parse time.
     """
@@ -125,9 +126,7 @@ def _parse_lines(raws: Sequence[bytes]) -> tuple[list[tuple], list[tuple[int, st
         except FALLBACK:
             pass
         try:
-            rows.append(flatten(orjson.loads(raw)))
-        except orjson.JSONDecodeError as exc:
-            errors.append((index, "<record>", f"invalid JSON: {exc}"))
+            rows.append(flatten_json(raw))
         except FieldError as exc:
             errors.append((index, exc.field, exc.reason))
     return rows, errors

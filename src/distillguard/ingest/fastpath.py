@@ -24,10 +24,11 @@ import msgspec
 import xxhash
 from msgspec import Meta, Raw, Struct
 
-from distillguard.model.exchange import INT32_MAX, INT64_MAX, parse_ts
+from distillguard.model.exchange import INT32_MAX, INT64_MAX, parse_ts, valid_ip
 
 Int64 = Annotated[int, Meta(ge=-INT64_MAX - 1, le=INT64_MAX)]
 Int32 = Annotated[int, Meta(ge=-INT32_MAX - 1, le=INT32_MAX)]
+Count = Annotated[int, Meta(ge=0, le=INT64_MAX)]  # tokens, milliseconds: flatten refuses negative ones
 _NULL = Raw(b"null")
 
 
@@ -77,12 +78,12 @@ class _Choice(Struct, gc=False):
 
 
 class _Details(Struct, gc=False):
-    reasoning_tokens: Int64 | None = None
+    reasoning_tokens: Count | None = None
 
 
 class _Usage(Struct, gc=False):
-    prompt_tokens: Int64 | None = None
-    completion_tokens: Int64 | None = None
+    prompt_tokens: Count | None = None
+    completion_tokens: Count | None = None
     completion_tokens_details: _Details | None = None
 
 
@@ -102,7 +103,7 @@ class _Record(Struct, forbid_unknown_fields=True, gc=False):
     request: Raw = msgspec.field(default_factory=lambda: _NULL)
     response: Raw = msgspec.field(default_factory=lambda: _NULL)
     status: Int32 | None = None
-    latency_ms: Int64 | None = None
+    latency_ms: Count | None = None
 
 
 _record = msgspec.json.Decoder(_Record)
@@ -138,8 +139,10 @@ def _may_nest_deeply(raw: bytes) -> bool:
 def decode_row(raw: bytes) -> tuple:
     """The row :func:`~distillguard.model.flatten` would return for this line, or raise one of :data:`FALLBACK`."""
     record = _record.decode(raw)
-    if not record.id or not record.account_id or not record.client.ip:
-        raise Unusual("empty required field")
+    if not record.id or not record.account_id or not valid_ip(record.client.ip):
+        raise Unusual("empty required field or not an IP address")
+    if record.endpoint is not None and "/responses" in record.endpoint:
+        raise Unusual("Responses API bodies")  # flatten reads them
     ts = parse_ts(record.ts)
     request_raw = bytes(record.request)
     response_raw = bytes(record.response)

@@ -152,6 +152,8 @@ typedef struct {
 
 #define UNUSUAL 1
 #define NO_MEMORY -1
+#define TS_MIN_MS 0
+#define TS_MAX_MS INT64_C(4102444800000) /* 2100-01-01T00:00:00Z */
 
 static inline int is_null_or_missing(yyjson_val *v) { return v == NULL || yyjson_is_null(v); }
 
@@ -192,6 +194,12 @@ static int opt_int(yyjson_val *v, cell_t *c, int64_t limit) {
     }
     c->valid = 1;
     return 0;
+}
+
+/* Python's _int(..., count=True): also never negative. */
+static int opt_count(yyjson_val *v, cell_t *c) {
+    if (opt_int(v, c, INT64_MAX)) return UNUSUAL;
+    return c->valid && c->i < 0 ? UNUSUAL : 0;
 }
 
 /* Python's _num: an int or float as a float (C's int -> double conversion rounds like Python's float()). */
@@ -329,7 +337,100 @@ static int parse_ts(const char *s, size_t n, int64_t *out) {
     int64_t micros = seconds * 1000000 + frac;
     if (micros >= ((int64_t)1 << 53) || micros <= -((int64_t)1 << 53)) return UNUSUAL;
     *out = (int64_t)(((double)micros / 1e6) * 1000.0);
+    if (*out < TS_MIN_MS || *out >= TS_MAX_MS) return UNUSUAL; /* model.exchange.TS_MIN_MS/TS_MAX_MS */
     return 0;
+}
+
+/* ---- client addresses: ipaddress.ip_address's rules, without IPv6 zones ------------------------- */
+
+/* IPv4Address._ip_int_from_string: four decimal octets, 1-3 digits, no leading zero, at most 255. */
+static int ipv4_ok(const char *s, size_t n, uint32_t *out) {
+    size_t pos = 0;
+    uint32_t value = 0;
+    for (int octet = 0; octet < 4; octet++) {
+        size_t start = pos;
+        unsigned v = 0;
+        while (pos < n && s[pos] >= '0' && s[pos] <= '9') {
+            v = v * 10 + (unsigned)(s[pos] - '0');
+            if (++pos - start > 3) return 0;
+        }
+        size_t len = pos - start;
+        if (len == 0 || (len > 1 && s[start] == '0') || v > 255) return 0;
+        value = value << 8 | v;
+        if (octet < 3) {
+            if (pos >= n || s[pos] != '.') return 0;
+            pos++;
+        }
+    }
+    if (pos != n) return 0;
+    if (out) *out = value;
+    return 1;
+}
+
+static inline int is_hex(char ch) {
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
+}
+
+/* IPv6Address._ip_int_from_string: split on ':' (3 to 9 parts, an IPv4 tail counting as two), at most one
+ * empty part inside (the '::'), an empty first/last part only as part of it, 1-4 hex digits in the parts read. */
+static int ipv6_ok(const char *s, size_t n) {
+    enum { MAX_PARTS = 10 }; /* one more than allowed: enough to know there are too many */
+    size_t starts[MAX_PARTS], lens[MAX_PARTS];
+    int parts = 0;
+    size_t start = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || s[i] == ':') {
+            if (parts == MAX_PARTS) return 0;
+            starts[parts] = start;
+            lens[parts] = i - start;
+            parts++;
+            start = i + 1;
+        }
+    }
+    if (parts < 3) return 0;
+    int v4_tail = memchr(s + starts[parts - 1], '.', lens[parts - 1]) != NULL;
+    if (v4_tail && !ipv4_ok(s + starts[parts - 1], lens[parts - 1], NULL)) return 0;
+    int total = parts + v4_tail; /* the tail becomes two hextets */
+    if (total > 9) return 0;
+    int skip = -1;
+    for (int i = 1; i < total - 1; i++) {
+        if (i < parts - (v4_tail ? 1 : 0) && lens[i] == 0) { /* the tail's two hextets are never empty */
+            if (skip >= 0) return 0;
+            skip = i;
+        }
+    }
+    int hi, lo;
+    if (skip >= 0) {
+        hi = skip;
+        lo = total - skip - 1;
+        if (lens[0] == 0 && --hi) return 0;
+        if (!v4_tail && lens[parts - 1] == 0 && --lo) return 0;
+        if (8 - (hi + lo) < 1) return 0;
+    } else {
+        if (total != 8 || lens[0] == 0 || (!v4_tail && lens[parts - 1] == 0)) return 0;
+        hi = total;
+        lo = 0;
+    }
+    /* the hextets read: the first `hi` parts and the last `lo` (an IPv4 tail's two are already checked) */
+    for (int k = 0; k < total; k++) {
+        if (!(k < hi || k >= total - lo)) continue;
+        if (v4_tail && k >= parts - 1) continue;
+        if (lens[k] == 0 || lens[k] > 4) return 0;
+        for (size_t j = 0; j < lens[k]; j++)
+            if (!is_hex(s[starts[k] + j])) return 0;
+    }
+    return 1;
+}
+
+static int contains(const char *s, size_t n, const char *needle, size_t m) { /* memmem, which C11 lacks */
+    for (size_t i = 0; i + m <= n; i++)
+        if (s[i] == needle[0] && memcmp(s + i, needle, m) == 0) return 1;
+    return 0;
+}
+
+static int ip_ok(const char *s, size_t n) {
+    if (memchr(s, '%', n)) return 0;
+    return memchr(s, ':', n) ? ipv6_ok(s, n) : ipv4_ok(s, n, NULL);
 }
 
 /* ---- message content ------------------------------------------------------------------------- */
@@ -588,11 +689,11 @@ static int read_response(state_t *st, yyjson_val *response, line_t *ln) {
     yyjson_val *usage = GET(response, "usage");
     if (!is_null_or_missing(usage)) {
         if (!yyjson_is_obj(usage)) return UNUSUAL;
-        TRY(opt_int(GET(usage, "prompt_tokens"), &c[C_PROMPT_TOKENS], INT64_MAX));
-        TRY(opt_int(GET(usage, "completion_tokens"), &c[C_COMPLETION_TOKENS], INT64_MAX));
+        TRY(opt_count(GET(usage, "prompt_tokens"), &c[C_PROMPT_TOKENS]));
+        TRY(opt_count(GET(usage, "completion_tokens"), &c[C_COMPLETION_TOKENS]));
         yyjson_val *details = GET(usage, "completion_tokens_details");
         if (yyjson_is_obj(details))
-            TRY(opt_int(GET(details, "reasoning_tokens"), &c[C_REASONING_TOKENS], INT64_MAX));
+            TRY(opt_count(GET(details, "reasoning_tokens"), &c[C_REASONING_TOKENS]));
     }
     return body_json(st, ln, response, ln->response_key, ln->response_next, "response", 8, 1, &ln->response_json,
                      &ln->response_json_len);
@@ -664,6 +765,7 @@ static int read_line(state_t *st, yyjson_val *root, line_t *ln) {
     TRY(req_str(account, &c[C_ACCOUNT_ID]));
     if (!yyjson_is_obj(client)) return UNUSUAL;
     TRY(req_str(GET(client, "ip"), &c[C_IP]));
+    if (!ip_ok(c[C_IP].s, c[C_IP].n)) return UNUSUAL;
     TRY(opt_str(GET(client, "user_agent"), &c[C_USER_AGENT]));
     TRY(opt_int(GET(client, "asn"), &c[C_ASN], INT64_MAX));
     TRY(opt_str(GET(client, "country"), &c[C_COUNTRY]));
@@ -671,8 +773,10 @@ static int read_line(state_t *st, yyjson_val *root, line_t *ln) {
     TRY(opt_str(key_id, &c[C_API_KEY_ID]));
     TRY(opt_str(org, &c[C_ORG_ID]));
     TRY(opt_str(endpoint, &c[C_ENDPOINT]));
+    /* Responses API bodies (model.exchange.is_responses_endpoint) are read by Python */
+    if (c[C_ENDPOINT].valid && contains(c[C_ENDPOINT].s, c[C_ENDPOINT].n, "/responses", 10)) return UNUSUAL;
     TRY(opt_int(status, &c[C_STATUS], INT32_MAX));
-    TRY(opt_int(latency, &c[C_LATENCY_MS], INT64_MAX));
+    TRY(opt_count(latency, &c[C_LATENCY_MS]));
     if (depth(root, 200) > 200) return UNUSUAL; /* deep nesting, big numbers */
     TRY(read_request(st, request, ln));
     TRY(read_response(st, response, ln));
