@@ -206,7 +206,7 @@ class OpenAIBatchFormat(IngestFormat):
                     raise FieldError("response.body", "expected an object")
                 if rbody:
                     created = rbody.get("created", rbody.get("created_at"))
-                    if (code is None or 200 <= code < 300) and "error" not in rbody:
+                    if (code is None or 200 <= code < 300) and rbody.get("error") is None:  # Responses: error: null
                         response = rbody
                     else:
                         error = rbody.get("error", rbody)
