@@ -8,6 +8,8 @@ signatures, behaviour as thresholds. ``templates[].example`` and the raw
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import uuid
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from typing import Any
 
 import orjson
 import stix2
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from distillguard.intel import sigma
@@ -45,12 +48,29 @@ def key_id(group_key: bytes) -> str:
 
 
 def _uuid(name: str) -> uuid.UUID:
-    """Name-derived but UUIDv4-shaped (STIX SHOULD use v4): re-exports update objects instead of duplicating."""
+    """Name-derived but UUIDv4-shaped (STIX SHOULD use v4): only for ids everyone must be able to compute."""
     return uuid.UUID(bytes=uuid.uuid5(_NS, name).bytes, version=4)
 
 
-def _sid(kind: str, *parts: str) -> str:
-    return f"{kind}--{_uuid('/'.join((kind, *parts)))}"
+def object_id_key(opts: ExportOptions) -> bytes:
+    """The key a member's object ids are derived under: from its own Ed25519 signing key.
+
+    Ids are then stable across re-exports (a new version updates the object instead of duplicating it) but
+    unpredictable to other members, who cannot pre-post ("squat") an id before its producer does. Without a
+    signing key (unsigned bundles, which hubs refuse) the group key stands in: unpredictable to outsiders
+    only. A new signing key gives new ids: re-exported objects then start new histories.
+    """
+    if opts.signing_key is not None:
+        raw = opts.signing_key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                             serialization.NoEncryption())
+        return hmac.new(raw, b"distillguard/object-ids/v1", hashlib.sha256).digest()
+    return subkey(opts.group_key, f"object-ids/{opts.member}")
+
+
+def _sid(key: bytes, kind: str, *parts: str) -> str:
+    """A keyed (HMAC-SHA256), UUIDv4-shaped STIX id of ``kind`` for the name ``parts``."""
+    digest = hmac.new(key, "/".join((kind, *parts)).encode(), hashlib.sha256).digest()
+    return f"{kind}--{uuid.UUID(bytes=digest[:16], version=4)}"
 
 
 @dataclass
@@ -206,13 +226,13 @@ def export_bundle(doc: dict[str, Any], opts: ExportOptions) -> dict[str, Any]:
 
 def _campaign_objects(camp: dict[str, Any], opts: ExportOptions, hasher: TemplateHasher,
                       atlas: dict[str, dict[str, Any]], me: str, mark: list[str], generated: datetime) -> list[Any]:
-    local = camp["id"]
+    local, ids = camp["id"], object_id_key(opts)
     first, last = _ts(camp["first_seen"]), _ts(camp["last_seen"])
     created = min(first, generated)
     common = {"created_by_ref": me, "object_marking_refs": mark, "created": created, "modified": generated}
     ext_common = {"extension_type": "property-extension"}
     campaign = stix2.Campaign(
-        id=_sid("campaign", opts.member, local), name=f"Distillation campaign {local}",
+        id=_sid(ids, "campaign", opts.member, local), name=f"Distillation campaign {local}",
         description="Adversarial distillation: bulk harvesting of model responses to train a copy.",
         first_seen=first, last_seen=max(last, first), objective="Harvest model outputs to train a substitute model",
         extensions={EXTENSION_ID: {**ext_common, "local_id": local, "score": float(camp.get("score", 0.0)),
@@ -221,12 +241,12 @@ def _campaign_objects(camp: dict[str, Any], opts: ExportOptions, hasher: Templat
                                    "capabilities": camp.get("capabilities", {}), "models": camp.get("models", {})}},
         **common)
     actor = stix2.IntrusionSet(
-        id=_sid("intrusion-set", opts.member, local), name=f"Distillation actor behind {local}",
+        id=_sid(ids, "intrusion-set", opts.member, local), name=f"Distillation actor behind {local}",
         description="Operator of a network of fraudulent API accounts harvesting model outputs.",
         first_seen=first, last_seen=max(last, first), goals=["replicate a frontier model"],
         resource_level="organization", primary_motivation="organizational-gain", **common)
     out: list[Any] = [campaign, actor,
-                      stix2.Relationship(id=_sid("relationship", opts.member, local, "attributed-to"),
+                      stix2.Relationship(id=_sid(ids, "relationship", opts.member, local, "attributed-to"),
                                          relationship_type="attributed-to", source_ref=campaign.id,
                                          target_ref=actor.id, **common)]
     for technique in camp.get("atlas", []):
@@ -234,13 +254,13 @@ def _campaign_objects(camp: dict[str, Any], opts: ExportOptions, hasher: Templat
         if pattern is None:
             continue
         for source in (campaign.id, actor.id):
-            out.append(stix2.Relationship(id=_sid("relationship", opts.member, local, source, technique),
+            out.append(stix2.Relationship(id=_sid(ids, "relationship", opts.member, local, source, technique),
                                           relationship_type="uses", source_ref=source, target_ref=pattern["id"],
                                           description=f"MITRE ATLAS {technique} {pattern['name']}", **common))
     for indicator in _indicators(camp, opts, hasher, first, common, ext_common):
         out.append(indicator)
         for target in (campaign.id, actor.id):
-            out.append(stix2.Relationship(id=_sid("relationship", opts.member, indicator.id, target),
+            out.append(stix2.Relationship(id=_sid(ids, "relationship", opts.member, indicator.id, target),
                                           relationship_type="indicates", source_ref=indicator.id, target_ref=target,
                                           **common))
     return out
@@ -248,7 +268,7 @@ def _campaign_objects(camp: dict[str, Any], opts: ExportOptions, hasher: Templat
 
 def _indicators(camp: dict[str, Any], opts: ExportOptions, hasher: TemplateHasher, first: datetime,
                 common: dict[str, Any], ext_common: dict[str, Any]) -> list[stix2.Indicator]:
-    local, ex = camp["id"], opts.exclusions or Exclusions()
+    local, ex, ids = camp["id"], opts.exclusions or Exclusions(), object_id_key(opts)
     base = {"valid_from": first, "indicator_types": ["malicious-activity"], **common}
     out: list[stix2.Indicator] = []
     infra = camp.get("infrastructure", {})
@@ -263,7 +283,7 @@ def _indicators(camp: dict[str, Any], opts: ExportOptions, hasher: TemplateHashe
                   for u in uas]
         terms += [f"[x-distillguard-client:tls_fp = '{_q(t)}']" for t in tls]
         out.append(stix2.Indicator(
-            id=_sid("indicator", opts.member, local, "infrastructure"), name=f"Infrastructure of {local}",
+            id=_sid(ids, "indicator", opts.member, local, "infrastructure"), name=f"Infrastructure of {local}",
             description="Network infrastructure used only by the campaign's accounts at the producer.",
             pattern_type="stix", pattern=" OR ".join(terms),
             extensions={EXTENSION_ID: {**ext_common, "kind": "infrastructure", "ip_prefixes": prefixes,
@@ -278,7 +298,7 @@ def _indicators(camp: dict[str, Any], opts: ExportOptions, hasher: TemplateHashe
     if idents:
         values = ", ".join(f"'{i['hmac']}'" for i in idents)
         out.append(stix2.Indicator(
-            id=_sid("indicator", opts.member, local, "identifiers"), name=f"Keyed account identifiers of {local}",
+            id=_sid(ids, "indicator", opts.member, local, "identifiers"), name=f"Keyed account identifiers of {local}",
             description="HMAC-SHA256 under the sharing group's key of payment fingerprints, email domains and "
                         "signup IPs of the campaign's accounts.",
             pattern_type="stix", pattern=f"[x-distillguard-keyed-id:hmac IN ({values})]",
@@ -294,7 +314,7 @@ def _indicators(camp: dict[str, Any], opts: ExportOptions, hasher: TemplateHashe
     if sigs:
         values = ", ".join(f"'{s['signature'][:32]}'" for s in sigs)
         out.append(stix2.Indicator(
-            id=_sid("indicator", opts.member, local, "templates"), name=f"Prompt templates of {local}",
+            id=_sid(ids, "indicator", opts.member, local, "templates"), name=f"Prompt templates of {local}",
             description="Keyed MinHash signatures of the campaign's prompt templates (no text).",
             pattern_type="stix", pattern=f"[x-distillguard-template:minhash_prefix IN ({values})]",
             extensions={EXTENSION_ID: {**ext_common, "kind": "templates", "key_id": key_id(opts.group_key),
@@ -303,7 +323,7 @@ def _indicators(camp: dict[str, Any], opts: ExportOptions, hasher: TemplateHashe
     limits = sigma.thresholds(camp.get("behaviour", {}))
     if limits:
         out.append(stix2.Indicator(
-            id=_sid("indicator", opts.member, local, "behaviour"), name=f"Behaviour of {local}",
+            id=_sid(ids, "indicator", opts.member, local, "behaviour"), name=f"Behaviour of {local}",
             description="Per-account behavioural thresholds as a Sigma correlation rule.",
             pattern_type="sigma", pattern=sigma.correlation_rule(local, limits),
             extensions={EXTENSION_ID: {**ext_common, "kind": "behaviour", "thresholds": limits}}, **base))
