@@ -2,7 +2,10 @@
 
 Works against our hub and any TAXII 2.1 server (tested with OASIS medallion).
 Pulled objects are signature-checked against the group keyring; failures are
-reported and dropped, never handed to matching.
+reported and dropped, never handed to matching. A signed object must name its
+signer as creator (``created_by_ref``), and every id stays bound to the first
+member seen producing it: later versions of that id from anyone else are
+dropped, whatever their ``modified`` (the hub enforces the same per member).
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import httpx
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from distillguard.intel.extension import fixed_objects
+from distillguard.intel.export import member_identity_id
+from distillguard.intel.extension import ext, fixed_objects
 from distillguard.intel.refdata import tlp_by_id
 from distillguard.intel.signing import SignatureError, load_public, verify
 
 TAXII = "application/taxii+json;version=2.1"
+MAX_OBJECTS = 500  # objects per posted envelope (our hub refuses more than its max_objects, 1000 by default)
 
 
 class TaxiiClientError(RuntimeError):
@@ -41,6 +46,7 @@ class State:
     path: Path | None
     published: dict[str, set[str]] = field(default_factory=dict)
     added_after: dict[str, str] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)  # object id -> the member first seen producing it
 
     @classmethod
     def load(cls, path: str | Path | None) -> State:
@@ -49,14 +55,15 @@ class State:
         try:
             doc = orjson.loads(Path(path).read_bytes())
             return cls(Path(path), {k: set(v) for k, v in doc.get("published", {}).items()},
-                       dict(doc.get("added_after", {})))
-        except (orjson.JSONDecodeError, AttributeError, TypeError) as exc:
+                       dict(doc.get("added_after", {})), dict(doc.get("owners", {})))
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
             raise TaxiiClientError(f"{path}: corrupt client state ({exc}); delete it to start over") from None
 
     def save(self) -> None:
         if self.path is None:
             return
-        doc = {"published": {k: sorted(v) for k, v in self.published.items()}, "added_after": self.added_after}
+        doc = {"published": {k: sorted(v) for k, v in self.published.items()}, "added_after": self.added_after,
+               "owners": self.owners}
         tmp = self.path.with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
         os.replace(tmp, self.path)
@@ -91,7 +98,7 @@ class TaxiiClient:
     def __init__(self, discovery_url: str, collection: str, user: str, password: str, *,
                  http: httpx.Client | None = None, timeout: float = 30.0) -> None:
         self.http = http or httpx.Client(timeout=timeout)
-        self.http.auth = httpx.BasicAuth(user, password)
+        self.http.auth = (user, password)  # a tuple: accepted by httpx and by httpx2 (starlette's TestClient)
         self.http.headers["Accept"] = TAXII
         self.discovery_url = discovery_url
         self.collection = collection
@@ -127,13 +134,15 @@ class TaxiiClient:
             self._max_content = int(self._get(self.api_root).json().get("max_content_length", 1_000_000))
         return self._max_content
 
-    def publish(self, objects: list[dict[str, Any]], state: State) -> dict[str, int]:
-        """Post objects not already published (by id and version), in chunks under the server's size limit."""
+    def publish(self, objects: list[dict[str, Any]], state: State, max_objects: int = MAX_OBJECTS
+                ) -> dict[str, int]:
+        """Post objects not already published (by id and version), in chunks under the server's size limit
+        and of at most ``max_objects`` objects (the hub's default limit per envelope is 1000)."""
         seen = state.published.setdefault(self.collection_url, set())
         todo = [o for o in objects if _key(o) not in seen]
         counts = {"posted": 0, "accepted": 0, "failed": 0, "skipped": len(objects) - len(todo)}
         failures: list[str] = []
-        for chunk in _chunks(todo, self.max_content_length // 2):
+        for chunk in _chunks(todo, self.max_content_length // 2, max_objects):
             body = orjson.dumps({"objects": chunk})
             response = self.http.post(self.collection_url + "objects/", content=body,
                                       headers={"Content-Type": TAXII})
@@ -164,7 +173,7 @@ class TaxiiClient:
             doc = response.json() if response.content else {}
             result.pages += 1
             for obj in doc.get("objects", []):
-                reason = reject_reason(obj, keyring)
+                reason = reject_reason(obj, keyring) or _bind(obj, state.owners)
                 if reason:
                     result.rejected.append(f"{obj.get('id')}: {reason}")
                 else:
@@ -180,28 +189,59 @@ class TaxiiClient:
 
 
 def reject_reason(obj: Any, keyring: dict[str, Ed25519PublicKey] | None) -> str | None:
-    if not isinstance(obj, dict) or "id" not in obj:
+    """Why a pulled object must be dropped: with a keyring, it must verify, and its creator must be its signer."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
         return "not a STIX object"
     if keyring is None or obj["id"] in fixed_objects() or obj["id"] in tlp_by_id():
         return None
     try:
-        verify(obj, keyring)
+        signer = verify(obj, keyring)
     except SignatureError as exc:
         return str(exc)
+    except (AttributeError, TypeError):
+        return "malformed object"
+    identity = member_identity_id(signer)
+    if obj.get("created_by_ref") != identity and obj["id"] != identity:
+        return f"signed by {signer!r} but created_by_ref is not {signer!r}'s identity"
     return None
+
+
+def producer_of(obj: dict[str, Any]) -> str | None:
+    """Who produced an object: the signature's key id (callers verify it first), else ``created_by_ref``.
+
+    None for the fixed objects (TLP definitions, the distillguard extension) that belong to nobody.
+    """
+    if obj.get("id") in fixed_objects() or obj.get("id") in tlp_by_id():
+        return None
+    block = ext(obj) if isinstance(obj.get("extensions", {}), dict) else {}
+    signature = block.get("signature") if isinstance(block, dict) else None
+    signer = signature.get("key_id") if isinstance(signature, dict) else None
+    if isinstance(signer, str):
+        return signer
+    creator = obj.get("created_by_ref")
+    return creator if isinstance(creator, str) else "unknown"
+
+
+def _bind(obj: dict[str, Any], owners: dict[str, str]) -> str | None:
+    """Bind ``obj``'s id to its producer on first sight; why it must be dropped when another member owns it."""
+    producer = producer_of(obj)
+    if producer is None:
+        return None
+    owner = owners.setdefault(obj["id"], producer)
+    return None if owner == producer else f"id belongs to {owner!r}, this version comes from {producer!r}"
 
 
 def _key(obj: dict[str, Any]) -> str:
     return f"{obj['id']}|{obj.get('modified') or obj.get('created') or ''}"
 
 
-def _chunks(objects: list[dict[str, Any]], budget: int) -> list[list[dict[str, Any]]]:
+def _chunks(objects: list[dict[str, Any]], budget: int, max_objects: int = MAX_OBJECTS) -> list[list[dict[str, Any]]]:
     out: list[list[dict[str, Any]]] = []
     current: list[dict[str, Any]] = []
     size = 0
     for obj in objects:
         n = len(orjson.dumps(obj)) + 1
-        if current and size + n > budget:
+        if current and (size + n > budget or len(current) >= max_objects):
             out.append(current)
             current, size = [], 0
         current.append(obj)

@@ -31,9 +31,12 @@ def collect(objects: list[dict[str, Any]], now: datetime | None = None) -> list[
     """Latest, unrevoked, unexpired distillguard indicators, with their targets and corroborating sightings."""
     now = now or datetime.now(UTC)
     latest: dict[str, dict[str, Any]] = {}
-    names = {o["id"]: o.get("name", o["id"]) for o in objects if o.get("type") == "identity"}
+    owners: dict[str, str] = {}  # an id belongs to the first producer seen: others' versions never replace it
+    names = {o["id"]: o.get("name", o["id"]) for o in objects if isinstance(o, dict) and o.get("type") == "identity"}
     for obj in objects:
         if not isinstance(obj, dict) or "id" not in obj:
+            continue
+        if owners.setdefault(obj["id"], _producer(obj)) != _producer(obj):
             continue
         prior = latest.get(obj["id"])
         if prior is None or str(obj.get("modified", "")) >= str(prior.get("modified", "")):
@@ -59,6 +62,14 @@ def collect(objects: list[dict[str, Any]], now: datetime | None = None) -> list[
             if signer:
                 out[obj["sighting_of_ref"]].corroborators.add(signer)
     return list(out.values())
+
+
+def _producer(obj: dict[str, Any]) -> str:
+    """Signer key id (verified on pull), else the creator's identity id."""
+    block = ext(obj) if isinstance(obj.get("extensions", {}), dict) else {}
+    signature = block.get("signature") if isinstance(block, dict) else None
+    signer = signature.get("key_id") if isinstance(signature, dict) else None
+    return signer if isinstance(signer, str) else str(obj.get("created_by_ref", ""))
 
 
 def objects_of(docs: list[dict[str, Any]] | dict[str, Any]) -> list[dict[str, Any]]:
