@@ -7,6 +7,14 @@ path) and PostgreSQL (a ``postgresql://`` URL, optional: ``pip install
 
 ``date_added`` is strictly increasing (microseconds) and ``seq`` orders rows, so
 ``added_after`` and the opaque ``next`` cursor page without gaps or repeats.
+
+Every object id is bound, hub-wide and for good (deleting the object keeps the
+binding), to the member that first stored it: the ``owners`` table. Another
+member's versions of that id are refused, and reads skip any row whose producer
+is not the id's owner (rows a hub stored before owners existed: the table is
+filled from the first producer of each id when it is created). Only the fixed
+objects that every member posts byte-identical (TLP definitions, the
+distillguard extension and project identity) belong to nobody.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -31,10 +40,28 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE INDEX IF NOT EXISTS objects_added ON objects (collection, added_us);
 CREATE TABLE IF NOT EXISTS status (id TEXT PRIMARY KEY, member TEXT NOT NULL, body BLOB NOT NULL);
 """
+_OWNERS = "CREATE TABLE owners (id TEXT PRIMARY KEY, producer TEXT NOT NULL)"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 # (object, version, tlp, producer) as the app hands them to HubStore.add
 Item = tuple[dict[str, Any], str, str | None, str]
+OTHER_PRODUCER = "this id belongs to another producer"
+CONFLICT = "a different object with this id and version is already stored"
+
+
+@cache
+def unbound_ids() -> frozenset[str]:
+    """Ids of the fixed objects every member may post (byte-identical): they belong to no producer."""
+    from distillguard.intel.extension import EXTENSION_ID, PROJECT_IDENTITY_ID
+    from distillguard.intel.refdata import tlp_by_id
+
+    return frozenset(tlp_by_id()) | {EXTENSION_ID, PROJECT_IDENTITY_ID}
+
+
+def same_object(stored: bytes, obj: dict[str, Any]) -> bool:
+    """Whether a stored body and a posted object are the same JSON (key order aside; 1, 1.0 and true differ)."""
+    return orjson.dumps(orjson.loads(stored), option=orjson.OPT_SORT_KEYS) == \
+        orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
 @dataclass
@@ -59,8 +86,15 @@ class HubStore(Protocol):
 
     def close(self) -> None: ...
 
-    def add(self, collection: str, items: list[Item]) -> list[bool]:
-        """Insert (object, version, tlp, producer) rows in one committed transaction; True where new."""
+    def add(self, collection: str, items: list[Item]) -> list[str | None]:
+        """Store (object, version, tlp, producer) rows in one committed transaction, binding new ids to their
+        producer. Per item: None when stored, or already stored with the same content (idempotent re-post);
+        else why not (:data:`OTHER_PRODUCER`: the id is bound to another member; :data:`CONFLICT`: another
+        body under the same id and version)."""
+        ...
+
+    def owner(self, object_id: str) -> str | None:
+        """The member an id is bound to (None for unbound or unknown ids)."""
         ...
 
     def query(self, collection: str, *, added_after: int | None = None, after_seq: int | None = None,
@@ -128,6 +162,17 @@ class HubDB:
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")
         self._con.executescript(_SCHEMA)
+        self._con.execute("BEGIN IMMEDIATE")
+        try:
+            if self._con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'owners'").fetchone() \
+                    is None:
+                self._con.execute(_OWNERS)
+                for sql, args in fill_owners_sql("objects", "owners", "?"):
+                    self._con.execute(sql, args)
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
         self._lock = threading.Lock()
         self._last_us = self._con.execute("SELECT coalesce(max(added_us), 0) FROM objects").fetchone()[0]
 
@@ -139,27 +184,44 @@ class HubDB:
         self._last_us = max(now_us(), self._last_us + 1)
         return self._last_us
 
-    def add(self, collection: str, items: list[Item]) -> list[bool]:
-        out = []
+    def add(self, collection: str, items: list[Item]) -> list[str | None]:
+        out: list[str | None] = []
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
                 for obj, version, tlp, producer in items:
-                    cur = self._con.execute(
-                        "INSERT OR IGNORE INTO objects (collection, id, version, added_us, type, spec_version, tlp,"
-                        " producer, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (collection, obj["id"], version, self._next_us(), obj["type"],
-                         obj.get("spec_version", "2.1"), tlp, producer, orjson.dumps(obj)))
-                    out.append(cur.rowcount == 1)
+                    out.append(self._add_one(collection, obj, version, tlp, producer))
                 self._con.execute("COMMIT")
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
         return out
 
+    def _add_one(self, collection: str, obj: dict[str, Any], version: str, tlp: str | None,
+                 producer: str) -> str | None:
+        con = self._con
+        if obj["id"] not in unbound_ids():
+            con.execute("INSERT OR IGNORE INTO owners (id, producer) VALUES (?, ?)", (obj["id"], producer))
+            if con.execute("SELECT producer FROM owners WHERE id = ?", (obj["id"],)).fetchone()[0] != producer:
+                return OTHER_PRODUCER
+        row = con.execute("SELECT body FROM objects WHERE collection = ? AND id = ? AND version = ?",
+                          (collection, obj["id"], version)).fetchone()
+        if row is not None:
+            return None if same_object(row[0], obj) else CONFLICT
+        con.execute("INSERT INTO objects (collection, id, version, added_us, type, spec_version, tlp, producer, body)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (collection, obj["id"], version, self._next_us(), obj["type"], obj.get("spec_version", "2.1"),
+                     tlp, producer, orjson.dumps(obj)))
+        return None
+
+    def owner(self, object_id: str) -> str | None:
+        with self._lock:
+            row = self._con.execute("SELECT producer FROM owners WHERE id = ?", (object_id,)).fetchone()
+        return row[0] if row else None
+
     def query(self, collection: str, *, added_after: int | None = None, after_seq: int | None = None,
               ids: list[str] | None = None, types: list[str] | None = None) -> list[Row]:
-        sql, args = select_sql(collection, added_after, after_seq, ids, types, "?", "objects")
+        sql, args = select_sql(collection, added_after, after_seq, ids, types, "?", "objects", "owners")
         with self._lock:
             rows = self._con.execute(sql, args).fetchall()
         return [Row(*r) for r in rows]
@@ -185,20 +247,29 @@ SQLiteHubDB = HubDB
 
 
 def select_sql(collection: str, added_after: int | None, after_seq: int | None, ids: list[str] | None,
-               types: list[str] | None, mark: str, table: str) -> tuple[str, list[Any]]:
-    """The objects query shared by both backends (``mark``: the driver's placeholder)."""
-    sql = [f"SELECT seq, id, version, added_us, type, spec_version, tlp, producer, body FROM {table} "
-           f"WHERE collection = {mark}"]
+               types: list[str] | None, mark: str, table: str, owners: str) -> tuple[str, list[Any]]:
+    """The objects query shared by both backends (``mark``: the driver's placeholder): rows of ids' owners only."""
+    sql = [f"SELECT o.seq, o.id, o.version, o.added_us, o.type, o.spec_version, o.tlp, o.producer, o.body "
+           f"FROM {table} o LEFT JOIN {owners} w ON w.id = o.id "
+           f"WHERE o.collection = {mark} AND (w.producer IS NULL OR w.producer = o.producer)"]
     args: list[Any] = [collection]
     if added_after is not None:
-        sql.append(f"AND added_us > {mark}")
+        sql.append(f"AND o.added_us > {mark}")
         args.append(added_after)
     if after_seq is not None:
-        sql.append(f"AND seq > {mark}")
+        sql.append(f"AND o.seq > {mark}")
         args.append(after_seq)
     for column, values in (("id", ids), ("type", types)):
         if values:
-            sql.append(f"AND {column} IN ({', '.join([mark] * len(values))})")
+            sql.append(f"AND o.{column} IN ({', '.join([mark] * len(values))})")
             args.extend(values)
-    sql.append("ORDER BY seq")
+    sql.append("ORDER BY o.seq")
     return " ".join(sql), args
+
+
+def fill_owners_sql(table: str, owners: str, mark: str) -> list[tuple[str, list[Any]]]:
+    """Statements binding the ids already stored (by a hub that predates owners) to their first producer."""
+    unbound = sorted(unbound_ids())
+    return [(f"INSERT INTO {owners} (id, producer) SELECT o.id, o.producer FROM {table} o "
+             f"JOIN (SELECT id, min(seq) AS first FROM {table} GROUP BY id) f ON o.seq = f.first "
+             f"WHERE o.id NOT IN ({', '.join([mark] * len(unbound))})", list(unbound))]

@@ -6,8 +6,9 @@ so ``date_added`` (microseconds, from the database's latest row) and ``seq`` inc
 together across processes, and a reader paging by ``next`` never sees a lower
 ``seq`` commit after a higher one. Every add is committed (``synchronous_commit``
 as the server has it, ``on`` by default) before the hub answers 202. Tables
-``dg_hub_objects`` and ``dg_hub_status`` are created on first use, in the
-connection's ``search_path`` schema (e.g. ``?options=-csearch_path%3Dintel``).
+``dg_hub_objects``, ``dg_hub_owners`` and ``dg_hub_status`` are created on first use, in the
+connection's ``search_path`` schema (e.g. ``?options=-csearch_path%3Dintel``); ids are bound to their
+first producer as in :mod:`~.db`.
 A dropped connection is reopened once per call.
 """
 
@@ -19,7 +20,18 @@ from typing import Any, TypeVar
 
 import orjson
 
-from distillguard.intel.hub.db import Item, Row, now_us, redact, select_sql
+from distillguard.intel.hub.db import (
+    CONFLICT,
+    OTHER_PRODUCER,
+    Item,
+    Row,
+    fill_owners_sql,
+    now_us,
+    redact,
+    same_object,
+    select_sql,
+    unbound_ids,
+)
 
 try:
     import psycopg
@@ -78,28 +90,44 @@ class PostgresHubDB:
             con.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
             for statement in _SCHEMA:
                 con.execute(statement)
+            if con.execute("SELECT to_regclass('dg_hub_owners')").fetchone()[0] is None:
+                con.execute("CREATE TABLE dg_hub_owners (id TEXT PRIMARY KEY, producer TEXT NOT NULL)")
+                for sql, args in fill_owners_sql("dg_hub_objects", "dg_hub_owners", "%s"):
+                    con.execute(sql, args)
 
     def close(self) -> None:
         with self._lock:
             if self._con is not None:
                 self._con.close()
 
-    def add(self, collection: str, items: list[Item]) -> list[bool]:
-        def work(con: Any) -> list[bool]:
-            out = []
+    def add(self, collection: str, items: list[Item]) -> list[str | None]:
+        def work(con: Any) -> list[str | None]:
+            out: list[str | None] = []
             with con.transaction():
                 con.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
                 last = con.execute("SELECT coalesce(max(added_us), 0) FROM dg_hub_objects WHERE collection = %s",
                                    [collection]).fetchone()[0]
                 for obj, version, tlp, producer in items:
+                    if obj["id"] not in unbound_ids():
+                        con.execute("INSERT INTO dg_hub_owners (id, producer) VALUES (%s, %s)"
+                                    " ON CONFLICT (id) DO NOTHING", [obj["id"], producer])
+                        owner = con.execute("SELECT producer FROM dg_hub_owners WHERE id = %s",
+                                            [obj["id"]]).fetchone()[0]
+                        if owner != producer:
+                            out.append(OTHER_PRODUCER)
+                            continue
+                    row = con.execute("SELECT body FROM dg_hub_objects WHERE collection = %s AND id = %s"
+                                      " AND version = %s", [collection, obj["id"], version]).fetchone()
+                    if row is not None:
+                        out.append(None if same_object(bytes(row[0]), obj) else CONFLICT)
+                        continue
                     last = max(now_us(), last + 1)
-                    cur = con.execute(
+                    con.execute(
                         "INSERT INTO dg_hub_objects (collection, id, version, added_us, type, spec_version, tlp,"
-                        " producer, body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                        " ON CONFLICT (collection, id, version) DO NOTHING",
+                        " producer, body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                         [collection, obj["id"], version, last, obj["type"], obj.get("spec_version", "2.1"), tlp,
                          producer, orjson.dumps(obj)])
-                    out.append(cur.rowcount == 1)
+                    out.append(None)
             return out
 
         if not items:
@@ -107,9 +135,16 @@ class PostgresHubDB:
         with self._lock:
             return self._run(work)
 
+    def owner(self, object_id: str) -> str | None:
+        with self._lock:
+            row = self._run(lambda con: con.execute("SELECT producer FROM dg_hub_owners WHERE id = %s",
+                                                    [object_id]).fetchone())
+        return row[0] if row else None
+
     def query(self, collection: str, *, added_after: int | None = None, after_seq: int | None = None,
               ids: list[str] | None = None, types: list[str] | None = None) -> list[Row]:
-        sql, args = select_sql(collection, added_after, after_seq, ids, types, "%s", "dg_hub_objects")
+        sql, args = select_sql(collection, added_after, after_seq, ids, types, "%s", "dg_hub_objects",
+                               "dg_hub_owners")
         with self._lock:
             rows = self._run(lambda con: con.execute(sql, args).fetchall())
         return [Row(seq, id_, version, added, type_, spec, tlp, producer, bytes(body))
