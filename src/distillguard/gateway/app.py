@@ -14,10 +14,12 @@ import asyncio
 import contextlib
 import gc
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -32,9 +34,11 @@ from distillguard.gateway.upstream import (
     HttpxUpstream,
     PooledUpstream,
     Response,
+    UnsafeRequest,
     Upstream,
     UpstreamError,
     UpstreamTimeout,
+    check_header,
 )
 from distillguard.model import COLUMNS, FieldError, flatten, format_ts
 
@@ -46,6 +50,11 @@ log = logging.getLogger("distillguard.gateway")
 CHAT = "/v1/chat/completions"
 MODELS = "/v1/models"
 _JSON = [(b"content-type", b"application/json")]
+MAX_MODEL_ID = 256  # longest model id accepted in GET /v1/models/{id}
+MAX_ACCEPT = 1024  # longest Accept header forwarded upstream
+# one segment of a model id ("gpt-4o", "ft:gpt-4o-mini:org::id", "meta-llama/Llama-3.1-8B"): unreserved + ":@+=,"
+_MODEL_SEGMENT = re.compile(r"[A-Za-z0-9._~:@+=,-]+")
+_ACCEPT = re.compile(r"[\t\x20-\x7e]*")  # no CR, LF, NUL or other control byte, no non-ASCII
 
 
 class _Reject(Exception):
@@ -70,6 +79,11 @@ class Gateway:
         self.policy = engine.policy
         self.keys = keys
         self.spool = spool
+        if upstream_api_key:
+            try:
+                check_header("authorization", f"Bearer {upstream_api_key}")
+            except UnsafeRequest:
+                raise ValueError("the upstream API key has a control byte or non-ASCII character") from None
         self.upstream_api_key = upstream_api_key
         self.transport = transport
         self.trust_forwarded = trust_forwarded
@@ -227,16 +241,21 @@ class Gateway:
         return client[0] if client else "0.0.0.0"
 
     def _upstream_headers(self, scope: Scope) -> dict[str, str]:
+        """The headers sent upstream: ours, plus the client's Accept only when it is plain printable ASCII."""
         headers = {"content-type": "application/json"}
         accept = _header(scope, b"accept")
         if accept:
+            if len(accept) > MAX_ACCEPT or not _ACCEPT.fullmatch(accept):
+                raise _Reject(errors.BAD_HEADER, f"The Accept header must be at most {MAX_ACCEPT} printable "
+                                                 "ASCII characters.")
             headers["accept"] = accept
         if self.upstream_api_key:
             headers["authorization"] = f"Bearer {self.upstream_api_key}"
         return headers
 
     async def _models(self, scope: Scope, send: Send) -> None:
-        resp = await self._upstream("GET", scope["path"], None, self._upstream_headers(scope))
+        path, headers = models_path(scope["path"]), self._upstream_headers(scope)
+        resp = await self._upstream("GET", path, None, headers)
         body = await _read_body(resp)
         await _send_full(send, resp.status, body, resp.content_type)
 
@@ -244,6 +263,7 @@ class Gateway:
         started = time.perf_counter()
         now_ms = int(time.time() * 1000)
         account, api_key_id = self._account(scope)
+        headers = self._upstream_headers(scope)  # refused before the decision, like any malformed request
         raw = await self._body(scope, receive)
         try:
             request = orjson.loads(raw)
@@ -273,7 +293,7 @@ class Gateway:
         content = orjson.dumps(request) if flow.changes else raw
         if flow.changes:
             row = None  # the request was edited in place: the stored exchange has the edited one
-        url, headers = CHAT, self._upstream_headers(scope)
+        url = CHAT
         try:
             if request.get("stream") is True:
                 response, status = await self._stream(url, content, headers, flow, send)
@@ -421,7 +441,27 @@ async def _read_body(resp: Any) -> bytes:
         await resp.aclose()
 
 
+def models_path(path: str) -> str:
+    """The upstream path for ``GET /v1/models[/ID]``: an allow-listed model id, re-encoded; else a 400 or 414.
+
+    ``path`` is the client's *decoded* path, so ``%0d%0a``, ``%00``, ``%20`` and ``%2e%2e`` arrive here as the
+    bytes they encode and are refused like raw ones: nothing but the id grammar reaches the upstream request line.
+    """
+    if path == MODELS:
+        return MODELS
+    model_id = path[len(MODELS) + 1:]
+    if len(model_id) > MAX_MODEL_ID:
+        raise _Reject(errors.URI_TOO_LONG, f"Model ids are at most {MAX_MODEL_ID} characters.")
+    segments = model_id.split("/")
+    if any(s in (".", "..") or _MODEL_SEGMENT.fullmatch(s) is None for s in segments):
+        raise _Reject(errors.BAD_PATH, "Invalid model id: use letters, digits, '.', '_', '~', ':', '@', '+', '=', "
+                                       "',', '-' and '/' between non-empty parts other than '.' and '..'.")
+    return MODELS + "/" + "/".join(quote(s, safe=":@+=,~") for s in segments)
+
+
 def _reject_upstream(exc: UpstreamError) -> _Reject:
+    if isinstance(exc, UnsafeRequest):
+        return _Reject(errors.UNSAFE, f"The request cannot be forwarded: {exc}")
     if isinstance(exc, UpstreamTimeout):
         return _Reject(errors.UPSTREAM_TIMEOUT, "The upstream model server timed out.")
     return _Reject(errors.UPSTREAM_DOWN, f"The upstream model server is unreachable: {exc}")
