@@ -21,6 +21,7 @@ import hmac
 import logging
 import re
 import secrets
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -212,11 +213,13 @@ class Hub:
         self.config, self.db = config, db
         self.fixed = _fixed_objects()
         self.identities = {member_identity_id(name): name for name in config.members}
+        db.claim(self.identities)  # computable by anyone: a member's identity id is its own, even if squatted
         self._cache_key = secrets.token_bytes(32)
         self._verified: OrderedDict[bytes, str] = OrderedDict()
         self._limiter = FailureLimiter(config.auth_failures_per_ip, config.auth_failures_per_user,
                                        config.auth_window_s)
         self._hash_slots: asyncio.Semaphore | None = None
+        self._hash_threads = threading.BoundedSemaphore(self.HASH_SLOTS)  # holds even when a waiter is cancelled
         self._hash_waiting = 0
         legacy = sorted(n for n, m in config.members.items() if hash_scheme(m.password_hash) != "argon2id")
         if legacy:
@@ -264,16 +267,20 @@ class Hub:
             async with self._hash_slots:
                 member = self.config.members.get(user)
                 if member is None:
-                    await asyncio.to_thread(dummy_verify, password)
+                    await asyncio.to_thread(self._bounded, dummy_verify, password)
                     return False
                 encoded = member.password_hash
-                ok, upgraded = await asyncio.to_thread(verify_password, password, encoded)
+                ok, upgraded = await asyncio.to_thread(self._bounded, verify_password, password, encoded)
         finally:
             self._hash_waiting -= 1
         if ok and upgraded and member.password_hash == encoded:
             member.password_hash = upgraded  # rehash on login: legacy PBKDF2 (or weaker argon2) -> argon2id
             log.info("member %s: password hash upgraded to argon2id in memory", user)
         return ok
+
+    def _bounded(self, check: Any, *args: Any) -> Any:
+        with self._hash_threads:
+            return check(*args)
 
     def collection(self, request: Request, member: str) -> Collection:
         self.api_root(request)
@@ -576,9 +583,12 @@ def create_app(config: HubConfig, db: HubStore | None = None) -> Starlette:
         Route(c + "/manifest/", wrap(hub.manifest)),
     ]
     async def http_error(request: Request, exc: Exception) -> Response:
-        code = exc.status_code if isinstance(exc, HTTPException) else 500
-        return _error(TaxiiError(code, "Not found" if code == 404 else "Request refused", str(exc)))
+        if not isinstance(exc, HTTPException):
+            return _error(TaxiiError(500, "Internal error", type(exc).__name__))
+        code = exc.status_code
+        return _error(TaxiiError(code, "Not found" if code == 404 else "Request refused", exc.detail,
+                                 dict(exc.headers or {})))
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
     app.state.hub = hub
     return app

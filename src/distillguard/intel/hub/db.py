@@ -14,7 +14,9 @@ member's versions of that id are refused, and reads skip any row whose producer
 is not the id's owner (rows a hub stored before owners existed: the table is
 filled from the first producer of each id when it is created). Only the fixed
 objects that every member posts byte-identical (TLP definitions, the
-distillguard extension and project identity) belong to nobody.
+distillguard extension and project identity) belong to nobody. Members' identity
+ids, which anyone can compute, are claimed for their members when a hub starts
+(:meth:`HubStore.claim`), whoever posted them first.
 """
 
 from __future__ import annotations
@@ -95,6 +97,10 @@ class HubStore(Protocol):
 
     def owner(self, object_id: str) -> str | None:
         """The member an id is bound to (None for unbound or unknown ids)."""
+        ...
+
+    def claim(self, owners: dict[str, str]) -> None:
+        """Bind ids to members whatever was stored before (members' identity ids, which anyone can compute)."""
         ...
 
     def query(self, collection: str, *, added_after: int | None = None, after_seq: int | None = None,
@@ -204,10 +210,12 @@ class HubDB:
             con.execute("INSERT OR IGNORE INTO owners (id, producer) VALUES (?, ?)", (obj["id"], producer))
             if con.execute("SELECT producer FROM owners WHERE id = ?", (obj["id"],)).fetchone()[0] != producer:
                 return OTHER_PRODUCER
-        row = con.execute("SELECT body FROM objects WHERE collection = ? AND id = ? AND version = ?",
+        row = con.execute("SELECT body, producer, seq FROM objects WHERE collection = ? AND id = ? AND version = ?",
                           (collection, obj["id"], version)).fetchone()
-        if row is not None:
+        if row is not None and (row[1] == producer or obj["id"] in unbound_ids()):
             return None if same_object(row[0], obj) else CONFLICT
+        if row is not None:  # a row of someone who does not own the id (stored before it was claimed): never served
+            con.execute("DELETE FROM objects WHERE seq = ?", (row[2],))
         con.execute("INSERT INTO objects (collection, id, version, added_us, type, spec_version, tlp, producer, body)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (collection, obj["id"], version, self._next_us(), obj["type"], obj.get("spec_version", "2.1"),
@@ -218,6 +226,17 @@ class HubDB:
         with self._lock:
             row = self._con.execute("SELECT producer FROM owners WHERE id = ?", (object_id,)).fetchone()
         return row[0] if row else None
+
+    def claim(self, owners: dict[str, str]) -> None:
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                self._con.executemany("INSERT INTO owners (id, producer) VALUES (?, ?) ON CONFLICT (id) DO UPDATE"
+                                      " SET producer = excluded.producer", list(owners.items()))
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
 
     def query(self, collection: str, *, added_after: int | None = None, after_seq: int | None = None,
               ids: list[str] | None = None, types: list[str] | None = None) -> list[Row]:

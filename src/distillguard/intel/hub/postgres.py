@@ -116,11 +116,13 @@ class PostgresHubDB:
                         if owner != producer:
                             out.append(OTHER_PRODUCER)
                             continue
-                    row = con.execute("SELECT body FROM dg_hub_objects WHERE collection = %s AND id = %s"
-                                      " AND version = %s", [collection, obj["id"], version]).fetchone()
-                    if row is not None:
+                    row = con.execute("SELECT body, producer, seq FROM dg_hub_objects WHERE collection = %s"
+                                      " AND id = %s AND version = %s", [collection, obj["id"], version]).fetchone()
+                    if row is not None and (row[1] == producer or obj["id"] in unbound_ids()):
                         out.append(None if same_object(bytes(row[0]), obj) else CONFLICT)
                         continue
+                    if row is not None:  # a row of someone who does not own the id: never served, replaced
+                        con.execute("DELETE FROM dg_hub_objects WHERE seq = %s", [row[2]])
                     last = max(now_us(), last + 1)
                     con.execute(
                         "INSERT INTO dg_hub_objects (collection, id, version, added_us, type, spec_version, tlp,"
@@ -140,6 +142,16 @@ class PostgresHubDB:
             row = self._run(lambda con: con.execute("SELECT producer FROM dg_hub_owners WHERE id = %s",
                                                     [object_id]).fetchone())
         return row[0] if row else None
+
+    def claim(self, owners: dict[str, str]) -> None:
+        def work(con: Any) -> None:
+            with con.transaction():
+                for object_id, producer in owners.items():
+                    con.execute("INSERT INTO dg_hub_owners (id, producer) VALUES (%s, %s) ON CONFLICT (id)"
+                                " DO UPDATE SET producer = excluded.producer", [object_id, producer])
+
+        with self._lock:
+            self._run(work)
 
     def query(self, collection: str, *, added_after: int | None = None, after_seq: int | None = None,
               ids: list[str] | None = None, types: list[str] | None = None) -> list[Row]:
