@@ -128,6 +128,25 @@ def test_member_identity_ids_are_reserved_to_their_member(app, keys, bundle):
     assert post(app, "p1", [p1_identity]).json()["success_count"] == 1
 
 
+def test_identity_squatted_before_its_member_joined_goes_to_the_member(database, keys):  # noqa: F811
+    """p2 posts the (computable) identity id of a provider that has not joined yet; once it joins, it is its own."""
+    newcomer = generate_key()
+    identity = next(o for o in export_bundle(campaigns_doc(), ExportOptions("p4", GROUP_KEY, newcomer))["objects"]
+                    if o["id"] == member_identity_id("p4"))
+    before = create_app(hub_config(keys, database))
+    try:
+        assert post(before, "p2", [hijacked(identity, keys, name="p4 (not really)")]).json()["success_count"] == 1
+    finally:
+        before.state.hub.db.close()
+    after = create_app(hub_config({**keys, "p4": newcomer}, database))  # p4 joins the group
+    try:
+        assert latest(after, "p1", identity["id"]) is None  # the squatter's copy is no longer served
+        assert post(after, "p4", [identity]).json()["success_count"] == 1
+        assert latest(after, "p1", identity["id"]) == identity
+    finally:
+        after.state.hub.db.close()
+
+
 def test_object_ids_are_keyed_by_the_producers_own_key(keys):
     """Re-exports keep their ids; anyone without p1's signing key (other members) cannot predict them."""
     def ids(key) -> set[str]:
@@ -236,6 +255,7 @@ def test_malformed_objects_are_per_object_failures_and_valid_ones_kept(app, keys
     assert all(f["message"] for f in status["failures"])
     assert latest(app, "p2", good["id"]) == good
     assert raw(app, "p1").get(f"/intel/status/{status['id']}/").json()["failure_count"] == len(bad)
+    assert is_taxii_error(raw(app, "p2").get(f"/intel/status/{status['id']}/"), 404)  # p1's status is p1's
 
 
 def _mutations(rng: random.Random, obj: dict[str, Any]) -> dict[str, Any]:
@@ -264,7 +284,7 @@ def test_fuzzed_envelopes_and_queries_never_get_a_500(app, keys, bundle):
     bases = [o for o in bundle["objects"] if o["type"] != "marking-definition"]
     anchor = next(o for o in bundle["objects"] if o["type"] == "campaign")
     http = raw(app, "p1")
-    for _ in range(150):
+    for _ in range(300):
         objects: Any = [_mutations(rng, rng.choice(bases)) for _ in range(rng.randint(1, 3))] + [anchor]
         rng.shuffle(objects)
         roll = rng.random()
