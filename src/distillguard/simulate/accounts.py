@@ -44,6 +44,7 @@ class World:
     prefix: str  # account-id prefix ("" for a single provider, "p2_" for provider-2)
     timeline: Timeline
     models: tuple[Model, ...]
+    corpus: str = "train"  # which split of the odd-half ShareGPT corpus texts come from
 
     def rng(self, *keys: int | str) -> np.random.Generator:
         """A generator for one (provider, key...) scope: draws never collide between scopes."""
@@ -81,6 +82,8 @@ class Account:
     p_new: float = 0.9  # share on the new model once adopted
     adopt_ms: int = 0  # when the account starts using the new model
     shard: int = 0  # position in its group: coverage offset, round-robin slot
+    sess: float = 0.0  # mean requests per session (0: the population's ``session_len``)
+    gap: float = 0.0  # median seconds between requests of a session (0: the population's ``gap_s``)
     campaign: str = ""
     actor: str = ""
     profile: dict = field(default_factory=dict)  # fixed per-account choices (system prompt, language, ...)
@@ -94,7 +97,8 @@ class Account:
 # One population-day of events: owner (index into the population's accounts), ts (epoch ms),
 # tag (population-defined int64: session/turn or coverage position), model index (int8).
 Events = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-Reply = tuple[dict, str | None, str | None, list | None]  # request, content, reasoning_content, tool_calls
+# request, content, reasoning_content, tool_calls[, the other choices of an ``n > 1`` request]
+Reply = tuple[dict, str | None, str | None, list | None] | tuple[dict, str | None, str | None, list | None, list[str]]
 
 
 def diurnal(rng: np.random.Generator, tz: np.ndarray, cdf: np.ndarray) -> np.ndarray:
@@ -164,6 +168,7 @@ class Population:
     gap_s = 60.0  # median seconds between turns of a session
     error_rate = 0.004
     adopt_days = 5.0  # mean delay after the release before an account moves to the new model
+    burst = 0.0  # gamma shape of day-to-day activity (humans skip days and binge on others); 0 = steady
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -188,6 +193,8 @@ class Population:
     def factors(self, acct: Account, rng: np.random.Generator) -> np.ndarray:
         """Relative volume per day of the span (0 = inactive); weekends and sign-up date by default."""
         f = np.array([self.weekend if self.tl.weekday(d) >= 5 else 1.0 for d in range(self.tl.days)])
+        if self.burst:
+            f *= rng.gamma(self.burst, 1 / self.burst, self.tl.days)
         first = (acct.created_at - self.tl.start_ms) // DAY_MS + 1
         if first > 0:
             f[: int(first)] = 0
@@ -216,6 +223,8 @@ class Population:
         self.p_new = np.array([a.p_new for a in accounts])
         self.adopt = np.array([a.adopt_ms for a in accounts], np.int64)
         self.shards = np.array([a.shard for a in accounts], np.int64)
+        self.p_break = 1 / np.maximum([a.sess or self.session_len for a in accounts], 1.0)
+        self.gap_med = np.array([a.gap or self.gap_s for a in accounts], float)
         self.before = np.concatenate([np.zeros((len(accounts), 1)), np.cumsum(rates, axis=1)], axis=1)
 
     # --- when ------------------------------------------------------------------------------------
@@ -231,14 +240,14 @@ class Population:
 
     def times(self, owner: np.ndarray, day: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         tz = self.tz[owner]
-        if self.session_len <= 1:
+        if self.session_len <= 1 and (self.p_break >= 1).all():
             return diurnal(rng, tz, self.curve), np.zeros(owner.size, np.int64)
 
         def place(first: np.ndarray, span: np.ndarray) -> np.ndarray:
             return np.clip(diurnal(rng, tz[first], self.curve), 0, np.maximum(86_399 - span, 0))
 
-        gaps = rng.lognormal(np.log(self.gap_s), 0.6, owner.size)
-        sec, tag = runs(rng, owner, 1 / self.session_len, gaps, place)
+        gaps = rng.lognormal(np.log(self.gap_med[owner]), 0.8, owner.size)
+        sec, tag = runs(rng, owner, self.p_break[owner], gaps, place)
         return np.minimum(sec, 86_399.999), tag
 
     def models(self, owner: np.ndarray, ts: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -13,31 +13,45 @@ DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 
 BENIGN_POPULATIONS = (
-    "casual", "app_backend", "batch_job", "eval_runner", "coding_agent", "campus", "company_team", "reseller",
+    "casual", "power_user", "proxy_user", "app_backend", "batch_job", "eval_runner", "coding_agent", "campus",
+    "company_team", "reseller", "ranking_app",
 )
-CAMPAIGN_TYPES = ("hydra_agentic", "capability_sweep", "cot_rubric", "multilingual_cot", "low_and_slow")
+CAMPAIGN_TYPES = (
+    "hydra_agentic", "capability_sweep", "cot_rubric", "multilingual_cot", "low_and_slow",
+    "logit_harvest", "aged_sleeper", "enterprise_front", "reseller_mixed", "agentic_trajectory", "judge_harvest",
+)
 ACTORS = ("lab-alpha", "lab-beta", "lab-gamma")
 
 # Share of benign *accounts* and of benign *exchanges* per population. Few, heavy app backends and
 # resellers against many light casual users gives the heavy tail the detectors must not mistake for abuse.
 BENIGN_MIX: dict[str, tuple[float, float]] = {
-    "casual": (0.50, 0.16),
-    "app_backend": (0.02, 0.24),
-    "batch_job": (0.02, 0.10),
+    "casual": (0.44, 0.13),
+    "power_user": (0.04, 0.04),
+    "proxy_user": (0.03, 0.02),
+    "app_backend": (0.02, 0.21),
+    "batch_job": (0.02, 0.09),
     "eval_runner": (0.01, 0.06),
     "coding_agent": (0.12, 0.16),
-    "campus": (0.20, 0.08),
-    "company_team": (0.12, 0.08),
-    "reseller": (0.01, 0.12),
+    "campus": (0.17, 0.07),
+    "company_team": (0.12, 0.07),
+    "reseller": (0.01, 0.10),
+    "ranking_app": (0.02, 0.04),
 }
-# Share of attack exchanges / attack accounts per campaign type, after the public record
-# (hydra ~80 % of volume, capability sweeps ~20 %, rubric harvesting ~1 %).
+# Share of attack exchanges / attack accounts per campaign type. The first three keep the public record's
+# proportions among themselves (hydra ~80 % of volume, capability sweeps ~20 %, rubric harvesting ~1 %);
+# the adaptive kinds after them take ~12 % of the volume between them.
 ATTACK_MIX: dict[str, tuple[float, float]] = {
-    "hydra_agentic": (0.78, 0.72),
-    "capability_sweep": (0.20, 0.18),
-    "cot_rubric": (0.009, 0.02),
-    "multilingual_cot": (0.008, 0.03),
-    "low_and_slow": (0.003, 0.05),
+    "hydra_agentic": (0.70, 0.62),
+    "capability_sweep": (0.17, 0.14),
+    "cot_rubric": (0.008, 0.02),
+    "multilingual_cot": (0.007, 0.03),
+    "low_and_slow": (0.003, 0.04),
+    "logit_harvest": (0.025, 0.02),
+    "aged_sleeper": (0.004, 0.03),
+    "enterprise_front": (0.035, 0.03),
+    "reseller_mixed": (0.02, 0.01),
+    "agentic_trajectory": (0.02, 0.04),
+    "judge_harvest": (0.008, 0.02),
 }
 # Active window of each campaign instance as fractions of the span, per type (instance i uses row i).
 WINDOWS: dict[str, tuple[tuple[float, float], ...]] = {
@@ -46,9 +60,17 @@ WINDOWS: dict[str, tuple[tuple[float, float], ...]] = {
     "cot_rubric": ((0.15, 0.85), (0.3, 1.0)),
     "multilingual_cot": ((0.05, 0.7), (0.35, 1.0)),
     "low_and_slow": ((0.0, 1.0), (0.2, 1.0)),
+    "logit_harvest": ((0.2, 0.9), (0.5, 1.0)),
+    "aged_sleeper": ((0.0, 1.0), (0.1, 1.0)),
+    "enterprise_front": ((0.0, 1.0), (0.3, 1.0)),
+    "reseller_mixed": ((0.0, 1.0), (0.2, 1.0)),
+    "agentic_trajectory": ((0.3, 1.0), (0.1, 0.7)),
+    "judge_harvest": ((0.25, 0.9), (0.4, 1.0)),
 }
 CAMPAIGN_PREFIX = {"hydra_agentic": "hydra", "capability_sweep": "sweep", "cot_rubric": "rubric",
-                   "multilingual_cot": "mlcot", "low_and_slow": "slow"}
+                   "multilingual_cot": "mlcot", "low_and_slow": "slow", "logit_harvest": "logit",
+                   "aged_sleeper": "sleeper", "enterprise_front": "front", "reseller_mixed": "resell",
+                   "agentic_trajectory": "traj", "judge_harvest": "judge"}
 
 
 @dataclass(frozen=True)
@@ -67,12 +89,12 @@ class Scale:
 SCALES: dict[str, Scale] = {
     s.name: s
     for s in (
-        Scale("tiny", 5_000, 0.30, 150, 60, (1, 1, 1, 1, 1), 2),
-        Scale("small", 60_000, 0.30, 900, 300, (2, 2, 1, 1, 1), 2),
-        Scale("medium", 1_000_000, 0.35, 8_000, 2_400, (3, 2, 2, 2, 2), 3),
-        Scale("large", 4_000_000, 0.40, 24_000, 8_000, (4, 3, 2, 2, 2), 3),
+        Scale("tiny", 5_000, 0.30, 150, 60, (1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1), 2),
+        Scale("small", 60_000, 0.30, 900, 300, (2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1), 2),
+        Scale("medium", 1_000_000, 0.35, 8_000, 2_400, (3, 2, 2, 2, 2, 2, 2, 1, 1, 2, 1), 3),
+        Scale("large", 4_000_000, 0.40, 24_000, 8_000, (4, 3, 2, 2, 2, 2, 2, 2, 1, 2, 2), 3),
         # ~24,000 attacker accounts and ~16.4M attack exchanges: the publicly reported scale.
-        Scale("public", 20_000_000, 0.82, 40_000, 24_000, (4, 3, 2, 2, 2), 3),
+        Scale("public", 20_000_000, 0.82, 40_000, 24_000, (4, 3, 2, 2, 2, 2, 2, 2, 1, 2, 2), 3),
     )
 }
 
@@ -146,10 +168,13 @@ def _split(total: float, weights: list[float]) -> list[float]:
     return [total * w / norm for w in weights]
 
 
-def plan_campaigns(scale: Scale, exchanges: int, days: int, n_actors: int, offset: int = 0) -> list[CampaignSpec]:
+def plan_campaigns(scale: Scale, exchanges: int, days: int, n_actors: int, offset: int = 0,
+                   types: tuple[str, ...] = CAMPAIGN_TYPES) -> list[CampaignSpec]:
     """Lay out campaign instances for one provider; ``offset`` delays them (later providers are hit later).
 
     Small types get a floor so that even ``tiny`` carries every type with enough traffic to detect.
+    ``types`` keeps only those campaign types: the instances kept are exactly those of a full run (same ids,
+    actors, windows and volumes), so a type can be held out without changing the others.
     """
     attack_total = exchanges * scale.attack_share
     floor = min(0.06, 300 / max(attack_total, 1))
@@ -160,7 +185,7 @@ def plan_campaigns(scale: Scale, exchanges: int, days: int, n_actors: int, offse
         weights = [0.7**i for i in range(n_instances)]
         volumes = _split(attack_total * shares[ctype] / norm, weights)
         accounts = _split(scale.attack_accounts * ATTACK_MIX[ctype][1], weights)
-        minimum = 5 if ctype == "capability_sweep" else 4
+        minimum = {"capability_sweep": 5, "enterprise_front": 6, "reseller_mixed": 2}.get(ctype, 4)
         for i in range(n_instances):
             lo, hi = WINDOWS[ctype][i]
             start = min(int(lo * days) + offset, days - 3)
@@ -170,7 +195,7 @@ def plan_campaigns(scale: Scale, exchanges: int, days: int, n_actors: int, offse
                 start_day=start, end_day=end, n_accounts=max(minimum, round(accounts[i])),
                 n_exchanges=max(1, round(volumes[i] * (end - start) / max(int((hi - lo) * days), 3))),
             ))
-    return specs
+    return [s for s in specs if s.type in types]
 
 
 def benign_plan(scale: Scale, exchanges: int) -> dict[str, tuple[int, float]]:

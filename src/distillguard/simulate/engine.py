@@ -22,7 +22,7 @@ import xxhash
 from distillguard.model import format_ts
 from distillguard.simulate.accounts import Account, Population, World
 from distillguard.simulate.campaigns import CAMPAIGNS, make_actor
-from distillguard.simulate.config import CampaignSpec, Scale, Timeline, benign_plan, plan_campaigns
+from distillguard.simulate.config import CAMPAIGN_TYPES, CampaignSpec, Scale, Timeline, benign_plan, plan_campaigns
 from distillguard.simulate.exchange import ERRORS, complete
 from distillguard.simulate.populations import BENIGN
 from distillguard.simulate.writer import ShardWriter
@@ -39,9 +39,10 @@ def provider_offset(provider: int, providers: int, days: int) -> int:
 
 
 def build_provider(seed: int, scale: Scale, exchanges: int, timeline: Timeline, provider: int,
-                   providers: int) -> tuple[World, list[Population], list[CampaignSpec]]:
+                   providers: int, types: tuple[str, ...] = CAMPAIGN_TYPES,
+                   corpus: str = "train") -> tuple[World, list[Population], list[CampaignSpec]]:
     """All populations of one provider: its own benign customers plus the campaigns aimed at it."""
-    world = World(seed, provider, f"p{provider}_" if providers > 1 else "", timeline, timeline.models())
+    world = World(seed, provider, f"p{provider}_" if providers > 1 else "", timeline, timeline.models(), corpus)
     pops: list[Population] = []
     for name, (n, budget) in benign_plan(scale, exchanges).items():
         pop = BENIGN[name](world)
@@ -49,7 +50,7 @@ def build_provider(seed: int, scale: Scale, exchanges: int, timeline: Timeline, 
         pops.append(pop)
     n_actors = min(2, scale.actors) if providers > 1 else scale.actors
     specs = plan_campaigns(scale, exchanges, timeline.days, n_actors,
-                           provider_offset(provider, providers, timeline.days))
+                           provider_offset(provider, providers, timeline.days), types)
     actors = {name: make_actor(world, name) for name in sorted({s.actor for s in specs})}
     for spec in specs:
         campaign = CAMPAIGNS[spec.type](world, spec, actors[spec.actor])
@@ -189,13 +190,15 @@ def _render(accounts: list[Account], streams: dict[int, tuple[random.Random, dic
         r, state = stream
         behaviour = acct.behaviour
         model = models[m]
-        request, content, trace, calls = behaviour.render(acct, tag, model, r, state)
+        reply = behaviour.render(acct, tag, model, r, state)
+        request, content, trace, calls = reply[0], reply[1], reply[2], reply[3]
         hexid = f"{rid:016x}"
         if r.random() < behaviour.error_rate:
             status, response, latency = ERRORS[int(r.random() * len(ERRORS))], None, 40 + int(r.random() * 400)
         else:
             status = 200
-            response, latency = complete(request, model, t // 1000, hexid, r, content, trace, calls)
+            response, latency = complete(request, model, t // 1000, hexid, r, content, trace, calls,
+                                         reply[4] if len(reply) > 4 else None)
         keys = acct.keys
         out += dumps({
             "id": "req_" + hexid, "ts": stamp + "Z", "account_id": acct.account_id,

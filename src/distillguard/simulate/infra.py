@@ -7,6 +7,7 @@ Benign resellers and attack proxy networks draw from the *same* proxy/cloud ASNs
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -157,3 +158,35 @@ def created_before(rng: np.random.Generator, start_ms: int, days_lo: float, days
 
 def pick_isp(rng: np.random.Generator) -> tuple[int, str, tuple[str, ...]]:
     return ISP[int(rng.integers(len(ISP)))]
+
+
+# Residential-proxy services: exits on home-ISP addresses, rented by privacy users, people in restricted
+# regions, scrapers *and* distillation campaigns alike. A pool is drawn from (seed, pool) only, so it is the
+# same in every provider, and benign customers and attackers draw exits from the same pools.
+RESI_POOLS = 3
+RESI_EXITS = 600
+
+
+@functools.lru_cache(maxsize=16)
+def residential_pool(seed: int, pool: int) -> tuple[Endpoint, ...]:
+    rng = np.random.default_rng([seed, 0x7265_7369, pool])
+    return tuple(endpoints(rng, ISP, RESI_EXITS, subnets=RESI_EXITS // 3))
+
+
+def residential(seed: int, rng: np.random.Generator, uas: tuple[str, ...], fps: tuple[str, ...] | None = None,
+                sticky: int = 2) -> tuple[list[Endpoint], list[dict]]:
+    """``sticky`` exits of one residential pool (an account's usual ones) and the whole pool as clients."""
+    k = int(rng.integers(RESI_POOLS))
+    pool = residential_pool(seed, k)
+    home = [pool[int(j)] for j in rng.integers(0, len(pool), sticky)]
+    return home, _pool_clients(seed, k, uas, fps)
+
+
+@functools.lru_cache(maxsize=512)
+def _pool_clients(seed: int, pool: int, uas: tuple[str, ...], fps: tuple[str, ...] | None) -> list[dict]:
+    return clients(list(residential_pool(seed, pool)), uas, fps)
+
+
+def vpn(rng: np.random.Generator, n: int = 2) -> list[Endpoint]:
+    """Commercial VPN exits: hosting and proxy ASNs, the networks hydra clusters rent from too."""
+    return endpoints(rng, PROXY + CLOUD[4:], n)
