@@ -191,3 +191,119 @@ def test_cli_writes_and_reports(tmp_path: Path) -> None:
     assert runner.invoke(main, [*args, "--force"]).exit_code == 0
     assert runner.invoke(main, [*args[:-2], "--providers", "0", "--out", str(tmp_path / "x")]).exit_code == 2
     assert runner.invoke(main, ["simulate", "--scale", "huge", "--out", str(tmp_path / "y")]).exit_code == 2
+
+
+# --- real text and the adaptive campaigns -------------------------------------------------------------
+
+
+def by_population(tiny: SimulationResult, tiny_records: dict[Path, list[dict]]) -> dict[str, list[dict]]:
+    truth = labels(tiny.out)
+    out: dict[str, list[dict]] = defaultdict(list)
+    for records in tiny_records.values():
+        for r in records:
+            out[truth[r["account_id"]]["population"]].append(r)
+    return out
+
+
+def test_benign_user_turns_are_real_odd_half_conversations(tiny: SimulationResult,
+                                                           tiny_records: dict[Path, list[dict]]) -> None:
+    from distillguard.corpus import sharegpt
+
+    human = {t.text.strip()[:6_000] for c in sharegpt.conversations() for t in c.turns if t.role == "human"}
+    pops = by_population(tiny, tiny_records)
+    for name in ("casual", "power_user", "proxy_user", "company_team", "reseller", "app_backend"):
+        turns = [m["content"] for r in pops[name] for m in r["request"]["messages"]
+                 if m["role"] == "user" and isinstance(m["content"], str)]
+        assert turns, name
+        # real turns, verbatim (some short typed ones carry a typo or a "please")
+        assert sum(t in human for t in turns) / len(turns) >= 0.75, name
+    # multi-turn sessions: later requests carry earlier answers as history
+    assert any(sum(m["role"] == "assistant" for m in r["request"]["messages"]) >= 2 for r in pops["casual"])
+    meta = orjson.loads((tiny.out / "meta.json").read_bytes())
+    assert meta["corpus"]["split"] == "train" and "odd-hash half" in meta["corpus"]["source"]
+
+
+def test_corpus_is_the_odd_half_only() -> None:
+    from distillguard.corpus import sharegpt
+    from distillguard.simulate.corpus import Corpus, language
+
+    corpus = Corpus("validation")
+    ids = {c.id for c in sharegpt.conversations("validation")}
+    assert ids and all(sharegpt.is_odd(i) for i in ids)
+    assert {"all", "code", "en", "long"} <= set(corpus.pools)
+    assert corpus.code_blocks and corpus.documents
+    assert language("请一步一步地思考这个问题，并给出详细的推理过程和最终答案。") == "zh"
+    assert language("The quick brown fox jumps over the lazy dog and it is fine.") == "en"
+    with pytest.raises(ValueError):
+        Corpus("even")
+
+
+def test_benign_traps_look_like_harvesting_on_single_axes(tiny: SimulationResult,
+                                                          tiny_records: dict[Path, list[dict]]) -> None:
+    pops = by_population(tiny, tiny_records)
+    requests = {name: [r["request"] for r in rs] for name, rs in pops.items()}
+    assert any(q.get("reasoning_effort") == "high" for q in requests["power_user"])
+    assert any(q.get("logprobs") or q.get("n", 1) > 1 for q in requests["ranking_app"])
+    assert all(q.get("max_tokens", 1) <= 64 for q in requests["ranking_app"])
+    assert any("[[" in q["messages"][-1]["content"] or "Score" in q["messages"][-1]["content"]
+               or q.get("logprobs") or q.get("n") for q in requests["eval_runner"])
+    assert any(len(q["messages"]) > 6 and any(m["role"] == "tool" for m in q["messages"])
+               for q in requests["coding_agent"])
+    assert any(q.get("response_format") or q.get("temperature") == 0 for q in requests["batch_job"])
+    # proxy users exit through the residential-proxy pools attackers rent (home ISP ASNs, shared addresses)
+    from distillguard.simulate.infra import ISP, RESI_POOLS, residential_pool
+
+    exits = {e.ip for k in range(RESI_POOLS) for e in residential_pool(SEED, k)}
+    proxied = [r["client"] for r in pops["proxy_user"]]
+    assert proxied and all(c["ip"] in exits for c in proxied)
+    assert {c["asn"] for c in proxied} <= {row[0] for row in ISP}
+    attack_exits = {r["client"]["ip"] for name in ("aged_sleeper", "agentic_trajectory", "hydra_agentic")
+                    for r in pops[name]}
+    assert attack_exits & exits
+
+
+def test_adaptive_campaigns_avoid_the_old_traits(tiny: SimulationResult,
+                                                 tiny_records: dict[Path, list[dict]]) -> None:
+    pops = by_population(tiny, tiny_records)
+    truth = labels(tiny.out)
+    accounts = {a["account_id"]: a for a in map(orjson.loads, (tiny.out / "accounts.jsonl").read_bytes().splitlines())}
+    meta = orjson.loads((tiny.out / "meta.json").read_bytes())
+    start = parse_ts(meta["start"])
+
+    def members(population: str) -> list[dict]:
+        return [a for a in accounts.values() if truth[a["account_id"]]["population"] == population]
+
+    logit = [r["request"] for r in pops["logit_harvest"]]
+    assert logit and all(q.get("logprobs") and q.get("top_logprobs") for q in logit)
+    assert not any(q.get("reasoning_effort") for q in logit)
+    sleepers = members("aged_sleeper")
+    assert all(start - parse_ts(a["created_at"]) >= 365 * 86_400_000 and a["verified"] for a in sleepers)
+    assert len({a["payment_fp"] for a in sleepers}) == len(sleepers)  # their own cards
+    assert any(len(r["request"]["messages"]) >= 3 for r in pops["aged_sleeper"])  # real multi-turn sessions
+    front = members("enterprise_front")
+    assert len({a["org_id"] for a in front}) == 1 and {a["tier"] for a in front} == {"enterprise"}
+    mixed = [r["request"] for r in pops["reseller_mixed"]]
+    assert any(q.get("reasoning_effort") == "high" for q in mixed) and any("reasoning_effort" not in q for q in mixed)
+    assert any(sum(m["role"] == "tool" for m in r["request"]["messages"]) >= 2 for r in pops["agentic_trajectory"])
+    judge = members("judge_harvest")
+    assert len({a["payment_fp"] for a in judge}) <= 2
+    assert not any("1-10" in r["request"]["messages"][-1]["content"] for r in pops["judge_harvest"])
+    for name in ("hydra_agentic", "capability_sweep", "low_and_slow", "enterprise_front"):
+        texts = {r["request"]["messages"][-1]["content"] for r in pops[name]
+                 if isinstance(r["request"]["messages"][-1]["content"], str)}
+        assert len(texts) >= 0.8 * len(pops[name]) * 0.5, name  # varied text, not a handful of templates
+
+
+def test_campaign_types_can_be_held_out(tiny: SimulationResult, tmp_path: Path) -> None:
+    kept = ("hydra_agentic", "aged_sleeper")
+    held = simulate(tmp_path / "held", "tiny", SEED, campaigns=kept)
+    full, part = labels(tiny.out), labels(held.out)
+    assert {r["population"] for r in part.values() if r["label"] == "attack"} == set(kept)
+    assert {a: r for a, r in full.items() if r["population"] in (*kept, *BENIGN_POPULATIONS)} == part
+    meta = orjson.loads((held.out / "meta.json").read_bytes())
+    assert meta["campaign_types"] == list(kept)
+    with pytest.raises(ValueError):
+        simulate(tmp_path / "bad", "tiny", SEED, campaigns=["nope"])
+    runner = CliRunner()
+    bad = runner.invoke(main, ["simulate", "--scale", "tiny", "--hold-out", "nope", "--out", str(tmp_path / "c")])
+    assert bad.exit_code == 2

@@ -12,6 +12,7 @@ from distillguard.simulate import (
     BENIGN_POPULATIONS,
     CAMPAIGN_TYPES,
     COMPRESSIONS,
+    CORPUS_SPLITS,
     SCALES,
     SimulationResult,
     simulate,
@@ -43,6 +44,15 @@ def _summary(result: SimulationResult) -> Table:
     return table
 
 
+def _types(value: str, hint: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in CAMPAIGN_TYPES]
+    if unknown:
+        raise click.BadParameter(f"unknown campaign type(s) {', '.join(unknown)}; choose from "
+                                 f"{', '.join(CAMPAIGN_TYPES)}", param_hint=hint)
+    return names
+
+
 @click.command("simulate")
 @click.option("--scale", type=click.Choice(list(SCALES)), default="tiny", show_default=True,
               help="Size preset (tiny ~5k exchanges ... public ~24k attacker accounts, ~16M attack exchanges).")
@@ -59,9 +69,17 @@ def _summary(result: SimulationResult) -> Table:
               help="Day of the span (1-based) on which the new model is released.")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Render days in this many processes (output is byte-identical for any value).")
+@click.option("--campaigns", default=None, metavar="TYPES",
+              help="Comma-separated campaign types to include (default: all). Instances kept are those of a full run.")
+@click.option("--hold-out", "hold_out", default=None, metavar="TYPES",
+              help="Comma-separated campaign types to leave out (e.g. for leave-one-type-out evaluation).")
+@click.option("--corpus", type=click.Choice(CORPUS_SPLITS), default="train", show_default=True,
+              help="Split of the odd-half ShareGPT corpus that texts come from (train for training runs; "
+                   "validation/test for held-out evaluation runs).")
 @click.option("--force", is_flag=True, help="Overwrite simulator outputs already in OUT.")
 def command(scale: str, seed: int, out: Path, providers: int, exchanges: int | None, compress: str, days: int,
-            release_day: int, workers: int, force: bool) -> None:
+            release_day: int, workers: int, campaigns: str | None, hold_out: str | None, corpus: str,
+            force: bool) -> None:
     """Write realistic provider traffic with hidden distillation campaigns and ground-truth labels.
 
     OUT gets exchanges/<day>.jsonl.zst (canonical exchange log), accounts.jsonl, labels.csv and
@@ -69,6 +87,9 @@ def command(scale: str, seed: int, out: Path, providers: int, exchanges: int | N
     """
     if release_day > days:
         raise click.BadParameter(f"must be <= --days ({days})", param_hint="--release-day")
+    types = _types(campaigns, "--campaigns") if campaigns else list(CAMPAIGN_TYPES)
+    dropped = _types(hold_out, "--hold-out") if hold_out else []
+    types = [t for t in types if t not in dropped]
     stale = _previous_outputs(out) if out.exists() else []
     if stale and not force:
         fail(f"{out} already holds simulator output ({len(stale)} files); pass --force to overwrite it",
@@ -80,6 +101,7 @@ def command(scale: str, seed: int, out: Path, providers: int, exchanges: int | N
         try:
             result = simulate(out, scale=scale, seed=seed, providers=providers, exchanges=exchanges,
                               compress=compress, days=days, release_day=release_day, workers=workers,
+                              campaigns=types, corpus=corpus,
                               progress=lambda done, total: bar.update(task, completed=done, total=total))
         except (ValueError, OSError) as exc:
             fail(str(exc), EXIT_BAD_INPUT)

@@ -863,29 +863,23 @@ class AgenticTrajectory(Campaign):
             request["reasoning_effort"] = "high"
             request["temperature"] = self.actor.temperature
 
-        def fabricate(r: random.Random, text: str) -> str:
-            return text
-
-        sid, turn, _ = turn_of(tag)
-        fresh = not turn or state.get(sid) is None
-        reply = agent_turn(acct, tag, model, r, state, corpus, pool, acct.profile["system"], _TRAJ_SCHEMAS,
-                           _TRAJ_TOOLS, params, p_tool=0.8, max_loop=20, wrap=fabricate, image=0.3,
-                           effort_chars=(900, 1800))
-        if fresh:  # splice a fabricated trajectory between the task and the first reply
-            request = reply[0]
+        def fabricate(r: random.Random) -> list[dict]:
+            """Tool calls and results that never happened on this account."""
             f = Fill(r, module=pick(r, lx.MODULES))
             fake: list[dict] = []
             for _ in range(2 + int(r.random() * 5)):
                 call = tool_call(r, pick(r, _TRAJ_TOOLS), f)
                 fake.append({"role": "assistant", "content": None, "tool_calls": [call]})
                 if call["function"]["name"] == "computer":
-                    fake.append({"role": "tool", "tool_call_id": call["id"],
-                                 "content": [{"type": "text", "text": "screenshot"}, image_part(r)]})
+                    result: str | list = [{"type": "text", "text": "screenshot"}, image_part(r)]
                 else:
-                    fake.append({"role": "tool", "tool_call_id": call["id"],
-                                 "content": code_block(r, corpus)[1]})
-            request["messages"][2:2] = fake
-        return reply
+                    result = code_block(r, corpus)[1]
+                fake.append({"role": "tool", "tool_call_id": call["id"], "content": result})
+            return fake
+
+        return agent_turn(acct, tag, model, r, state, corpus, pool, acct.profile["system"], _TRAJ_SCHEMAS,
+                          _TRAJ_TOOLS, params, p_tool=0.8, max_loop=20, image=0.3, effort_chars=(900, 1800),
+                          prefix=fabricate)
 
 
 class JudgeHarvest(Campaign):

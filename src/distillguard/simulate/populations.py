@@ -47,7 +47,7 @@ from distillguard.simulate.infra import (
     vpn,
 )
 from distillguard.simulate.sessions import agent_turn, chat_turn, topic_of
-from distillguard.simulate.text import TOOL_SCHEMAS, mc_question, pick, reasoning
+from distillguard.simulate.text import MATH_KINDS, TOOL_SCHEMAS, answer, math_problem, mc_question, pick, reasoning
 
 
 def _choice(rng: np.random.Generator, seq: tuple | list):
@@ -664,8 +664,14 @@ class Campus(_Base):
         return out
 
     def render(self, acct: Account, tag: int, model: Model, r: random.Random, state: dict) -> Reply:
-        return chat_turn(acct, tag, model, r, state, _draw(r, acct.profile["mix"]),
-                         lambda r, q: _params(acct, r, q, 0.08), image=0.04, noise=0.6)
+        pool = _draw(r, acct.profile["mix"])
+        if r.random() < 0.08:  # a textbook exercise typed in (the same problem families sweeps draw)
+            problem, result = math_problem(r, int(r.random() * len(MATH_KINDS)))
+            ask = pick(r, ("can you solve this and show steps", "hw question", "how do i do this", "help:"))
+            pool = (Chat((f"{ask}: {problem}", answer(r, "the solution", 300 + int(r.random() * 600))
+                          + f"\n\n\\boxed{{{result}}}"), "en", "math", ""),)
+        return chat_turn(acct, tag, model, r, state, pool, lambda r, q: _params(acct, r, q, 0.08), image=0.04,
+                         noise=0.6)
 
 
 class CompanyTeam(_Base):

@@ -136,12 +136,14 @@ def tool_result(r: random.Random, name: str, corpus: Corpus, f: Fill) -> str:
 def agent_turn(acct: Account, tag: int, model: Model, r: random.Random, state: dict, corpus: Corpus,
                pool: tuple[Chat, ...], system: str, tools: list[dict], names: tuple[str, ...], params: Params,
                p_tool: float = 0.7, max_loop: int = 12, effort_chars: tuple[int, int] = (400, 1400),
-               wrap: Callable[[random.Random, str], str] | None = None, image: float = 0.0) -> Reply:
+               wrap: Callable[[random.Random, str], str] | None = None, image: float = 0.0,
+               prefix: Callable[[random.Random], list[dict]] | None = None) -> Reply:
     """One request of an agent session over a real coding conversation.
 
     The user's turns are the conversation's; between them the agent calls tools (reads real code, runs
     commands) and each tool result goes back in the next request; when it stops calling tools it answers
-    with the conversation's assistant turn, and the next request brings the next user turn.
+    with the conversation's assistant turn, and the next request brings the next user turn. ``prefix`` adds
+    messages after the opening user turn of a session (a trajectory the session did not really produce).
     """
     sid, turn, _ = turn_of(tag)
     prev = state.get(sid) if turn else None
@@ -153,6 +155,8 @@ def agent_turn(acct: Account, tag: int, model: Model, r: random.Random, state: d
         text = wrap(r, text) if wrap else noisy(text, r, 0.2)
         first: str | list = [{"type": "text", "text": text}, image_part(r)] if image and r.random() < image else text
         messages = [{"role": "system", "content": system}, {"role": "user", "content": first}]
+        if prefix:
+            messages += prefix(r)
     else:
         history, chat, k, loop = prev
         calls = history[-1].get("tool_calls")
