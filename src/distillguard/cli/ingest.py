@@ -9,6 +9,7 @@ from rich.table import Table
 
 from distillguard.cli._common import EXIT_BAD_INPUT, EXIT_OK, console, fail, progress
 from distillguard.ingest import FORMATS, IngestReport, StrictModeError, UnknownFormat, ingest
+from distillguard.ingest.base import DamagedFile
 from distillguard.ingest.decode import NATIVE
 from distillguard.store import Store, StoreError
 
@@ -60,6 +61,14 @@ def print_report(report: IngestReport, store: Store) -> None:
         console.print(f"[yellow]bad line[/] {message}")
     if report.quarantine_file:
         console.print(f"rejected lines are in {report.quarantine_file} (verbatim copies beside it)")
+    for message in report.file_problems:
+        console.print(f"[bold red]file problem[/] {message}", highlight=False)
+    if report.files_file:
+        console.print(f"file problems are listed in {report.files_file}")
+    if report.empty_files:
+        console.print(f"empty files (nothing to read): {', '.join(report.empty_files[:5])}"
+                      + (f" and {len(report.empty_files) - 5} more" if len(report.empty_files) > 5 else ""),
+                      highlight=False)
 
 
 @click.command("ingest")
@@ -80,9 +89,9 @@ def command(paths: tuple[str, ...], store_dir: str, accounts: Path | None, fmt: 
         store = Store.open(store_dir, content=False if no_content else None)
         report = run_ingest(list(paths), store, fmt=fmt, accounts=accounts, strict=strict,
                             options=_parse_options(options))
-    except (StoreError, UnknownFormat, FileNotFoundError) as exc:
+    except (StoreError, UnknownFormat, FileNotFoundError, DamagedFile) as exc:
         fail(str(exc))
     except StrictModeError as exc:
         fail(f"--strict: {exc}")
     print_report(report, store)
-    raise click.exceptions.Exit(EXIT_BAD_INPUT if report.quarantined or report.accounts_quarantined else EXIT_OK)
+    raise click.exceptions.Exit(EXIT_OK if report.clean else EXIT_BAD_INPUT)

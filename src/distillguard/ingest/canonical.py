@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from distillguard.ingest.base import IngestFormat, Line, open_binary, parse_line
+from distillguard.ingest.base import IngestFormat, Line, parse_line
 
 
 class CanonicalFormat(IngestFormat):
@@ -24,9 +24,13 @@ class CanonicalFormat(IngestFormat):
         return any(line.lstrip().startswith(b"{") and b'"account_id"' in line and b'"ts"' in line for line in lines)
 
     def read(self, paths: Sequence[Path]) -> Iterator[Line]:
+        """Every line; a damaged compressed file ends with an error line for the damage (see ``damaged``)."""
         for path in paths:
             source = str(path)
-            with open_binary(path) as handle:
+            seen = len(self.damaged)
+            with self.open(path) as handle:
                 for number, raw in enumerate(handle, 1):
                     if raw.strip():
                         yield parse_line(source, number, raw)
+            for damage in self.damaged[seen:]:
+                yield Line(source, damage.line, damage.partial, error=f"<file>: {damage.message()}")

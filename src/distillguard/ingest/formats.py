@@ -22,9 +22,11 @@ class UnknownFormat(ValueError):
     pass
 
 
-def detect_format(path: Path) -> str:
-    """Name of the format of ``path``, by content (the canonical format is tried last)."""
-    head = read_head(path)
+def detect_format(path: Path, head: bytes | None = None) -> str:
+    """Name of the format of ``path``, by content (the canonical format is tried last); ``head``: its first
+    64 KiB, decompressed, when the caller has read them."""
+    if head is None:
+        head = read_head(path)
     for name, fmt in FORMATS.items():
         if name != CanonicalFormat.name and fmt.sniff(path, head):
             return name

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from distillguard.ingest.base import IngestFormat, Line, open_binary
+from distillguard.ingest.base import IngestFormat, Line
 from distillguard.model.exchange import FieldError, format_ts
 
 DEFAULT_ACCOUNT_FIELDS = ("user", "end_user", "team_id")
@@ -179,7 +179,7 @@ class LiteLLMFormat(IngestFormat):
     def read(self, paths: Sequence[Path]) -> Iterator[Line]:
         for path in paths:
             source = str(path)
-            with open_binary(path) as handle:
+            with self.open(path) as handle:
                 head: list[bytes] = []
                 for raw in handle:
                     head.append(raw)

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import orjson
 
-from distillguard.ingest.base import IngestFormat, Line, open_binary, parse_line
+from distillguard.ingest.base import IngestFormat, Line, parse_line
 from distillguard.model.exchange import FieldError, format_ts, parse_ts
 
 _COMPRESSED = (".gz", ".zst", ".zstd")
@@ -101,7 +101,7 @@ class OpenAIBatchFormat(IngestFormat):
                 compressed = path.suffix.lower() in _COMPRESSED
                 found_output = False
                 offset = 0
-                with open_binary(path) as handle:
+                with self.open(path) as handle:
                     for number, raw in enumerate(handle, 1):
                         start, offset = offset, offset + len(raw)
                         if not raw.strip():
@@ -142,7 +142,7 @@ class OpenAIBatchFormat(IngestFormat):
                 if not has_output[fidx]:
                     continue
                 source = str(path)
-                with open_binary(path) as handle:
+                with self.open(path) as handle:
                     for number, raw in enumerate(handle, 1):
                         if not raw.strip():
                             continue

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from distillguard.ingest.base import open_binary
+from distillguard.ingest.base import Damage, open_binary
 from distillguard.ingest.decode import decode_block
 from distillguard.store import Store
 from distillguard.store.store import Derive, StagedPart
@@ -55,18 +55,20 @@ class Span:
             return handle.read(self.length)
 
 
-def read_blocks(paths: Sequence[Path], size: int | None = None) -> Iterator[tuple[str, bytes | Span]]:
+def read_blocks(paths: Sequence[Path], size: int | None = None, on_damage: Callable[[Damage], None] | None = None
+                ) -> Iterator[tuple[str, bytes | Span]]:
     """Each file as blocks of whole lines of about ``size`` bytes: (file, block).
 
     Blocks, not lines, cross to the workers, so the parent does no per-line work; a block of an
     uncompressed file crosses as a :class:`Span`, found by seeking, so the parent reads only the few
     bytes around each boundary. Lines are numbered by whoever consumes the blocks in order
-    (:class:`LineNumbers`), from the newlines each decoded block reports.
+    (:class:`LineNumbers`), from the newlines each decoded block reports. A damaged compressed file ends
+    at its last complete line (see :func:`~distillguard.ingest.base.open_binary`; ``on_damage`` hears of it).
     """
     size = size or CHUNK_BYTES
     for path in paths:
         if path.suffix.lower() in (".gz", ".zst", ".zstd"):
-            yield from _decompressed_blocks(path, size)
+            yield from _decompressed_blocks(path, size, on_damage)
         else:
             yield from _spans(path, size)
 
@@ -87,9 +89,10 @@ class LineNumbers:
         return first
 
 
-def _decompressed_blocks(path: Path, size: int) -> Iterator[tuple[str, bytes]]:
+def _decompressed_blocks(path: Path, size: int, on_damage: Callable[[Damage], None] | None
+                         ) -> Iterator[tuple[str, bytes]]:
     rest = b""
-    with open_binary(path) as handle:
+    with open_binary(path, on_damage) as handle:
         while data := handle.read(size):
             data = rest + data if rest else data
             cut = data.rfind(b"\n") + 1
@@ -139,8 +142,8 @@ def _stage_worker(block: bytes | Span, root: str, content: bool, derive: Derive 
                                              in decoded.bad], hashes, parts
 
 
-def stage_parallel(paths: Sequence[Path], store: Store, workers: int, derive: Derive | None = None
-                   ) -> Iterator[StagedChunk]:
+def stage_parallel(paths: Sequence[Path], store: Store, workers: int, derive: Derive | None = None,
+                   on_damage: Callable[[Damage], None] | None = None) -> Iterator[StagedChunk]:
     """Chunks parsed and staged by ``workers`` processes, yielded in input order.
 
     Workers write the Parquet files themselves, so the parent only finds block boundaries and
@@ -154,7 +157,7 @@ def stage_parallel(paths: Sequence[Path], store: Store, workers: int, derive: De
     numbers = LineNumbers()
     in_flight: deque[tuple[str, Future]] = deque()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
-        for source, block in read_blocks(paths):
+        for source, block in read_blocks(paths, on_damage=on_damage):
             in_flight.append((source, pool.submit(_stage_worker, block, str(store.root), store.content, derive)))
             if len(in_flight) >= 2 * workers:
                 yield _collect(numbers, *in_flight.popleft())

@@ -4,6 +4,11 @@ The invariant reported to the user, and asserted in tests, is
 ``lines read = ingested + duplicates + quarantined``. Good records are committed
 in batches as they go, so a bad line, a crash or Ctrl-C never costs the records
 already committed; re-running the same input is idempotent (dedupe on id).
+
+A file that cannot be read as a whole (its format unrecognisable, or a compressed file
+damaged part way) does not stop the run: its complete lines are kept, the problem is
+reported with the file and byte offset (``STORE/quarantine/<run>.files.jsonl``), and the
+other files are read.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ import orjson
 import pyarrow as pa
 
 from distillguard.ingest import parallel
-from distillguard.ingest.base import IngestFormat, Line, open_binary
+from distillguard.ingest.base import Damage, IngestFormat, Line, open_binary, read_head
 from distillguard.ingest.decode import Decoded, decode_block
-from distillguard.ingest.formats import FORMATS, detect_format
+from distillguard.ingest.formats import FORMATS, UnknownFormat, detect_format
 from distillguard.model import FieldError, accounts_to_table, flatten, flatten_account, rows_to_table
 from distillguard.store import Store
 from distillguard.store.store import Derive, keep_rows, publish
@@ -47,10 +52,18 @@ class IngestReport:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)  # first few, for the summary
     quarantine_file: str | None = None
+    file_problems: list[str] = field(default_factory=list)  # files skipped or read only in part, all of them
+    files_file: str | None = None  # STORE/quarantine/<run>.files.jsonl, when there are file problems
+    empty_files: list[str] = field(default_factory=list)  # files with no line at all: nothing to read, no error
 
     @property
     def balanced(self) -> bool:
         return self.read == self.ingested + self.duplicates + self.quarantined
+
+    @property
+    def clean(self) -> bool:
+        """No bad line, no bad account record, no file skipped or cut short."""
+        return not (self.quarantined or self.accounts_quarantined or self.file_problems)
 
 
 class Quarantine:
@@ -59,8 +72,16 @@ class Quarantine:
     def __init__(self, store: Store, run_id: str) -> None:
         self.bad_path = store.root / "quarantine" / f"{run_id}.bad"
         self.errors_path = store.root / "quarantine" / f"{run_id}.errors.jsonl"
+        self.files_path = store.root / "quarantine" / f"{run_id}.files.jsonl"
         self._bad = None
         self._errors = None
+
+    def file_problem(self, source: str, problem: str, reason: str, offset: int | None = None,
+                     line: int | None = None) -> None:
+        """A file skipped (``unrecognised``) or read only up to ``offset`` (``damaged``)."""
+        entry = {"file": source, "problem": problem, "offset": offset, "line": line, "reason": reason}
+        with self.files_path.open("ab") as handle:
+            handle.write(orjson.dumps(entry) + b"\n")
 
     def add(self, line: Line, field_name: str, reason: str) -> None:
         if self._bad is None:
@@ -96,10 +117,34 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def group_by_format(paths: Sequence[Path], fmt: str) -> dict[str, list[Path]]:
+def group_by_format(paths: Sequence[Path], fmt: str, report: IngestReport | None = None,
+                    quarantine: Quarantine | None = None) -> dict[str, list[Path]]:
+    """Files by format. With a ``report``, a file whose format cannot be told is reported and left out
+    (without one, :class:`UnknownFormat` is raised), and an empty file is noted and left out."""
     groups: dict[str, list[Path]] = {}
     for path in paths:
-        name = detect_format(path) if fmt == "auto" else fmt
+        if fmt != "auto":
+            groups.setdefault(fmt, []).append(path)
+            continue
+        damaged: list[Damage] = []
+        head = read_head(path, 65536, damaged)
+        if report is not None and not head.strip():
+            if not damaged:
+                report.empty_files.append(str(path))
+                continue
+            # damaged before its first complete line: no format to tell, but the damage (and the incomplete
+            # line it cut) is reported by whichever reader opens it, so it goes with the canonical files
+            groups.setdefault("canonical", []).append(path)
+            continue
+        try:
+            name = detect_format(path, head)
+        except UnknownFormat as exc:
+            if report is None:
+                raise
+            report.file_problems.append(f"{exc} (skipped)")
+            if quarantine is not None:
+                quarantine.file_problem(str(path), "unrecognised", str(exc).removeprefix(f"{path}: "))
+            continue
         groups.setdefault(name, []).append(path)
     return groups
 
@@ -110,11 +155,11 @@ def _split_error(message: str) -> tuple[str, str]:
 
 
 def ingest(
-    paths: Sequence[str | Path],
+    paths: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
     store: Store,
     *,
     fmt: str = "auto",
-    accounts: Path | None = None,
+    accounts: str | os.PathLike[str] | None = None,
     strict: bool = False,
     options: dict[str, str] | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -127,13 +172,18 @@ def ingest(
     dropped; a no-content store requires it so detection still has what it needs.
     ``workers`` processes parse the canonical format (default: one per core for inputs over
     32 MiB, in-process otherwise, where starting workers costs more than it saves).
+    Paths (``paths``, ``accounts``) may be strings or path objects; a single path may be given bare.
+    Files whose format cannot be told, and compressed files damaged part way, do not stop the run: see
+    :attr:`IngestReport.file_problems` (``--strict`` stops at them).
     """
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
     with store.writing():
-        return _ingest(paths, store, fmt=fmt, accounts=accounts, strict=strict, options=options,
-                       on_progress=on_progress, derive=derive, workers=workers)
+        return _ingest(list(paths), store, fmt=fmt, accounts=Path(accounts) if accounts is not None else None,
+                       strict=strict, options=options, on_progress=on_progress, derive=derive, workers=workers)
 
 
-def _ingest(paths: Sequence[str | Path], store: Store, *, fmt: str, accounts: Path | None, strict: bool,
+def _ingest(paths: Sequence[str | os.PathLike[str]], store: Store, *, fmt: str, accounts: Path | None, strict: bool,
             options: dict[str, str] | None, on_progress: Callable[[int], None] | None, derive: Derive | None,
             workers: int | None) -> IngestReport:
     started = time.perf_counter()
@@ -141,7 +191,9 @@ def _ingest(paths: Sequence[str | Path], store: Store, *, fmt: str, accounts: Pa
     report = IngestReport()
     quarantine = Quarantine(store, run_id)
     files = expand_paths(paths)
-    groups = group_by_format(files, fmt)
+    groups = group_by_format(files, fmt, report, quarantine)
+    if strict and report.file_problems:
+        raise StrictModeError(report.file_problems[0])
     pending: list = []
     pending_bytes = 0
 
@@ -199,6 +251,17 @@ def _ingest(paths: Sequence[str | Path], store: Store, *, fmt: str, accounts: Pa
         report.read += decoded.lines
         stage(decoded.table)
 
+    def damaged(damage: Damage) -> None:
+        """A compressed file that ended early: its incomplete line is quarantined, the file reported."""
+        if damage.partial:
+            report.read += 1
+            refuse(damage.source, damage.line, damage.partial, "<file>",
+                   f"incomplete line: the file is damaged here ({damage.reason})")
+        report.file_problems.append(damage.message())
+        quarantine.file_problem(damage.source, "damaged", damage.reason, damage.offset, damage.line)
+        if strict:
+            raise StrictModeError(damage.message())
+
     def publish_staged(chunk: parallel.StagedChunk) -> None:
         """Account for a chunk a worker parsed and staged: quarantine, dedupe, then publish in input order."""
         for number, field_name, reason, raw in chunk.bad:
@@ -215,22 +278,25 @@ def _ingest(paths: Sequence[str | Path], store: Store, *, fmt: str, accounts: Pa
     try:
         for name, group in groups.items():
             if name == "canonical":
+                damages: list[Damage] = []
                 n_workers = _workers_for(group) if workers is None else workers
                 if n_workers > 1 and not strict:
                     commit()  # what other formats staged goes first
-                    for staged in parallel.stage_parallel(group, store, n_workers, derive):
+                    for staged in parallel.stage_parallel(group, store, n_workers, derive, damages.append):
                         publish_staged(staged)
                         if on_progress:
                             on_progress(report.read)
-                    continue
-                numbers = parallel.LineNumbers()
-                for source, block in parallel.read_blocks(group):
-                    decoded = decode_block(parallel.load(block))
-                    take(source, numbers.take(source, decoded.newlines), decoded)
-                    if pending_bytes >= COMMIT_BYTES:
-                        commit()
-                    if on_progress:
-                        on_progress(report.read)
+                else:
+                    numbers = parallel.LineNumbers()
+                    for source, block in parallel.read_blocks(group, on_damage=damages.append):
+                        decoded = decode_block(parallel.load(block))
+                        take(source, numbers.take(source, decoded.newlines), decoded)
+                        if pending_bytes >= COMMIT_BYTES:
+                            commit()
+                        if on_progress:
+                            on_progress(report.read)
+                for damage in damages:
+                    damaged(damage)
                 continue
             reader: IngestFormat = FORMATS[name](**(options or {}))
             for batch in _batches(reader.read(group), BATCH_ROWS):
@@ -240,8 +306,10 @@ def _ingest(paths: Sequence[str | Path], store: Store, *, fmt: str, accounts: Pa
                 if on_progress:
                     on_progress(report.read)
             report.skipped += reader.skipped
+            for damage in _unique(reader.damaged):
+                damaged(damage)
         if accounts is not None:
-            _ingest_accounts(accounts, store, quarantine, report, strict)
+            _ingest_accounts(accounts, store, quarantine, report, strict, damaged)
     finally:
         # what was read and validated is committed even when interrupted by an error
         # in a later line (strict mode) or an unexpected failure
@@ -250,7 +318,15 @@ def _ingest(paths: Sequence[str | Path], store: Store, *, fmt: str, accounts: Pa
         report.seconds = time.perf_counter() - started
         if report.quarantined or report.accounts_quarantined:
             report.quarantine_file = str(quarantine.errors_path)
+        if report.file_problems:
+            report.files_file = str(quarantine.files_path)
     return report
+
+
+def _unique(damages: list[Damage]) -> list[Damage]:
+    """Formats that read a file twice (Batch, OTel) meet its damage twice: once per file is reported."""
+    seen: set[str] = set()
+    return [d for d in damages if not (d.source in seen or seen.add(d.source))]
 
 
 def _workers_for(paths: Sequence[Path]) -> int:
@@ -259,9 +335,11 @@ def _workers_for(paths: Sequence[Path]) -> int:
     return (os.cpu_count() or 1) if size > PARALLEL_MIN_BYTES else 1
 
 
-def _ingest_accounts(path: Path, store: Store, quarantine: Quarantine, report: IngestReport, strict: bool) -> None:
+def _ingest_accounts(path: Path, store: Store, quarantine: Quarantine, report: IngestReport, strict: bool,
+                     damaged: Callable[[Damage], None]) -> None:
     rows = []
-    with open_binary(path) as handle:
+    damages: list[Damage] = []
+    with open_binary(path, damages.append) as handle:
         for number, raw in enumerate(handle, 1):
             if not raw.strip():
                 continue
@@ -280,6 +358,12 @@ def _ingest_accounts(path: Path, store: Store, quarantine: Quarantine, report: I
             if len(report.errors) < 20:
                 report.errors.append(message)
             quarantine.add(line, field_name, reason)
+    for damage in damages:
+        if damage.partial:  # an account line, not an exchange line
+            report.accounts_quarantined += 1
+            quarantine.add(Line(damage.source, damage.line, damage.partial), "<file>",
+                           f"incomplete line: the file is damaged here ({damage.reason})")
+        damaged(Damage(damage.source, damage.offset, damage.line, damage.reason))
     if rows:
         store.write_accounts(accounts_to_table(rows))
     report.accounts = len(rows)
