@@ -21,14 +21,15 @@ a structured OTLP value, with a fallback to the older indexed
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
-from distillguard.ingest.base import IngestFormat, Line, open_binary, parse_line
-from distillguard.model.exchange import FieldError, format_ts
+from distillguard.ingest.base import IngestFormat, Line, parse_line
+from distillguard.model.exchange import FieldError, format_ts, json_error
 
 INFERENCE_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
 _ENDPOINTS = {"chat": "/v1/chat/completions", "text_completion": "/v1/completions"}
@@ -44,6 +45,10 @@ _REQUEST_PARAMS = (  # semconv request attribute -> OpenAI request field
     ("gen_ai.request.choice.count", "n"),
 )
 _LEGACY = re.compile(r"gen_ai\.(prompt|completion)\.(\d+)\.(role|content|finish_reason)$")
+_SDK_STATUS = re.compile(r"Error code: ([1-5][0-9][0-9])\b")
+DETAILS_EVENT = "gen_ai.client.inference.operation.details"  # newer conventions: all content in one event
+_MESSAGE_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",  # v1.30 conventions
+                   "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool"}
 
 
 def _any(value: Any) -> Any:
@@ -211,6 +216,85 @@ def _legacy(attrs: dict[str, Any]) -> tuple[list[dict], list[dict]]:
     return messages, choices
 
 
+def _from_events(events: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Chat messages and choices from the per-message events of the v1.30 conventions (the default of
+    ``opentelemetry-instrumentation-openai-v2``): ``gen_ai.<role>.message`` bodies hold ``content`` (and
+    ``tool_calls``, or the tool call ``id``), ``gen_ai.choice`` bodies ``index``, ``finish_reason`` and
+    ``message``. Without content capture the bodies hold roles and tool call names only."""
+    messages: list[dict] = []
+    choices: list[dict] = []
+    for event in events:
+        body = event["body"] if isinstance(event["body"], dict) else {}
+        role = _MESSAGE_EVENTS.get(event["name"])
+        if role is not None:
+            message: dict[str, Any] = {"role": role, "content": body.get("content")}
+            if role == "assistant" and body.get("tool_calls"):
+                message["tool_calls"] = body["tool_calls"]
+            if role == "tool" and body.get("id") is not None:
+                message["tool_call_id"] = body["id"]
+            messages.append(message)
+        elif event["name"] == "gen_ai.choice":
+            reply = body.get("message") if isinstance(body.get("message"), dict) else {}
+            message = {"role": reply.get("role") or "assistant", "content": reply.get("content")}
+            if reply.get("tool_calls"):
+                message["tool_calls"] = reply["tool_calls"]
+            finish = body.get("finish_reason")
+            index = body.get("index")
+            choices.append({"index": index if isinstance(index, int) else len(choices), "message": message,
+                            "finish_reason": _FINISH.get(finish, finish) if isinstance(finish, str) else None})
+    choices.sort(key=lambda choice: choice["index"])
+    return messages, choices
+
+
+class _EventSpool:
+    """GenAI log events by (traceId, spanId), waiting for their span: the events (and their verbatim units) in an
+    anonymous temporary file, only their positions in memory, so a big export does not have to fit in memory."""
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] | None = None
+        self._index: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
+
+    def __enter__(self) -> _EventSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def add(self, key: tuple[str, str], event: dict, unit: bytes) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by __exit__)
+        data = orjson.dumps(event)
+        self._file.seek(0, 2)
+        self._index.setdefault(key, []).append((self._file.tell(), len(data), len(unit)))
+        self._file.write(data)
+        self._file.write(unit)
+
+    def _load(self, where: tuple[int, int, int]) -> tuple[dict, bytes]:
+        assert self._file is not None
+        offset, size, unit_size = where
+        self._file.seek(offset)
+        data = self._file.read(size + unit_size)
+        return orjson.loads(data[:size]), data[size:]
+
+    def take(self, trace_id: Any, span_id: Any) -> tuple[list[dict], list[bytes]]:
+        """The events of a span (removed from the spool) and their units, in input order."""
+        if not self._index or not isinstance(trace_id, str) or not isinstance(span_id, str):
+            return [], []
+        found = [self._load(where) for where in self._index.pop((trace_id, span_id), [])]
+        return [event for event, _ in found], [unit for _, unit in found]
+
+    def leftovers(self) -> Iterator[Line]:
+        """An error line for each event whose span was not in the input."""
+        for (trace_id, span_id), wheres in self._index.items():
+            for where in wheres:
+                event, unit = self._load(where)
+                yield Line(event["source"], event["line"], unit,
+                           error=f"spanId: GenAI event {event['name']} belongs to span {trace_id}:{span_id}, which "
+                                 "is not in the input (pass the traces with the logs in one run)")
+        self._index.clear()
+
+
 def _str_attr(value: Any) -> str | None:
     if value is None or value == "":
         return None
@@ -218,55 +302,133 @@ def _str_attr(value: Any) -> str | None:
 
 
 class OtelFormat(IngestFormat):
-    """Options: ``account_attribute`` (default ``enduser.id``), ``ip_attribute`` (default
-    ``client.address``), ``api_key_attribute``, ``org_attribute``.
+    """Options: ``account_attribute`` (default ``enduser.id``; a comma-separated list is tried in order),
+    ``account_id`` (for spans with none of them), ``ip_attribute`` (default ``client.address``, then
+    ``http.client_ip``; a list too), ``ip`` (for spans with no address), ``api_key_attribute``,
+    ``org_attribute``.
 
-    ``skipped`` counts the non-inference spans read so far, so a caller can report them.
+    ``skipped`` counts the non-inference spans and non-GenAI log records read so far.
     """
 
     name = "otel"
 
     @classmethod
     def sniff(cls, path: Path, head: bytes) -> bool:
-        return head.lstrip().startswith(b"{") and b'"resourceSpans"' in head[:4096]
+        return head.lstrip().startswith(b"{") and (b'"resourceSpans"' in head[:4096]
+                                                   or b'"resourceLogs"' in head[:4096])
 
     def read(self, paths: Sequence[Path]) -> Iterator[Line]:
-        for path in paths:
-            source = str(path)
-            with open_binary(path) as handle:
-                lines = enumerate(handle, 1)
-                head: list[bytes] = []
-                for item in lines:
-                    head.append(item[1])
-                    if item[1].strip():
-                        break
-                else:
-                    continue  # empty file
-                number, raw = item
-                try:
-                    document = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    text = b"".join(head) + handle.read()  # one multi-line document
-                else:
-                    # Collector file exporter: one ExportTraceServiceRequest per line.
-                    yield from self._request(source, document, raw, number)
-                    for number, raw in lines:
-                        if not raw.strip():
-                            continue
-                        parsed = parse_line(source, number, raw)
-                        if parsed.error is not None:
-                            yield parsed
-                            continue
-                        yield from self._request(source, parsed.record, raw, number)
-                    continue
-            try:
-                document = orjson.loads(text)
-            except orjson.JSONDecodeError as exc:
-                yield Line(source, 1, text, error=f"<record>: invalid JSON: {exc}")
-                continue
-            yield from self._request(source, document, text, None)
+        """Two passes: GenAI log events are indexed by span first (spooled to a temporary file), then spans
+        are read and each takes its events; events whose span never came are error lines at the end."""
+        with _EventSpool() as events:
+            logs_only: set[tuple[int, int]] = set()  # (file, line) of requests that held only log records
+            for fidx, path in enumerate(paths):
+                for number, raw, document in self._units(path, b'"resourceLogs"'):
+                    if not isinstance(document, dict) or "resourceLogs" not in document:
+                        continue  # invalid or not logs: reported in the span pass
+                    yield from self._logs(str(path), document, raw, number, events)
+                    if "resourceSpans" not in document:
+                        logs_only.add((fidx, number or 0))
+            for fidx, path in enumerate(paths):
+                for number, raw, document in self._units(path, None, skip=logs_only, fidx=fidx):
+                    if isinstance(document, Line):
+                        yield document
+                    else:
+                        yield from self._request(str(path), document, raw, number, events)
+            yield from events.leftovers()
 
-    def _request(self, source: str, document: Any, raw: bytes, number: int | None) -> Iterator[Line]:
+    def _units(self, path: Path, needle: bytes | None, skip: set[tuple[int, int]] | None = None, fidx: int = 0
+               ) -> Iterator[tuple[int | None, bytes, Any]]:
+        """(line number or None for a whole document, raw bytes, parsed value or an error Line) of each request
+        in a file: the collector's JSON Lines, or one (possibly pretty-printed) document. With ``needle``, only
+        requests whose bytes hold it are parsed (the others come as None)."""
+        source = str(path)
+        with self.open(path) as handle:
+            lines = enumerate(handle, 1)
+            head: list[bytes] = []
+            for item in lines:
+                head.append(item[1])
+                if item[1].strip():
+                    break
+            else:
+                return  # empty file
+            number, raw = item
+            try:
+                document = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                text = b"".join(head) + handle.read()  # one multi-line document
+            else:
+                # Collector file exporter: one Export*ServiceRequest per line.
+                if not (skip and (fidx, number) in skip):
+                    yield number, raw, document
+                for number, raw in lines:
+                    if not raw.strip() or (skip and (fidx, number) in skip):
+                        continue
+                    if needle is not None and needle not in raw:
+                        yield number, raw, None
+                        continue
+                    parsed = parse_line(source, number, raw)
+                    yield number, raw, parsed if parsed.error is not None else parsed.record
+                return
+        if skip and (fidx, 0) in skip:
+            return
+        if needle is not None and needle not in text:
+            yield None, text, None
+            return
+        try:
+            yield None, text, orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            field, reason = json_error(text, exc)
+            yield None, text, Line(source, 1, text, error=f"{field}: {reason}")
+
+    def _logs(self, source: str, document: dict, raw: bytes, number: int | None, events: _EventSpool
+              ) -> Iterator[Line]:
+        """Index the GenAI events of one ExportLogsServiceRequest by their span; other records are skipped."""
+        locate = _Locator(raw) if number is None else None
+        resource_logs = document["resourceLogs"]
+        if not isinstance(resource_logs, list):
+            yield Line(source, number or 1, raw, error="resourceLogs: expected a list")
+            return
+        for r, rl in enumerate(resource_logs):
+            scope_logs = rl.get("scopeLogs") if isinstance(rl, dict) else None
+            if not isinstance(scope_logs, list):
+                yield Line(source, number or 1, raw, error=f"resourceLogs[{r}]: expected an object with a "
+                                                           "scopeLogs list")
+                continue
+            for s, sl in enumerate(scope_logs):
+                records = sl.get("logRecords") if isinstance(sl, dict) else None
+                if not isinstance(records, list):
+                    yield Line(source, number or 1, raw, error=f"resourceLogs[{r}].scopeLogs[{s}]: expected an "
+                                                               "object with a logRecords list")
+                    continue
+                for i, record in enumerate(records):
+                    where = f"resourceLogs[{r}].scopeLogs[{s}].logRecords[{i}]"
+                    if not isinstance(record, dict):
+                        yield Line(source, number or 1, raw, error=f"{where}: expected an object")
+                        continue
+                    try:
+                        attrs = _attributes(record.get("attributes"), "attributes")
+                    except FieldError:
+                        attrs = {}
+                    name = record.get("eventName") or attrs.get("event.name")  # older SDKs: an attribute
+                    if not isinstance(name, str) or not name.startswith("gen_ai."):
+                        self.skipped += 1
+                        continue
+                    trace_id, span_id = record.get("traceId"), record.get("spanId")
+                    line = locate(span_id) if locate is not None else number or 1
+                    unit = orjson.dumps({"resourceLogs": [{**{k: v for k, v in rl.items() if k != "scopeLogs"},
+                                                           "scopeLogs": [{**{k: v for k, v in sl.items()
+                                                                             if k != "logRecords"},
+                                                                          "logRecords": [record]}]}]})
+                    if not (isinstance(trace_id, str) and trace_id and isinstance(span_id, str) and span_id):
+                        yield Line(source, line, unit, error=f"spanId: GenAI event {name} has no traceId/spanId, "
+                                                             "so it cannot be joined to its span")
+                        continue
+                    events.add((trace_id, span_id), {"name": name, "body": _any(record.get("body")),
+                                                     "attrs": attrs, "source": source, "line": line}, unit)
+
+    def _request(self, source: str, document: Any, raw: bytes, number: int | None, events: _EventSpool
+                 ) -> Iterator[Line]:
         """Spans of one ExportTraceServiceRequest. ``number`` is its line, or None for a whole document."""
         locate = _Locator(raw) if number is None else None
         try:
@@ -274,7 +436,7 @@ class OtelFormat(IngestFormat):
                 raise FieldError("resourceSpans", "expected an ExportTraceServiceRequest object")
             resource_spans = document.get("resourceSpans")
             if not isinstance(resource_spans, list):
-                raise FieldError("resourceSpans", "expected a list")
+                raise FieldError("resourceSpans", "expected a list (or resourceLogs, for log events)")
         except FieldError as exc:
             yield Line(source, number or 1, raw, error=f"{exc.field}: {exc.reason}")
             return
@@ -306,17 +468,19 @@ class OtelFormat(IngestFormat):
                         attrs = _attributes(span.get("attributes"), "attributes")
                     except FieldError:
                         attrs = {}
+                    found, units = events.take(span.get("traceId"), span.get("spanId"))
                     operation = attrs.get("gen_ai.operation.name")
                     if not isinstance(operation, str) or operation not in INFERENCE_OPERATIONS:
-                        self.skipped += 1
+                        self.skipped += 1 + len(found)  # its events are not exchanges either
                         continue
                     unit = orjson.dumps({"resourceSpans": [{**{k: v for k, v in rs.items() if k != "scopeSpans"},
                                                             "scopeSpans": [{**{k: v for k, v in ss.items()
                                                                                if k != "spans"},
                                                                             "spans": [span]}]}]})
+                    unit = b"\n".join([unit, *units])  # quarantined with its events: still a valid OTLP file
                     line = locate(span.get("spanId")) if locate is not None else number or 1
                     try:
-                        record = self._record(span, attrs, resource_attrs)
+                        record = self._record(span, attrs, resource_attrs, found)
                     except FieldError as exc:
                         yield Line(source, line, unit, error=f"{exc.field}: {exc.reason}")
                         continue
@@ -327,19 +491,34 @@ class OtelFormat(IngestFormat):
         value = attrs.get(key)
         return _str_attr(value if value is not None else resource.get(key))
 
-    def _record(self, span: dict, attrs: dict[str, Any], resource: dict[str, Any]) -> dict[str, Any]:
-        """Map one inference span to a canonical record."""
-        account_key = self.options.get("account_attribute", "enduser.id")
-        account = self._attr(attrs, resource, account_key)
+    def _first(self, attrs: dict, resource: dict, keys: str) -> tuple[str | None, list[str]]:
+        """The first of a comma-separated list of attributes present on the span (or its resource)."""
+        names = [key.strip() for key in keys.split(",") if key.strip()]
+        for key in names:
+            value = self._attr(attrs, resource, key)
+            if value is not None:
+                return value, names
+        return None, names
+
+    def _record(self, span: dict, attrs: dict[str, Any], resource: dict[str, Any], events: list[dict]
+                ) -> dict[str, Any]:
+        """Map one inference span (and its GenAI log events) to a canonical record."""
+        for event in events:
+            if event["name"] == DETAILS_EVENT:  # the content attributes, and a copy of the span's
+                attrs = {**event["attrs"], **attrs}
+        account, names = self._first(attrs, resource, self.options.get("account_attribute") or "enduser.id")
+        account = account or self.options.get("account_id") or None
         if account is None:
-            raise FieldError("account_id", f"span has no {account_key} attribute "
-                                           "(choose another with --option account_attribute=)")
-        ip_key = self.options.get("ip_attribute")
-        ip = (self._attr(attrs, resource, ip_key) if ip_key
-              else self._attr(attrs, resource, "client.address") or self._attr(attrs, resource, "http.client_ip"))
+            raise FieldError("account_id", f"span has no {' or '.join(names)} attribute, on the span or its "
+                                           "resource (choose with --option account_attribute=NAME[,NAME...], e.g. "
+                                           "service.name, or give a default with --option account_id=)")
+        ip_keys = self.options.get("ip_attribute") or "client.address,http.client_ip"
+        ip, names = self._first(attrs, resource, ip_keys)
+        ip = ip or self.options.get("ip") or None
         if ip is None:
-            raise FieldError("client.ip", f"span has no {ip_key or 'client.address'} attribute "
-                                          "(choose another with --option ip_attribute=)")
+            raise FieldError("client.ip", f"span has no {' or '.join(names)} attribute (client-side "
+                                          "instrumentations record none: give the address with --option ip=, "
+                                          "or choose an attribute with --option ip_attribute=)")
         span_id = _str_attr(span.get("spanId"))
         trace_id = _str_attr(span.get("traceId"))
         # a span id is only unique within its trace, so it is qualified by the trace id
@@ -365,22 +544,26 @@ class OtelFormat(IngestFormat):
             messages.append({"role": "system", "content": _content(text) or ""})
         inputs = _json_attr(attrs, "gen_ai.input.messages")
         legacy_messages, legacy_choices = _legacy(attrs)
+        event_messages, event_choices = _from_events(events)
         if inputs is not None:
             messages.extend(_messages(inputs, "gen_ai.input.messages"))
         else:
-            messages.extend(legacy_messages)
+            messages.extend(event_messages or legacy_messages)
         if messages:
             request["messages"] = messages
         for key, field in _REQUEST_PARAMS:
             if attrs.get(key) is not None:
                 request[field] = attrs[key]
+        if isinstance(attrs.get("gen_ai.request.stream"), bool):
+            request["stream"] = attrs["gen_ai.request.stream"]
         tools = _json_attr(attrs, "gen_ai.tool.definitions")
         if isinstance(tools, list) and tools:
             request["tools"] = [t if "function" in t else {"type": "function", "function": t}
                                 for t in tools if isinstance(t, dict)]
 
         outputs = _json_attr(attrs, "gen_ai.output.messages")
-        choices = _choices(outputs, "gen_ai.output.messages") if outputs is not None else legacy_choices
+        choices = (_choices(outputs, "gen_ai.output.messages") if outputs is not None
+                   else event_choices or legacy_choices)
         finish = attrs.get("gen_ai.response.finish_reasons")
         if not choices and isinstance(finish, list) and finish:
             choices = [{"index": i, "message": {"role": "assistant", "content": None},
@@ -406,15 +589,18 @@ class OtelFormat(IngestFormat):
             if usage:
                 response["usage"] = usage
 
-        status_code = span.get("status", {}).get("code") if isinstance(span.get("status"), dict) else None
-        failed = status_code in (2, "STATUS_CODE_ERROR")
+        span_status = span.get("status") if isinstance(span.get("status"), dict) else {}
+        failed = span_status.get("code") in (2, "STATUS_CODE_ERROR")
         http_status = attrs.get("http.response.status_code")
         error_type = _str_attr(attrs.get("error.type"))
+        sdk_error = _SDK_STATUS.match(str(span_status.get("message") or "")) if failed else None
         status: int | None
         if isinstance(http_status, int):
             status = http_status
         elif error_type and error_type.isdigit():
             status = int(error_type)
+        elif sdk_error:  # the openai SDK's APIStatusError, as its instrumentation records it
+            status = int(sdk_error[1])
         elif failed or error_type:
             status = None
         else:
