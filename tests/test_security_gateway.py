@@ -454,3 +454,35 @@ async def test_no_response_crosses_accounts_through_a_smuggled_request():
         await gw.shutdown()
         await asyncio.wait_for(up_task, 10)
     assert seen_paths == ["/v1/chat/completions"] * 3  # nothing smuggled, nothing outside /v1 reached upstream
+
+
+# ---- the ASGI middleware buffers a body to decide on it: bounded like the gateway's -------------------------
+async def test_middleware_bounds_the_body_it_buffers():
+    import dataclasses
+
+    from distillguard.gateway.middleware import DistillGuardMiddleware, bearer_account
+
+    reached: list[int] = []
+
+    async def app(scope, receive, send):
+        reached.append(1)
+
+    engine = Engine(dataclasses.replace(load_policy(), max_body_bytes=1000), FixedScorer())
+    guarded = DistillGuardMiddleware(app, engine=engine, account=bearer_account(KEYS))
+    chunks = [b"x" * 600] * 5  # 3000 bytes in 600-byte messages: refused after the second
+    pulled: list[int] = []
+
+    async def receive() -> dict:
+        pulled.append(1)
+        return {"type": "http.request", "body": chunks[len(pulled) - 1], "more_body": len(pulled) < len(chunks)}
+
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "query_string": b"",
+             "headers": [(b"authorization", b"Bearer sk-test-1")], "client": ("127.0.0.1", 1)}
+    await guarded(scope, receive, send)
+    assert sent[0]["status"] == 413 and orjson.loads(sent[1]["body"])["error"]["code"] == "request_too_large"
+    assert len(pulled) == 2 and reached == []

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from distillguard.gateway import errors
 from distillguard.gateway.actions import Flow, actions_for
 from distillguard.gateway.app import CHAT, _header, _send_full, finish_record, key_id, new_record, record_row
 from distillguard.gateway.engine import Engine
@@ -58,10 +59,20 @@ class DistillGuardMiddleware:
             await self.app(scope, receive, send)
             return
         started, now_ms = time.perf_counter(), int(time.time() * 1000)
+        limit, size = self.engine.policy.max_body_bytes, 0
         chunks = []
-        while True:
+        while True:  # buffered to decide on it, so bounded like the gateway's own bodies
             message = await receive()
-            chunks.append(message.get("body", b""))
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                _, type_, code = errors.TOO_LARGE
+                await _send_full(send, 413, errors.error_body(f"Request body exceeds the {limit}-byte limit.", type_,
+                                                              code), "application/json")
+                return
+            chunks.append(chunk)
             if not message.get("more_body"):
                 break
         raw = b"".join(chunks)
