@@ -16,7 +16,43 @@ from distillguard.cli._common import console, fail
 
 _SERVE_OPTIONS = ("upstream", "policy_path", "keys", "state", "accounts", "detections", "store", "audit", "host",
                   "port", "upstream_key_env", "trust_forwarded", "flush_every", "fsync_ms", "no_online", "intel",
-                  "group_key", "group")
+                  "group_key", "group", "limits")
+_LIMIT_OPTIONS = ("header_timeout", "body_timeout", "keep_alive_timeout", "max_connections",
+                  "max_connections_per_client")
+
+
+def server_limit_options(max_connections: int = 4096, per_client: int = 128):
+    """Read deadlines and connection limits for a served app (distillguard.gateway.server.ServerLimits)."""
+
+    def decorate(f):
+        for option in reversed([
+            click.option("--header-timeout", default=10.0, show_default=True, type=float,
+                         help="seconds a client has to send a whole request head"),
+            click.option("--body-timeout", default=60.0, show_default=True, type=float,
+                         help="seconds a client has to send a whole request body, after its head"),
+            click.option("--keep-alive-timeout", default=5.0, show_default=True, type=float,
+                         help="seconds an idle keep-alive connection stays open"),
+            click.option("--max-connections", default=max_connections, show_default=True, type=int,
+                         help="open connections in all (0: no limit)"),
+            click.option("--max-connections-per-client", default=per_client, show_default=True, type=int,
+                         help="open connections from one client IP (0: no limit; raise it behind a proxy)"),
+        ]):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def server_limits(opts: dict):
+    """A ServerLimits from the :func:`server_limit_options` (popped from ``opts``); bad values fail the command."""
+    from distillguard.gateway.server import ServerLimits
+
+    values = [opts.pop(name) for name in _LIMIT_OPTIONS]
+    try:
+        return ServerLimits(header_timeout_s=values[0], body_timeout_s=values[1], keep_alive_s=values[2],
+                            max_connections=values[3], max_connections_per_client=values[4])
+    except ValueError as exc:
+        fail(str(exc), 2)
 
 
 def _intel_options(f):
@@ -72,6 +108,7 @@ def _attach_intel(scorer, intel: tuple[str, ...], group_key: str | None, group: 
 @click.option("--fsync-ms", default=50.0, show_default=True, help="audit fsync group-commit window (0 = every one)")
 @click.option("--no-online", is_flag=True, help="score from batch detections and intel only")
 @_intel_options
+@server_limit_options()
 @click.pass_context
 def command(ctx: click.Context, **opts) -> None:
     """OpenAI-compatible enforcement proxy (runs when no sub-command is given)."""
@@ -79,6 +116,7 @@ def command(ctx: click.Context, **opts) -> None:
         return
     if not opts["upstream"]:
         fail("missing option --upstream (the model server to forward to)", 2)
+    opts["limits"] = server_limits(opts)
     _serve(**{k: opts[k] for k in _SERVE_OPTIONS})
 
 
@@ -94,9 +132,8 @@ def _load_policy(path: str | None):
 def _serve(upstream: str, policy_path: str | None, keys: str | None, state: str, accounts: str | None,
            detections: str | None, store: str, audit: str, host: str, port: int, upstream_key_env: str,
            trust_forwarded: bool, flush_every: float, fsync_ms: float, no_online: bool, intel: tuple[str, ...] = (),
-           group_key: str | None = None, group: str | None = None) -> None:
-    import uvicorn
-
+           group_key: str | None = None, group: str | None = None, limits=None) -> None:
+    from distillguard.gateway import server
     from distillguard.gateway.app import Gateway
     from distillguard.gateway.audit import AuditLog
     from distillguard.gateway.config import ConfigError, build_scorer, load_accounts, load_keys
@@ -116,12 +153,16 @@ def _serve(upstream: str, policy_path: str | None, keys: str | None, state: str,
     _attach_intel(scorer, intel, group_key, group, account_info)
     spool = Spool(Store.open(store), derive=_derive())
     engine = Engine(policy, scorer, state=backend, accounts=account_info, audit=AuditLog(audit, fsync_ms=fsync_ms))
-    app = Gateway(upstream, engine, keys=key_map, spool=spool, upstream_api_key=os.environ.get(upstream_key_env),
-                  trust_forwarded=trust_forwarded, flush_every_s=flush_every)
+    try:
+        app = Gateway(upstream, engine, keys=key_map, spool=spool, upstream_api_key=os.environ.get(upstream_key_env),
+                      trust_forwarded=trust_forwarded, flush_every_s=flush_every)
+    except ValueError as exc:
+        fail(f"{upstream_key_env}: {exc}")
     console.print(f"gateway on http://{host}:{port} -> {upstream} (policy {policy.source}, mode {policy.mode}, "
                   f"state {state.split('@')[-1]})")
     # no ProxyHeadersMiddleware: the client address is ours to judge (--trust-forwarded reads X-Forwarded-For)
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False)
+    # read deadlines and connection limits: distillguard.gateway.server (uvicorn has no head/body timeout)
+    server.run(app, host, port, limits, lifespan="on", proxy_headers=False)
 
 
 def _derive():

@@ -11,6 +11,7 @@ import click
 import orjson
 
 from distillguard.cli._common import EXIT_USAGE, console, fail
+from distillguard.cli.gateway import server_limit_options, server_limits
 
 
 @click.group("intel")
@@ -189,11 +190,13 @@ def _local_flagged(path: Path) -> set[str]:
 @click.option("--port", type=int, default=8650, show_default=True)
 @click.option("--db", "database", help="Overrides the config's database: a SQLite path or a PostgreSQL URL "
               "(postgresql://user:password@host/db; needs the 'postgres' extra).")
-def serve(config_path: str, host: str, port: int, database: str | None) -> None:
+@server_limit_options(max_connections=1024, per_client=64)
+def serve(config_path: str, host: str, port: int, database: str | None, **limit_opts) -> None:
     """Run the sharing group's TAXII 2.1 hub."""
-    import uvicorn
-
+    from distillguard.gateway import server
     from distillguard.intel.hub import create_app, load_config, open_db
+
+    limits = server_limits(limit_opts)
     from distillguard.intel.hub.config import ConfigError
     from distillguard.intel.hub.db import redact
 
@@ -208,7 +211,8 @@ def serve(config_path: str, host: str, port: int, database: str | None) -> None:
     except ValueError as exc:
         fail(str(exc))
     console.print(f"TAXII 2.1 hub on http://{host}:{port}/taxii2/ (database {redact(config.database)})")
-    uvicorn.run(create_app(config, db), host=host, port=port, log_level="warning")
+    # read deadlines and connection limits: distillguard.gateway.server (uvicorn has no head/body timeout)
+    server.run(create_app(config, db), host, port, limits)
 
 
 def _client_options(f: click.decorators.FC) -> click.decorators.FC:
