@@ -486,3 +486,21 @@ async def test_middleware_bounds_the_body_it_buffers():
     await guarded(scope, receive, send)
     assert sent[0]["status"] == 413 and orjson.loads(sent[1]["body"])["error"]["code"] == "request_too_large"
     assert len(pulled) == 2 and reached == []
+
+
+def test_unstorable_request_values_are_reported_truthfully():
+    """Only real depth is "nested too deeply"; an object or a 70-bit integer says what it is."""
+    from distillguard.gateway.app import new_record, record_row
+    from distillguard.model import FieldError
+
+    def reason(request: dict) -> str:
+        with pytest.raises(FieldError) as info:
+            record_row(new_record("a", None, "127.0.0.1", None, request, 1_770_000_000_000))
+        return info.value.reason
+
+    assert "not JSON serializable: object" in reason({"messages": [], "litellm_logging_obj": object()})
+    assert "64-bit" in reason({"messages": [], "seed": 2 ** 70})
+    deep: list = []
+    for _ in range(300):
+        deep = [deep]
+    assert "nested too deeply" in reason({"messages": [], "x": deep})

@@ -597,8 +597,10 @@ def _dumps(value: Any, field: str) -> str:
     """A body as JSON text; orjson writes at most 254 levels of nesting, and deeper bodies are refused."""
     try:
         return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:
-        raise FieldError(field, "nested too deeply to store (more than 254 levels)") from None
+    except orjson.JSONEncodeError as exc:
+        if "recursion" in str(exc).lower():
+            raise FieldError(field, "nested too deeply to store (more than 254 levels)") from None
+        raise FieldError(field, f"cannot be stored as JSON: {exc}") from None  # an object, a huge int, ...
 
 
 def table_from_rows(rows: list[tuple], schema: pa.Schema) -> pa.Table:
