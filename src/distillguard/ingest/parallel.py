@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from distillguard.ingest import _lifeline
 from distillguard.ingest.base import Damage, open_binary
 from distillguard.ingest.decode import decode_block
 from distillguard.store import Store
@@ -122,10 +124,15 @@ def _spans(path: Path, size: int) -> Iterator[tuple[str, Span]]:
             start = end
 
 
-def _worker_init() -> None:
-    """Keep freed memory for reuse in a worker: each block allocates tens of MB afresh, and handing them
+def _worker_init(ingest_pid: int) -> None:
+    """Tie the worker's life to the ingest's (see :mod:`~distillguard.ingest._lifeline`: a ``kill -9`` of the
+    ingest must not leave workers behind).
+
+    Keep freed memory for reuse in a worker: each block allocates tens of MB afresh, and handing them
     back to the kernel and faulting them in again cost ~3 of ~20 us of CPU per exchange. Arrow allocates
     through malloc too, so both follow the same (glibc) thresholds; elsewhere this changes nothing."""
+    _lifeline.die_with_parent()  # the parent is the forkserver, which itself dies with the ingest
+    _lifeline.watch(ingest_pid)
     pa.set_memory_pool(pa.system_memory_pool())
     libc = ctypes.CDLL(None)  # the process's own symbols, libc's among them (find_library would run ldconfig)
     if hasattr(libc, "mallopt"):
@@ -151,12 +158,14 @@ def stage_parallel(paths: Sequence[Path], store: Store, workers: int, derive: De
     whatever the input size.
     """
     # forkserver: the parent may hold DuckDB/Arrow threads, which fork() would copy half-alive. The server
-    # imports this module once and forks workers from it, so they do not each pay ~0.6 s of imports.
+    # imports this module once and forks workers from it, so they do not each pay ~0.6 s of imports; it
+    # imports _forkserver_lifeline first, which ties its life to this process's.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    context.set_forkserver_preload(["distillguard.ingest._forkserver_lifeline", __name__])
     numbers = LineNumbers()
     in_flight: deque[tuple[str, Future]] = deque()
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                             initargs=(os.getpid(),)) as pool:
         for source, block in read_blocks(paths, on_damage=on_damage):
             in_flight.append((source, pool.submit(_stage_worker, block, str(store.root), store.content, derive)))
             if len(in_flight) >= 2 * workers:
