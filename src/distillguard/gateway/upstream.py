@@ -26,6 +26,7 @@ Security (a pooled connection carries every account's traffic, with the provider
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import ssl
 from collections.abc import AsyncIterator
@@ -46,8 +47,13 @@ _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
 _VALUE = re.compile(r"[\t\x20-\x7e]*")  # field value: HTAB, SP and visible ASCII only
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection", "te", "upgrade", "trailer",
                       "keep-alive", "expect"})
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [\t\x20-\x7e\x80-\xff]*)?")
+# a whole response head, checked in one match: status line, then fields with no obs-fold, no space before ':',
+# and no CR, LF, NUL or other control byte inside a line
+_HEAD = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [\t\x20-\x7e\x80-\xff]*)?"
+                   rb"(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*)*\r\n\r\n")
 _FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t\x20-\x7e\x80-\xff]*)")
+# the fields framing depends on, found in a head _HEAD has already checked (so no line holds a bare CR or LF)
+_FRAMING_FIELDS = re.compile(rb"\r\n(content-length|transfer-encoding|connection|content-type):([^\r]*)", re.I)
 _DIGITS = re.compile(rb"[0-9]{1,18}")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?\r\n")
 
@@ -87,13 +93,16 @@ def check_target(target: str) -> None:
         raise UnsafeRequest(f"request target longer than {MAX_TARGET} characters")
     if not _TARGET.fullmatch(target):
         raise UnsafeRequest("request target must be '/' then visible ASCII (no space or control bytes)")
+    if "/." not in target and "%" not in target:  # no dot segment can hide in it (the common case)
+        return
     path = target.split("?", 1)[0]
     if any(unquote(segment) in (".", "..") for segment in path.split("/")):
         raise UnsafeRequest("request target has a '.' or '..' segment")
 
 
+@functools.lru_cache(maxsize=1024)
 def check_header(name: str, value: str) -> None:
-    """Raise :class:`UnsafeRequest` unless ``name: value`` can be written as one header line."""
+    """Raise :class:`UnsafeRequest` unless ``name: value`` can be written as one header line (safe pairs cached)."""
     if not _NAME.fullmatch(name):
         raise UnsafeRequest(f"header name {name[:40]!r} is not a token")
     if name.lower() in _FRAMING:
@@ -225,28 +234,29 @@ async def _chunks(reader: asyncio.StreamReader, timeout: float) -> AsyncIterator
 
 
 def _parse_head(head: bytes) -> tuple[int, bool, list[tuple[bytes, bytes]]]:
-    """Status, whether HTTP/1.1, and the header fields (lower-cased names) of a response head; strict."""
-    lines = head[:-4].split(b"\r\n")
-    match = _STATUS_LINE.fullmatch(lines[0])
+    """Status, whether HTTP/1.1, and the framing fields (lower-cased names) of a response head; strict."""
+    match = _HEAD.fullmatch(head)
     if match is None:
-        raise UpstreamError(f"bad status line from upstream: {lines[0][:80]!r}")
-    fields = []
-    for line in lines[1:]:
-        field = _FIELD.fullmatch(line)  # no obs-fold, no space before ':', no CR/LF/NUL inside
-        if field is None:
-            raise UpstreamError(f"bad header line from upstream: {line[:80]!r}")
-        fields.append((field[1].lower(), field[2].strip(b" \t")))
-    return int(match[2]), match[1] == b"1", fields
+        line = next((x for x in head.split(b"\r\n") if not _FIELD.fullmatch(x)), head)
+        raise UpstreamError(f"malformed response head from upstream, at {line[:80]!r}")
+    return int(match[2]), match[1] == b"1", _FRAMING_FIELDS.findall(head)
 
 
 def _framing(method: str, status: int, http11: bool, fields: list[tuple[bytes, bytes]]
              ) -> tuple[int | None, bool, bool, str]:
     """(content length or None, chunked, reusable, content type); an ambiguous framing raises UpstreamError."""
-    lengths = [v for n, v in fields if n == b"content-length"]
-    codings = [v for n, v in fields if n == b"transfer-encoding"]
-    tokens = {t.strip().lower() for n, v in fields if n == b"connection" for t in v.split(b",")}
-    types = [v for n, v in fields if n == b"content-type"]
-    content_type = types[0].decode("latin-1") if types else "application/json"
+    lengths, codings, tokens, content_type = [], [], set(), None
+    for name, value in fields:
+        name, value = name.lower(), value.strip(b" \t")
+        if name == b"content-length":
+            lengths.append(value)
+        elif name == b"content-type":
+            content_type = content_type or value.decode("latin-1")
+        elif name == b"transfer-encoding":
+            codings.append(value)
+        else:
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    content_type = content_type or "application/json"
     if lengths and codings:
         raise UpstreamError("upstream sent both content-length and transfer-encoding")
     if len(lengths) > 1:
