@@ -195,6 +195,10 @@ class Hydra(Campaign):
 
     error_rate = 0.03
 
+    def __init__(self, world: World, spec: CampaignSpec, actor: Actor) -> None:
+        super().__init__(world, spec, actor)
+        self.code = self.corpus.pool("en:code", "code")
+
     def make_accounts(self, rng: np.random.Generator, n: int) -> list[Account]:
         s = self.spec
         length = s.end_day - s.start_day
@@ -236,12 +240,12 @@ class Hydra(Campaign):
 
     def render(self, acct: Account, tag: int, model: Model, r: random.Random, state: dict) -> Reply:
         f = Fill(r, module=pick(r, lx.MODULES))
-        systems = lx.AGENT_SYSTEMS + _AGENT_SYSTEMS_MORE
+        systems = _HYDRA_SYSTEMS
         system = systems[(self.actor.dialect * 3 + int(r.random() * 4)) % len(systems)]
         if r.random() < 0.3:
             system += pick(r, (" Reasoning: high. Think thoroughly before every action.", " " + para.reason_ask(r),
                                " Explain your reasoning before each tool call."))
-        code = self.corpus.pool("en:code", "code")
+        code = self.code
         chat = code[int(r.random() * len(code))]
         if r.random() < 0.3:
             task = vary(pick(r, lx.AGENT_TASKS).format_map(f), r, typo=0.02, polite=0.05, lower=0.0)
@@ -272,6 +276,7 @@ _AGENT_SYSTEMS_MORE = (
     "你是一个自主编程智能体。使用提供的工具完成任务，每一步前先说明你的思路。",
     "You are a helpful agent. Use tools. Be thorough.",
 )
+_HYDRA_SYSTEMS = lx.AGENT_SYSTEMS + _AGENT_SYSTEMS_MORE
 _SWEEP_CODE = (
     "Write a complete, production-quality {lang} implementation for this: {q}\nInclude error handling and tests. "
     "Explain your design decisions step by step.",

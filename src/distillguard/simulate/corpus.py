@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from distillguard.corpus import sharegpt
+from distillguard.simulate.exchange import known
 
 SPLITS = ("train", "validation", "test", "all")
-MAX_TURN = 6_000  # characters kept of one turn (longer pastes are cut, as chat clients cut them)
+MAX_TURN = 4_000  # characters kept of one turn (longer pastes are cut, as chat clients cut them)
 MAX_PAIRS = 12  # exchanges kept of one conversation
 
 _CODE_MARK = re.compile(
@@ -165,7 +166,7 @@ class Corpus:
         # Prose the model wrote: what batch jobs summarise, classify and extract from.
         self.documents = tuple(a for c in self.pools.get("nocode", ()) for a in c.turns[1::2]
                                if 400 <= len(a) <= 4_000 and "```" not in a)
-        self.questions = {name: tuple(c.turns[0] for c in pool) for name, pool in self.pools.items()}
+        known(t for c in chats for t in c.turns)
 
     def pool(self, *names: str, minimum: int = 20) -> tuple[Chat, ...]:
         """The first of ``names`` holding at least ``minimum`` conversations (the last name as a fallback)."""

@@ -12,6 +12,7 @@ tool schema 60 and each tool call 24.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 
 from distillguard.simulate.config import Model
 
@@ -19,12 +20,26 @@ ERRORS = (429, 429, 429, 500, 400, 503)
 LOGPROB_ENTRIES = 16  # token entries of a logprobs answer kept in the log (the rest is cut, as logs cut it)
 
 
-def tokens(text: str) -> int:
-    """Tokens of ``text`` by the rule in the module docstring."""
+_KNOWN: dict[str, int] = {}  # token counts of corpus turns, which recur in every session's history
+
+
+def _count(text: str) -> int:
     if text.isascii():
         return len(text) // 4
     b = len(text.encode())
     return b // 4 + (b - len(text)) // 8
+
+
+def tokens(text: str) -> int:
+    """Tokens of ``text`` by the rule in the module docstring."""
+    n = _KNOWN.get(text)
+    return _count(text) if n is None else n
+
+
+def known(texts: Iterable[str]) -> None:
+    """Count these texts once (the corpus's turns), so later counts are a lookup."""
+    for text in texts:
+        _KNOWN[text] = _count(text)
 
 
 def chars_for(text: str, n_tokens: int) -> int:
@@ -49,13 +64,13 @@ def prompt_tokens(request: dict) -> int:
 
 def _logprobs(r: random.Random, content: str, top: int) -> dict:
     words = content.split(None, LOGPROB_ENTRIES)[:LOGPROB_ENTRIES] or [content]
+    rnd, n = r.random, len(words)
     entries = []
     for w in words:
-        entry: dict = {"token": w, "logprob": round(-r.random() * r.random() * 4, 4), "bytes": None}
+        entry: dict = {"token": w, "logprob": -int(rnd() * rnd() * 40_000) / 10_000, "bytes": None}
         if top:
-            entry["top_logprobs"] = [{"token": words[int(r.random() * len(words))],
-                                      "logprob": round(-0.5 - r.random() * 8, 4), "bytes": None}
-                                     for _ in range(top)]
+            entry["top_logprobs"] = [{"token": words[int(rnd() * n)], "logprob": -int(5_000 + rnd() * 80_000) / 10_000,
+                                      "bytes": None} for _ in range(top)]
         entries.append(entry)
     return {"content": entries}
 

@@ -9,6 +9,7 @@ clients trim it to fit a context window.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections.abc import Callable
@@ -19,15 +20,15 @@ from distillguard.simulate.config import Model
 from distillguard.simulate.corpus import Chat, Corpus
 from distillguard.simulate.text import Fill, image_part, pick, reasoning, tool_call, vary
 
-HISTORY_CHARS = 24_000
+HISTORY_CHARS = 12_000
 Params = Callable[[random.Random, dict], None]
 _WORDS = re.compile(r"[^\s`*#>|]+")
 
 
+@functools.lru_cache(maxsize=16_384)
 def topic_of(text: str) -> str:
     """A short noun-ish phrase naming what a text is about (fills reasoning traces on both sides)."""
-    words = _WORDS.findall(text[:200])[:7]
-    return " ".join(words).strip(".,:;?!\"'") or "the question"
+    return " ".join(_WORDS.findall(text[:200])[:7]).strip(".,:;?!\"'") or "the question"
 
 
 def noisy(text: str, r: random.Random, p: float = 0.5) -> str:
@@ -116,6 +117,12 @@ def code_block(r: random.Random, corpus: Corpus) -> tuple[str, str]:
     return _EXT.get(lang, "txt"), code
 
 
+@functools.lru_cache(maxsize=16_384)
+def _numbered(code: str) -> str:
+    """A code block as ``cat -n`` shows it (at most 60 lines)."""
+    return "\n".join(f"{i + 1:>4}\t{ln}" for i, ln in enumerate(code.splitlines()[:60]))
+
+
 def tool_result(r: random.Random, name: str, corpus: Corpus, f: Fill) -> str:
     """What a tool returned: real code for reads and searches, test and shell output otherwise."""
     if name in ("read_file", "edit_file", "str_replace_editor", "write_file", "search_code", "grep_search"):
@@ -126,7 +133,7 @@ def tool_result(r: random.Random, name: str, corpus: Corpus, f: Fill) -> str:
             start = int(r.random() * max(len(lines) - 4, 1))
             return "\n".join(f"{path}:{start + i + 1}:{ln}" for i, ln in enumerate(lines[start:start + 5]))
         if name == "read_file":
-            return "\n".join(f"{i + 1:>4}\t{ln}" for i, ln in enumerate(code.splitlines()))
+            return _numbered(code)
         return f"The file {path} has been edited.\n" + code[:600]
     if name == "list_dir":
         return _LISTING.format(n=int(r.random() * 90) + 8, f=f"{f['module']}.py", x="py")
