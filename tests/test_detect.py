@@ -1,8 +1,10 @@
-"""Detectors, fusion, verdicts, the shipped artifact and the `detect` command end to end."""
+"""Evidence, baselines, the one decision stage, the detector registry and the `detect` command end to end."""
 
 from __future__ import annotations
 
 import csv
+import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +13,27 @@ import pytest
 from click.testing import CliRunner
 
 from distillguard.cli import main
-from distillguard.decide import BLOCK, THROTTLE, WATCH, verdict
-from distillguard.detect import Model, RulesDetector, SupervisedDetector, score_accounts
+from distillguard.decide import BLOCK, THROTTLE, WATCH, DecisionPolicy, Record, decide, verdict
+from distillguard.detect import (
+    DETECTORS,
+    FAMILIES,
+    Baselines,
+    Model,
+    build,
+    check_detector,
+    register,
+    score_accounts,
+)
+from distillguard.detect.evidence import ITEMS
 from distillguard.detect.train import load_simulation
+from distillguard.features import FEATURE_NAMES
 from distillguard.pipeline import ACCOUNTS_HEADER, run_detection
-from distillguard.simulate import simulate
 
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from distillguard.simulate import simulate
+
     out = tmp_path_factory.mktemp("sim") / "tiny"
     simulate(out, "tiny", seed=11)
     return out
@@ -30,113 +44,189 @@ def labelled(sim: Path):
     return load_simulation(sim)
 
 
-def test_verdict_thresholds_and_single_member_intel_never_blocks() -> None:
+def population(n: int = 400, seed: int = 0, **over: float) -> dict[str, np.ndarray]:
+    """Features of ``n`` ordinary chat accounts (every feature present), varied, with overrides for all."""
+    rng = np.random.default_rng(seed)
+    f = {name: np.zeros(n) for name in FEATURE_NAMES}
+    f["log_n"] = np.log1p(rng.integers(20, 200, n).astype(float))
+    f["log_tokens_per_req"] = rng.normal(5.8, 0.4, n)
+    f["log_prompt_per_req"] = rng.normal(5.5, 0.5, n)
+    f["amplification"] = rng.normal(0.2, 0.5, n)
+    f["single_turn_share"] = rng.uniform(0.3, 0.8, n)
+    f["log_ip"] = np.log1p(rng.integers(1, 4, n).astype(float))
+    f["ip_per_req"] = np.expm1(f["log_ip"]) / np.expm1(f["log_n"])
+    f["log_asn"] = np.log1p(np.ones(n))
+    f["log_ua"] = np.log1p(np.ones(n))
+    f["hour_entropy"] = rng.uniform(0.3, 0.6, n)
+    f["cap_entropy"] = rng.uniform(0.1, 0.4, n)
+    f["n_scripts"] = np.ones(n)
+    f["age_days"] = rng.uniform(60, 900, n)
+    f["tier"] = np.ones(n)
+    f["verified"] = np.ones(n)
+    f["cot_share"] = rng.uniform(0, 0.05, n)
+    for name, value in over.items():
+        f[name] = np.full(n, float(value))
+    return f
+
+
+def with_rows(base: dict[str, np.ndarray], extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([base[k], extra[k]]) for k in base}
+
+
+# ---- the decision stage ----------------------------------------------------------------------------------------
+
+def record(families: dict[str, float], n: float = 100.0, **kw) -> Record:
+    return Record(np.array([n]), {k: np.array([v]) for k, v in families.items()}, **kw)
+
+
+def test_verdict_thresholds_come_from_one_policy() -> None:
     assert verdict(0.0) == "allow" and verdict(WATCH) == "watch" and verdict(THROTTLE) == "throttle"
-    assert verdict(BLOCK) == "block" and verdict(0.999, corroborated=False) == "throttle"
+    assert verdict(BLOCK) == "block"
+    policy = DecisionPolicy()
+    assert policy.risk_of_points(np.array([policy.throttle_points]))[0] == pytest.approx(THROTTLE)
+    assert policy.risk_of_points(np.array([policy.block_points]))[0] == pytest.approx(BLOCK)
+    with pytest.raises(ValueError, match="decide: unknown field"):
+        DecisionPolicy.from_mapping({"trottle": 0.5})
+    with pytest.raises(ValueError, match="watch < throttle < block"):
+        DecisionPolicy.from_mapping({"throttle": 0.9})
 
 
-def test_shipped_model_separates_held_out_tiny_simulation(labelled) -> None:
-    """The artifact was trained on other seeds; seed 11 is new to it."""
+def test_one_family_never_restricts_two_do() -> None:
+    one = decide(record({"harvest": 20.0}))
+    assert one.verdicts == ["watch"] and "one family only" in " ".join(one.reasons[0])
+    two = decide(record({"harvest": 4.0, "elicitation": 4.0}))
+    assert two.verdicts == ["block"]
+    three_weak = decide(record({"harvest": 2.0, "identity": 2.0, "timing": 1.5}))
+    assert three_weak.verdicts == ["throttle"]
+
+
+def test_volume_gates_hold_small_accounts_back() -> None:
+    strong = {"harvest": 4.0, "elicitation": 4.0}
+    assert decide(record(strong, n=3)).verdicts == ["watch"]
+    assert decide(record(strong, n=10)).verdicts == ["throttle"]
+    assert decide(record(strong, n=40)).verdicts == ["block"]
+
+
+@pytest.mark.parametrize("own_families", [{}, {"harvest": 3.0, "identity": 2.5}, {"harvest": 2.0, "session": 1.5}])
+def test_single_member_intel_raises_to_its_cap_and_no_further(own_families: dict[str, float]) -> None:
+    """Security issue, finding 3: an eval runner at online risk 0.59-0.75 plus one member's bundle was blocked."""
+    policy = DecisionPolicy()
+    base = decide(record(own_families), policy)
+    hit = decide(record(own_families, intel_score=np.array([1.0]), intel_corroborated=np.array([False]),
+                        intel_reasons=["intel from p1"]), policy)
+    assert hit.risk[0] == pytest.approx(max(base.risk[0], min(hit.risk[0], policy.intel_max_risk)))
+    assert hit.risk[0] <= max(base.risk[0], policy.intel_max_risk) + 1e-9
+    assert hit.verdicts[0] != "block"
+    corroborated = decide(record(own_families, intel_score=np.array([1.0]), intel_corroborated=np.array([True])))
+    assert corroborated.risk[0] >= hit.risk[0]
+
+
+def test_reasons_are_words_with_numbers_and_never_repeat(labelled) -> None:
     scores = score_accounts(labelled.table.account_ids, labelled.table.features)
-    y = labelled.label
-    assert scores.risk.min() >= 0 and scores.risk.max() <= 1
-    benign_flagged = np.mean([v in ("throttle", "block") for v, lab in zip(scores.verdicts, y, strict=True) if not lab])
-    attack_flagged = np.mean([v in ("throttle", "block") for v, lab in zip(scores.verdicts, y, strict=True) if lab])
-    assert benign_flagged <= 0.02
-    assert attack_flagged >= 0.8
-    flagged_reasons = [r for r, v in zip(scores.reasons, scores.verdicts, strict=True) if v in ("throttle", "block")]
-    assert all(flagged_reasons) and all(isinstance(t, str) and t for r in flagged_reasons for t in r)
+    raw = re.compile(r"\b(" + "|".join(re.escape(n) for n in FEATURE_NAMES if "_" in n) + r")\b")  # snake_case
+    explained = 0
+    for risk, reasons in zip(scores.risk, scores.reasons, strict=True):
+        if risk < WATCH:
+            continue
+        explained += 1
+        assert reasons, "every watch-or-above verdict is explained"
+        assert len(reasons) == len(set(reasons))
+        for reason in reasons:
+            assert not raw.search(reason), reason
+        evidence = [r for r in reasons if " vs " in r]
+        assert all(re.search(r"\d", r) for r in evidence), evidence
+    assert explained
 
 
-def test_intel_is_fused_but_alone_cannot_block(labelled) -> None:
-    ids = labelled.table.account_ids
-    benign = int(np.flatnonzero(labelled.label == 0)[0])
-    intel = [{"account_id": ids[benign], "intel_score": 1.0, "intel_reasons": "seen by one member",
-              "corroborated": False}]
-    base = score_accounts(ids, labelled.table.features)
-    fused = score_accounts(ids, labelled.table.features, intel=intel)
-    assert fused.risk[benign] > base.risk[benign]
-    assert fused.verdicts[benign] != "block"
-    assert any("shared intel" in r for r in fused.reasons[benign])
-    intel[0]["corroborated"] = True
-    assert score_accounts(ids, labelled.table.features, intel=intel).verdicts[benign] == "block"
+# ---- baselines: calibrated on the deployment --------------------------------------------------------------------
+
+def test_a_deployment_of_long_writers_is_not_flagged_for_writing_long() -> None:
+    """Calibration on the deployment: what is usual here is judged against here, not the shipped priors."""
+    writers = population(seed=1, log_tokens_per_req=8.3, amplification=2.5)
+    writers["log_tokens_per_req"] += np.random.default_rng(2).normal(0, 0.3, len(writers["log_n"]))
+    scores = score_accounts(np.arange(len(writers["log_n"])), writers)
+    assert scores.components["harvest"].max() < 1.0
+    against_priors = score_accounts(np.arange(len(writers["log_n"])), writers, Model(), fit=False)
+    assert against_priors.components["harvest"].mean() > 1.0  # the shipped priors alone would have objected
 
 
-def test_exported_trees_match_sklearn(labelled) -> None:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    features, y = labelled.table.features, labelled.label
-    det = SupervisedDetector().fit(features, y)
-    ref = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.08, max_leaf_nodes=15, min_samples_leaf=10,
-                                         l2_regularization=1.0, random_state=0).fit(det._matrix(features), y)
-    assert np.allclose(det.score(features), ref.predict_proba(det._matrix(features))[:, 1], atol=1e-9)
-
-
-def test_model_round_trip_and_bad_artifact(tmp_path: Path, labelled) -> None:
-    model = Model.load()
-    path = tmp_path / "m.json.gz"
-    model.save(path)
-    again = Model.load(path)
-    f = labelled.table.features
-    assert np.allclose(model.risk(f), again.risk(f))
-    bad = tmp_path / "bad.json"
-    bad.write_text("not json")
-    with pytest.raises(ValueError, match="bad.json"):
-        Model.load(bad)
+def test_a_cohort_attackers_dominate_cannot_normalise_them() -> None:
+    benign = population(600, seed=3)
+    hydra = population(450, seed=4, log_ua=math.log1p(7), log_asn=math.log1p(19), tool_share=1.0, age_days=1.0)
+    hydra["log_ip"] = np.full(450, math.log1p(27))
+    hydra["ip_per_req"] = np.full(450, 0.3)
+    agents = population(60, seed=5, tool_share=1.0)  # the hydra's cohort: a few real agents, many hydra accounts
+    feats = with_rows(with_rows(benign, agents), hydra)
+    b = Baselines.fit(feats)
+    scores = score_accounts(np.arange(len(feats["log_n"])), feats, Model(baselines=b), fit=False)
+    assert (scores.components["identity"][-450:] >= 2.5).mean() > 0.95
+    assert scores.components["identity"][:660].max() < 1.0
 
 
-def test_rules_explain_in_words(labelled) -> None:
-    rules = RulesDetector()
-    f = labelled.table.features
-    fired = rules.fired(f)
-    i = int(np.argmax(fired.sum(axis=1)))
-    reasons = rules.explain(f, i)
-    assert len(reasons) == fired[i].sum() and all(" " in text for _, text in reasons)
+def test_small_deployments_fall_back_to_the_shipped_priors() -> None:
+    b = Baselines.fit(population(10))
+    assert not b.table  # too few accounts for any cohort
+    loc, scale, used = b.lookup(population(3), "log_tokens_per_req")
+    assert set(used) == {"shipped prior"} and (scale > 0).all()
+    again = Baselines.from_json(orjson.loads(orjson.dumps(Baselines.fit(population(200)).to_json())))
+    assert again.table
 
 
-def _one_account(**values: float) -> dict[str, np.ndarray]:
-    """Feature columns of one unremarkable account, with ``values`` overriding."""
-    from distillguard.features.compute import FEATURE_NAMES
+# ---- detectors: registry and conformance ------------------------------------------------------------------------
 
-    base = {name: 0.0 for name in FEATURE_NAMES}
-    base.update(log_n=float(np.log1p(60)), age_days=400.0, verified=1.0, single_turn_share=0.5, gap_cv=1.0)
-    base.update(values)
-    return {k: np.array([v]) for k, v in base.items()}
+def test_every_registered_detector_passes_the_conformance_check(labelled) -> None:
+    assert set(FAMILIES) <= set(DETECTORS)
+    for name in DETECTORS:
+        check_detector(build(name), labelled.table.features)
 
 
-@pytest.mark.parametrize(("name", "values"), [
-    ("trace_coercion", {"coerce_share": 0.3, "cot_share": 0.6}),
-    ("reasoning_harvest", {"cot_share": 0.6, "log_tokens_per_req": 6.8, "single_turn_share": 0.95}),
-    ("throwaway_harvest", {"age_days": 2.0, "big_budget_share": 1.0, "single_turn_share": 1.0}),
-    ("throwaway_rotation", {"age_days": 1.0, "ip_per_req": 0.6, "log_ip": float(np.log1p(40))}),
-])
-def test_one_strong_rule_floors_risk_at_throttle_never_block(name: str, values: dict[str, float]) -> None:
-    from distillguard.detect.rules import FLOOR, RULES
+def test_a_detector_registered_by_name_joins_the_decision() -> None:
+    @register("test-constant")
+    class Constant:
+        name = "test-constant"
 
-    model = Model.load()
-    model.supervised = SupervisedDetector(baseline=-10.0)  # trees that never saw this behaviour
-    plain = _one_account()
-    assert model.rules.floor(plain)[0] == 0
-    f = _one_account(**values)
-    fired = {r.name for r, hit in zip(RULES, model.rules.fired(f)[0], strict=True) if hit}
-    assert name in fired
-    assert model.rules.floor(f)[0] == FLOOR
-    risk = model.risk(f)[0]
-    assert risk >= FLOOR and verdict(risk) == "throttle"
-    scores = score_accounts(np.array(["a"]), f, model)
-    assert scores.verdicts == ["throttle"] and scores.reasons[0]
+        def fit(self, features, labels=None):
+            return self
+
+        def score(self, features):
+            return np.full(len(features["log_n"]), 3.0)
+
+        def explain(self, features, index):
+            return [(3.0, "the test detector says so")]
+
+    try:
+        feats = population(50)
+        check_detector(Constant(), feats)
+        model = Model(detectors=("harvest", "test-constant"))
+        base = score_accounts(np.arange(50), feats, Model(detectors=("harvest",)))
+        scores = score_accounts(np.arange(50), feats, model)
+        assert (scores.risk > base.risk).all()
+        assert any("the test detector says so" in r for rs in scores.reasons for r in rs)
+        with pytest.raises(ValueError, match="unknown detector"):
+            Model(detectors=("no-such-detector",))
+    finally:
+        del DETECTORS["test-constant"]
 
 
-def test_strong_rules_need_their_volume() -> None:
-    model = Model.load()
-    few = _one_account(log_n=float(np.log1p(3)), cot_share=0.6, log_tokens_per_req=6.8, single_turn_share=1.0)
-    assert model.rules.floor(few)[0] == 0  # reasoning_harvest needs 5 exchanges
-    young = _one_account(log_n=float(np.log1p(10)), age_days=1.0, big_budget_share=1.0, single_turn_share=1.0)
-    assert model.rules.floor(young)[0] == 0  # throwaway_harvest needs 20
-    unknown = _one_account(age_days=float("nan"), big_budget_share=1.0, single_turn_share=1.0, ip_per_req=0.6,
-                           log_ip=float(np.log1p(40)))
-    assert model.rules.floor(unknown)[0] == 0  # no account record: age unknown, never "throwaway"
+def test_every_item_has_a_family_and_words() -> None:
+    assert {item.family for item in ITEMS} == set(FAMILIES)
+    assert len({item.name for item in ITEMS}) == len(ITEMS)
 
+
+def test_model_round_trip_and_bad_artifact(tmp_path: Path) -> None:
+    model = Model(policy=DecisionPolicy(weights={"harvest": 1.5}))
+    model.save(tmp_path / "m.json.gz")
+    again = Model.load(tmp_path / "m.json.gz")
+    assert again.policy == model.policy and again.detectors == model.detectors
+    (tmp_path / "bad.json").write_bytes(b"{}")
+    with pytest.raises(ValueError, match="unsupported artifact format"):
+        Model.load(tmp_path / "bad.json")
+    (tmp_path / "junk.json").write_bytes(b"\x00junk")
+    with pytest.raises(ValueError, match="not a detector artifact"):
+        Model.load(tmp_path / "junk.json")
+
+
+# ---- end to end ------------------------------------------------------------------------------------------------
 
 def test_run_detection_writes_outputs(tmp_path: Path, labelled) -> None:
     result = run_detection(labelled.store, tmp_path / "out")
@@ -148,9 +238,8 @@ def test_run_detection_writes_outputs(tmp_path: Path, labelled) -> None:
     doc = orjson.loads((tmp_path / "out" / "campaigns.json").read_bytes())
     assert len(doc["campaigns"]) == len(result.campaigns)
     assert (tmp_path / "out" / "report.html").stat().st_size > 1000
-    truth = dict(zip(labelled.table.account_ids, labelled.label, strict=True))
-    in_campaign = [r[0] for r in rows[1:] if r[3]]
-    assert in_campaign and all(truth[a] == 1 for a in in_campaign)
+    context = orjson.loads((tmp_path / "out" / "context.json").read_bytes())
+    assert context["baselines"]["cohorts"], "the deployment's baselines go to the gateway"
 
 
 def test_detect_cli_from_logs_and_usage_errors(tmp_path: Path, sim: Path) -> None:
@@ -180,4 +269,3 @@ def test_no_content_store_detects_like_a_content_store(sim: Path, tmp_path: Path
             results[content] = sorted((r["account_id"], r["risk"], r["verdict"], r["campaign_id"])
                                       for r in csv.DictReader(handle))
     assert results[True] == results[False]
-    assert any(campaign for *_, campaign in results[False])

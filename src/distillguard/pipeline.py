@@ -17,13 +17,14 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from distillguard.detect import Model, Scores, score_accounts
+from distillguard.detect import FAMILIES, Model, Scores, score_accounts
 from distillguard.features import FeatureTable, account_features, attach_signals
 from distillguard.model import format_ts
 from distillguard.signals import SIGNALS
 from distillguard.store import Store
 
-ACCOUNTS_HEADER = ("account_id", "risk", "verdict", "campaign_id", "signals", "exchanges", "first_seen", "last_seen")
+ACCOUNTS_HEADER = ("account_id", "risk", "verdict", "campaign_id", "signals", "exchanges", "first_seen", "last_seen",
+                   *(f"points_{f}" for f in FAMILIES), "points_coordination")
 Progress = Callable[[str, float], None]  # (stage, fraction of that stage done)
 
 
@@ -56,10 +57,12 @@ def scores_table(scores: Scores) -> pa.Table:
 
 
 def accounts_table(ft: FeatureTable, scores: Scores, campaigns: list[Any]) -> pa.Table:
-    """The accounts.csv rows, riskiest first."""
+    """The accounts.csv rows, riskiest first, with each evidence family's points (the gateway reads them)."""
     member = {a: c.id for c in campaigns for a in c.accounts}
     order = np.argsort(-scores.risk, kind="stable")
     ids = [str(a) for a in ft.account_ids[order]]
+    points = {f"points_{name}": pa.array(np.round(scores.components.get(name, np.zeros(len(ids)))[order], 3))
+              for name in (*FAMILIES, "coordination")}
     return pa.table({
         "account_id": ids,
         "risk": pa.array(np.round(scores.risk[order], 4)),
@@ -69,7 +72,24 @@ def accounts_table(ft: FeatureTable, scores: Scores, campaigns: list[Any]) -> pa
         "exchanges": pa.array(ft.stats["n"][order].astype(np.int64)),
         "first_seen": [format_ts(int(t)) for t in ft.stats["first_ts"][order]],
         "last_seen": [format_ts(int(t)) for t in ft.stats["last_ts"][order]],
+        **points,
     })
+
+
+def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: float) -> tuple[np.ndarray, list[str]]:
+    """Cross-account points per account from the campaigns attribution found (their score times ``cap``)."""
+    index = {a: i for i, a in enumerate(account_ids)}
+    points = np.zeros(len(account_ids))
+    why = [""] * len(account_ids)
+    for camp in campaigns:
+        kinds = ", ".join(dict.fromkeys(e.kind.replace("_", " ") for e in camp.evidence[:3])) or "linked"
+        value = cap * float(camp.score)
+        for account in camp.accounts:
+            i = index.get(account)
+            if i is not None and value > points[i]:
+                points[i] = value
+                why[i] = f"member of {camp.id}: {len(camp.accounts)} linked accounts ({kinds})"
+    return points, why
 
 
 def write_accounts_csv(path: Path, table: pa.Table) -> None:
@@ -125,11 +145,17 @@ def run_detection(store: Store, out_dir: Path, *, intel: Any = None, progress: P
     ft = account_features(con)
     seconds["features"] = time.perf_counter() - started - sum(seconds.values())
     report("scores", 0.0)
-    scores = score_accounts(ft.account_ids, ft.features, model, intel)
+    model = (model or Model.load()).fit(ft.features)  # baselines of this deployment, from its own accounts
+    ft.context.baselines = model.baselines.to_json()
+    first = score_accounts(ft.account_ids, ft.features, model, intel, fit=False, explain=False)
     seconds["scores"] = time.perf_counter() - started - sum(seconds.values())
 
     report("campaigns", 0.0)
-    campaigns = find_campaigns(con, scores_table(scores), features_table(ft)) if len(ft) else []
+    campaigns = find_campaigns(con, scores_table(first), features_table(ft)) if len(ft) else []
+    points, why = coordination_evidence(ft.account_ids, campaigns, model.policy.coordination_cap)
+    scores = score_accounts(ft.account_ids, ft.features, model, intel, coordination=points,
+                            coordination_reasons=why, fit=False)
+    scores.components["coordination"] = points
     seconds["campaigns"] = time.perf_counter() - started - sum(seconds.values())
 
     report("outputs", 0.0)

@@ -179,11 +179,15 @@ def _derive():
 @click.option("--accounts", type=click.Path(exists=True, dir_okay=False), help="account records for exemptions")
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False), help="policy YAML (default: shadow mode)")
 @click.option("--detections", type=click.Path(exists=True), help="a `distillguard detect` output dir")
+@click.option("--context", "context_path", type=click.Path(exists=True, dir_okay=False),
+              help="baselines to score against: a detect run's context.json (default: --detections' one, or the "
+                   "shipped priors)")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="output directory")
 @click.option("--no-online", is_flag=True, help="score from batch detections only")
 @_intel_options
 def replay_command(logs: tuple[str, ...], accounts: str | None, policy_path: str | None, detections: str | None,
-                   out: str, no_online: bool, intel: tuple[str, ...], group_key: str | None, group: str | None) -> None:
+                   context_path: str | None, out: str, no_online: bool, intel: tuple[str, ...],
+                   group_key: str | None, group: str | None) -> None:
     """Backtest a policy on recorded canonical exchanges (timestamp order, recorded time)."""
     from distillguard.gateway.config import ConfigError, build_scorer, load_accounts
     from distillguard.gateway.engine import Engine
@@ -192,7 +196,8 @@ def replay_command(logs: tuple[str, ...], accounts: str | None, policy_path: str
     policy = _load_policy(policy_path)
     try:
         account_info = load_accounts(accounts) if accounts else None
-        scorer = build_scorer(policy, detections, online=not no_online, accounts=account_info)
+        scorer = build_scorer(policy, detections, online=not no_online, accounts=account_info,
+                              context=context_path)
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
     _attach_intel(scorer, intel, group_key, group, account_info)

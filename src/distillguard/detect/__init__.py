@@ -1,20 +1,18 @@
-"""Detectors (rules, distribution test, supervised trees) fused into a calibrated risk, verdict and reasons."""
+"""Detectors: evidence families measured against the deployment's baselines, decided by ``decide``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from distillguard.decide import WATCH, verdict
-from distillguard.detect.base import Detector, Features
-from distillguard.detect.distribution import DistributionDetector
-from distillguard.detect.model import Model, fusion_inputs
-from distillguard.detect.rules import RULES, RulesDetector
-from distillguard.detect.supervised import SupervisedDetector
-
-MAX_REASONS = 4
-INTEL_WEIGHT = 0.9  # a full-strength, corroborated intel match alone reaches block (noisy-OR with our evidence)
+from distillguard.decide import Decisions, Record, decide
+from distillguard.detect.base import DETECTORS, Detector, Features, build, check_detector, register
+from distillguard.detect.baselines import Baselines
+from distillguard.detect.detectors import DEFAULT_DETECTORS, FamilyDetector
+from distillguard.detect.evidence import FAMILIES, Evidence
+from distillguard.detect.model import Model
 
 
 @dataclass
@@ -25,14 +23,14 @@ class Scores:
     risk: np.ndarray
     verdicts: list[str]
     reasons: list[list[str]]
-    components: dict[str, np.ndarray] = field(default_factory=dict)
+    components: dict[str, np.ndarray] = field(default_factory=dict)  # family points, "own" risk, intel
 
     def __len__(self) -> int:
         return len(self.account_ids)
 
 
-def _intel_columns(account_ids: np.ndarray, intel) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Intel matches (table or mapping rows with account_id, intel_score, intel_reasons, corroborated)."""
+def intel_columns(account_ids: np.ndarray, intel: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Intel matches (a table or rows with account_id, intel_score, intel_reasons, corroborated) per account."""
     score = np.zeros(len(account_ids))
     corroborated = np.zeros(len(account_ids), dtype=bool)
     reasons = [""] * len(account_ids)
@@ -51,35 +49,31 @@ def _intel_columns(account_ids: np.ndarray, intel) -> tuple[np.ndarray, np.ndarr
     return np.clip(score, 0, 1), corroborated, reasons
 
 
-def score_accounts(account_ids: np.ndarray, features: Features, model: Model | None = None,
-                   intel=None, *, explain: bool = True) -> Scores:
-    """Risk, verdict and top reasons for every account.
+def score_accounts(account_ids: np.ndarray, features: Features, model: Model | None = None, intel: Any = None, *,
+                   coordination: np.ndarray | None = None, coordination_reasons: list[str] | None = None,
+                   explain: bool = True, fit: bool = True) -> Scores:
+    """Risk, verdict and reasons for every account (evidence -> :func:`distillguard.decide.decide`).
 
-    Intel enters as one more piece of evidence (noisy-OR). An account is corroborated
-    when our own detectors already watch it or the intel says several members saw it;
-    otherwise intel alone can throttle but never block (see :mod:`distillguard.decide`).
-    ``explain=False`` skips the reasons (evaluation replays score many prefixes).
+    With ``fit`` (batch detection) the model's baselines are measured on these same accounts, i.e. on the
+    deployment; ``fit=False`` scores against the baselines the model already holds (gateway, prefixes).
     """
     model = model or Model.load()
-    parts = model.components(features)
-    own = model.fuse(parts) if len(account_ids) else np.zeros(0)
-    intel_score, intel_corroborated, intel_reasons = _intel_columns(account_ids, intel)
-    risk = 1.0 - (1.0 - own) * (1.0 - INTEL_WEIGHT * intel_score)
-    corroborated = (own >= WATCH) | intel_corroborated
-    verdicts = [verdict(float(r), corroborated=bool(c)) for r, c in zip(risk, corroborated, strict=True)]
-    fired = model.rules.fired(features)
-    reasons: list[list[str]] = []
-    for i in range(len(account_ids) if explain else 0):
-        found = [(rule.weight, rule.says(features, i)) for rule, hit in zip(RULES, fired[i], strict=True) if hit]
-        if risk[i] >= WATCH:
-            found += model.distribution.explain(features, i)
-            found += model.supervised.explain(features, i)
-        if intel_score[i] > 0:
-            found.append((INTEL_WEIGHT * intel_score[i], f"shared intel: {intel_reasons[i] or 'indicator match'}"))
-        reasons.append([text for _, text in sorted(found, key=lambda x: -x[0])[:MAX_REASONS]])
-    parts = dict(parts, own=own, intel=intel_score)
-    return Scores(np.asarray(account_ids, dtype=object), risk, verdicts, reasons, parts)
+    if fit:
+        model = model.with_baselines(Baselines.fit(features))
+    record = model.record(features)
+    record.coordination = coordination
+    record.coordination_reasons = coordination_reasons
+    if intel is not None:
+        record.intel_score, record.intel_corroborated, record.intel_reasons = intel_columns(account_ids, intel)
+    decisions: Decisions = decide(record, model.policy, explain=explain)
+    components = dict(record.families)
+    components["own"] = decisions.own
+    components["points"] = decisions.points
+    if record.intel_score is not None:
+        components["intel"] = record.intel_score
+    return Scores(np.asarray(account_ids, dtype=object), decisions.risk, decisions.verdicts, decisions.reasons,
+                  components)
 
 
-__all__ = ["Detector", "DistributionDetector", "Model", "RulesDetector", "Scores", "SupervisedDetector",
-           "fusion_inputs", "score_accounts"]
+__all__ = ["DEFAULT_DETECTORS", "DETECTORS", "FAMILIES", "Baselines", "Detector", "Evidence", "FamilyDetector",
+           "Model", "Record", "Scores", "build", "check_detector", "intel_columns", "register", "score_accounts"]

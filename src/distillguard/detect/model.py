@@ -1,15 +1,18 @@
-"""The shipped detector bundle: rules + distribution test + supervised trees + calibrated fusion.
+"""The detector bundle: which detectors run, the deployment's baselines, and the decision policy.
 
-Fusion is a logistic regression over the three detector outputs, fitted on
-out-of-fold scores so it is calibrated on data the trees did not see; the risk in [0, 1]
-is its output, raised to the strong-rule floor (``rules.FLOOR``) where a campaign-agnostic
-harvesting rule fires. The bundle is one gzipped JSON file (no pickle), versioned.
+``Model.fit(features)`` measures the deployment's baselines on its own accounts (no labels needed);
+``Model.record(features)`` gathers every detector's evidence into the :class:`distillguard.decide.Record`
+that :func:`distillguard.decide.decide` turns into risk, verdicts and reasons. The artifact (gzipped JSON,
+no pickle, versioned) holds the detector names, the decision policy (its family weights can be refitted on
+labelled accounts by ``distillguard train``) and, optionally, baselines to score against when a deployment
+has too little traffic of its own.
 """
 
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,79 +20,102 @@ from typing import Any
 import numpy as np
 import orjson
 
-from distillguard.detect.base import Features, rows
-from distillguard.detect.distribution import DistributionDetector
-from distillguard.detect.rules import RULES, RulesDetector
-from distillguard.detect.supervised import SupervisedDetector
-from distillguard.features.compute import FEATURE_NAMES
+from distillguard.decide import DEFAULT_POLICY, DecisionPolicy, Record
+from distillguard.detect.base import Detector, Features, build, rows
+from distillguard.detect.baselines import Baselines
+from distillguard.detect.detectors import DEFAULT_DETECTORS
+from distillguard.detect.evidence import FAMILIES, Evidence, gather
 
-ARTIFACT_FORMAT = 1
-DEFAULT_ARTIFACT = "detector-v1.json.gz"
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
-def fusion_inputs(supervised: np.ndarray, rules: np.ndarray, distribution: np.ndarray) -> np.ndarray:
-    return np.column_stack([_logit(supervised), rules, distribution])
+ARTIFACT_FORMAT = 2
+DEFAULT_ARTIFACT = "detector-v2.json"
 
 
 @dataclass
 class Model:
-    supervised: SupervisedDetector
-    distribution: DistributionDetector
-    rules: RulesDetector = field(default_factory=RulesDetector)
-    coef: np.ndarray = field(default_factory=lambda: np.array([1.0, 0.0, 0.0]))
-    intercept: float = 0.0
+    detectors: tuple[str, ...] = DEFAULT_DETECTORS
+    policy: DecisionPolicy = DEFAULT_POLICY
+    baselines: Baselines = field(default_factory=Baselines)
     meta: dict[str, Any] = field(default_factory=dict)
+    _plugins: dict[str, Detector] = field(default_factory=dict, repr=False)
 
-    def components(self, features: Features) -> dict[str, np.ndarray]:
-        if not rows(features):
-            empty = np.zeros(0)
-            return {"supervised": empty, "rules": empty, "distribution": empty, "floor": empty}
-        fired = self.rules.fired(features)
-        return {"supervised": self.supervised.score(features), "rules": self.rules.score(features, fired),
-                "distribution": self.distribution.score(features), "floor": self.rules.floor(features, fired)}
+    def __post_init__(self) -> None:
+        for name in self.detectors:
+            if name not in FAMILIES and name not in self._plugins:
+                self._plugins[name] = build(name)
 
-    def fuse(self, parts: dict[str, np.ndarray]) -> np.ndarray:
-        """Calibrated fusion, never below the strong-rule floor (``parts['floor']``, 0 when absent)."""
-        z = fusion_inputs(parts["supervised"], parts["rules"], parts["distribution"]) @ self.coef + self.intercept
-        risk = 1.0 / (1.0 + np.exp(-z))
-        floor = parts.get("floor")
-        return risk if floor is None else np.maximum(risk, floor)
+    # ---- fitting and scoring -------------------------------------------------------------------------------
+    def fit(self, features: Features, labels: np.ndarray | None = None) -> Model:
+        """Measure the deployment's baselines (and fit any plug-in detector) on its own accounts."""
+        self.baselines = Baselines.fit(features)
+        for detector in self._plugins.values():
+            detector.fit(features, labels)
+        return self
 
-    def risk(self, features: Features) -> np.ndarray:
-        return self.fuse(self.components(features))
+    def with_baselines(self, baselines: Baselines) -> Model:
+        return replace(self, baselines=baselines, _plugins=dict(self._plugins))
 
-    # ---- persistence ------------------------------------------------------
+    def evidence(self, features: Features) -> Evidence:
+        evidence = gather(features, self.baselines)
+        for family in list(evidence.families):
+            if family not in self.detectors:
+                del evidence.families[family]
+        return evidence
+
+    def record(self, features: Features, evidence: Evidence | None = None) -> Record:
+        """The decision record of every account: family points, volume and a reason writer."""
+        evidence = evidence or self.evidence(features)
+        families = dict(evidence.families)
+        for name, detector in self._plugins.items():
+            families[name] = np.asarray(detector.score(features), dtype=np.float64) if rows(features) else np.zeros(0)
+        plugins = self._plugins
+
+        def explain(i: int) -> list[tuple[float, str]]:
+            found = evidence.reasons(features, i, limit=8)
+            for detector in plugins.values():
+                found += detector.explain(features, i)
+            return sorted(found, key=lambda x: -x[0])[:4]
+
+        return Record(n=evidence.n, families=families, explain=explain)
+
+    # ---- persistence ---------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {"format": ARTIFACT_FORMAT, "features": list(FEATURE_NAMES), "rules": [r.name for r in RULES],
-                "supervised": self.supervised.to_json(), "distribution": self.distribution.to_json(),
-                "fusion": {"coef": self.coef.tolist(), "intercept": self.intercept}, "meta": self.meta}
+        return {"format": ARTIFACT_FORMAT, "detectors": list(self.detectors), "policy": self.policy.to_json(),
+                "baselines": self.baselines.to_json() if self.baselines.table else None, "meta": self.meta}
 
     def save(self, path: Path) -> None:
+        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(gzip.compress(orjson.dumps(self.to_json(), option=orjson.OPT_SERIALIZE_NUMPY), 9))
+        data = orjson.dumps(self.to_json(), option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+        path.write_bytes(gzip.compress(data, 9) if path.suffix == ".gz" else data)
 
     @classmethod
-    def load(cls, path: Path | None = None) -> Model:
+    def from_json(cls, data: dict[str, Any], where: str = "detector artifact") -> Model:
+        if data.get("format") != ARTIFACT_FORMAT:
+            raise ValueError(f"{where}: unsupported artifact format {data.get('format')!r} (this version reads "
+                             f"{ARTIFACT_FORMAT}; retrain with `distillguard train`)")
+        detectors = tuple(str(d) for d in data.get("detectors") or DEFAULT_DETECTORS)
+        policy = DecisionPolicy.from_mapping(data.get("policy"), where)
+        return cls(detectors, policy, Baselines.from_json(data.get("baselines")), dict(data.get("meta") or {}))
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> Model:
         """Load an artifact (the one shipped in ``distillguard/data/models`` by default)."""
         if path is None:
             raw = resources.files("distillguard").joinpath("data", "models", DEFAULT_ARTIFACT).read_bytes()
         else:
             raw = Path(path).read_bytes()
+        where = str(path or DEFAULT_ARTIFACT)
         try:
             data = orjson.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
         except (OSError, orjson.JSONDecodeError) as exc:
-            raise ValueError(f"{path or DEFAULT_ARTIFACT}: not a detector artifact ({exc})") from None
-        if data.get("format") != ARTIFACT_FORMAT:
-            raise ValueError(f"{path or DEFAULT_ARTIFACT}: unsupported artifact format {data.get('format')}")
-        if tuple(data["features"]) != FEATURE_NAMES:
-            raise ValueError(f"{path or DEFAULT_ARTIFACT}: trained on other features; retrain with "
-                             "`distillguard train`")
-        return cls(SupervisedDetector.from_json(data["supervised"]),
-                   DistributionDetector.from_json(data["distribution"]), RulesDetector(),
-                   np.asarray(data["fusion"]["coef"], dtype=np.float64), float(data["fusion"]["intercept"]),
-                   data.get("meta", {}))
+            raise ValueError(f"{where}: not a detector artifact ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: not a detector artifact (expected a JSON object)")
+        return cls.from_json(data, where)
+
+
+def model_with(detectors: Sequence[str] | None = None, policy: DecisionPolicy | None = None) -> Model:
+    """The shipped model with another detector list or policy (configuration builds detectors by name)."""
+    base = Model.load()
+    return Model(tuple(detectors) if detectors else base.detectors, policy or base.policy, base.baselines,
+                 dict(base.meta))

@@ -1,26 +1,28 @@
-"""Training the shipped detector on simulator ground truth (``distillguard train``).
+"""Refitting the decision weights on labelled accounts (``distillguard train``).
 
-A simulation directory (``distillguard simulate --out DIR``) is ingested once into
-``DIR/_store`` and reused. The supervised trees and the distribution reference are
-fitted on all training accounts; fusion is fitted on out-of-fold scores (leave one
-campaign type out) so the risk it outputs is calibrated on accounts, and campaign
-types, the trees did not see.
+Detection needs no labels: every detector measures the deployment against its own baselines. What labels
+(a simulation's ground truth, or an analyst's confirmed and dismissed accounts) can add is how much each
+evidence *family* should weigh: a logistic regression with non-negative weights over the family points
+(more evidence never lowers risk), folded into the :class:`~distillguard.decide.DecisionPolicy` of the
+artifact. The thresholds, the two-family rule and the caps stay as they are, so a refit cannot make one
+family decide alone.
+
+A simulation directory (``distillguard simulate --out DIR``) is ingested once into ``DIR/_store`` and reused.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from distillguard.decide import COORDINATION, DecisionPolicy
 from distillguard.detect.base import Features
-from distillguard.detect.distribution import DistributionDetector
-from distillguard.detect.model import Model, fusion_inputs
-from distillguard.detect.rules import RulesDetector
-from distillguard.detect.supervised import SupervisedDetector
+from distillguard.detect.baselines import Baselines
+from distillguard.detect.model import Model
 from distillguard.features import FeatureTable, account_features, attach_signals
 from distillguard.signals import SIGNALS
 from distillguard.store import Store
@@ -89,37 +91,19 @@ def concat(features: list[Features]) -> Features:
     return {k: np.concatenate([f[k] for f in features]) for k in features[0]}
 
 
-def _folds(kinds: np.ndarray, y: np.ndarray, seed: int) -> list[np.ndarray]:
-    """Test masks that each hold out one whole campaign type (plus a random share of benign accounts).
-
-    Out-of-fold scores then come from trees that never saw the attacker's campaign type,
-    so fusion learns how much to trust rules and the distribution test on *new* campaigns.
-    """
-    types = sorted({str(k) for k in kinds[y == 1]})
-    if len(types) < 2:
-        types = ["fold0", "fold1", "fold2", "fold3"]
-        kinds = np.array([types[i % 4] for i in range(len(y))], dtype=object)
-    rng = np.random.default_rng(seed)
-    benign = np.flatnonzero(y == 0)
-    benign_fold = rng.permutation(len(benign)) % len(types)
-    masks = []
-    for k, t in enumerate(types):
-        mask = (kinds.astype(str) == t) & (y == 1)
-        mask[benign[benign_fold == k]] = True
-        masks.append(mask)
-    return masks
-
-
-def fit_fusion(x: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> tuple[np.ndarray, float]:
-    """Platt-style logistic fusion with non-negative weights: more evidence never lowers risk."""
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> tuple[np.ndarray, float]:
+    """Logistic regression with non-negative weights (balanced classes): more evidence never lowers risk."""
     from scipy.optimize import minimize
+
+    pos = max(float(y.mean()), 1e-9)
+    sample = np.where(y == 1, 0.5 / pos, 0.5 / max(1.0 - pos, 1e-9))
 
     def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
         z = x @ w[:-1] + w[-1]
         p = 1.0 / (1.0 + np.exp(-z))
         eps = 1e-9
-        value = -np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)) + l2 * np.sum(w[:-1] ** 2)
-        g = p - y
+        value = -np.mean(sample * (y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))) + l2 * np.sum(w[:-1] ** 2)
+        g = sample * (p - y)
         grad = np.append(x.T @ g / len(y) + 2 * l2 * w[:-1], g.mean())
         return value, grad
 
@@ -129,49 +113,45 @@ def fit_fusion(x: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> tuple[np.ndarr
     return result.x[:-1].astype(float), float(result.x[-1])
 
 
-def fit_model(features: Features, labels: np.ndarray, kinds: np.ndarray, *, seed: int = 0,
-              meta: dict | None = None) -> Model:
-    """Fit all detectors and a calibrated fusion (on out-of-fold detector scores)."""
-    y = np.asarray(labels).astype(int)
-    if len(np.unique(y)) < 2:
-        raise ValueError("training data needs both attack and benign accounts")
-    oof = np.zeros((len(y), 3))
-    rules = RulesDetector()
-    for test in _folds(np.asarray(kinds, dtype=object), y, seed):
-        train = ~test
-        if len(np.unique(y[train])) < 2:
-            continue
-        sub = {k: v[train] for k, v in features.items()}
-        held = {k: v[test] for k, v in features.items()}
-        sup = SupervisedDetector().fit(sub, y[train], seed=seed)
-        dist = DistributionDetector().fit(sub, y[train])
-        oof[test] = fusion_inputs(sup.score(held), rules.score(held), dist.score(held))
-    # Accounts a strong rule already lifts to throttle (rules.FLOOR) are left out of the fusion fit: fusion is
-    # calibrated for the evidence the floor does not cover. Fitted on them too, the unseen-type attackers the floor
-    # catches anyway pushed the intercept up until benign accounts with supervised scores of ~0.01 reached throttle.
-    free = rules.floor(features) == 0
-    if len(np.unique(y[free])) < 2:
-        free[:] = True
-    coef, intercept = fit_fusion(oof[free], y[free])
-    model = Model(SupervisedDetector().fit(features, y, seed=seed), DistributionDetector().fit(features, y), rules,
-                  coef, intercept, dict(meta or {}))
-    model.meta.setdefault("trained", datetime.now(UTC).isoformat(timespec="seconds"))
-    model.meta.update({"accounts": int(len(y)), "attack_accounts": int(y.sum())})
-    return model
+def policy_from_fit(policy: DecisionPolicy, names: list[str], coef: np.ndarray, intercept: float) -> DecisionPolicy:
+    """The fitted ``risk = sigmoid(intercept + coef . points)`` expressed in the policy's own terms."""
+    import math
+
+    lt = math.log(policy.throttle / (1 - policy.throttle))
+    lb = math.log(policy.block / (1 - policy.block))
+    tau = (policy.block_points - policy.throttle_points) / (lb - lt)
+    weights = {name: round(float(w) * tau, 4) for name, w in zip(names, coef, strict=True)}
+    mid = -intercept * tau
+    return replace(policy, weights=weights, throttle_points=round(mid + lt * tau, 4),
+                   block_points=round(mid + lb * tau, 4))
 
 
-def train(simdirs: list[Path], out: Path, *, exclude_types: tuple[str, ...] = (), seed: int = 0) -> Model:
-    """Train on simulation directories (optionally without some campaign types) and save to ``out``."""
+def train(simdirs: list[Path], out: Path, *, exclude_types: tuple[str, ...] = ()) -> Model:
+    """Refit the decision weights on simulation directories (optionally without some types) and save."""
     data = [load_simulation(d) for d in simdirs]
-    model = fit_labelled(data, exclude_types=exclude_types, seed=seed)
+    model = fit_labelled(data, exclude_types=exclude_types)
     model.save(Path(out))
     return model
 
 
-def fit_labelled(data: list[Labelled], *, exclude_types: tuple[str, ...] = (), seed: int = 0) -> Model:
+def fit_labelled(data: list[Labelled], *, exclude_types: tuple[str, ...] = ()) -> Model:
+    """Each simulation is its own deployment (own baselines); the weights are fitted on all of them."""
     keep = [~np.isin(d.kind, list(exclude_types)) | (d.label == 0) for d in data]
-    features = concat([{k: v[m] for k, v in d.table.features.items()} for d, m in zip(data, keep, strict=True)])
-    labels = np.concatenate([d.label[m] for d, m in zip(data, keep, strict=True)])
-    kinds = np.concatenate([d.kind[m] for d, m in zip(data, keep, strict=True)])
-    meta = {"trained_on": [d.source.name for d in data], "excluded_types": list(exclude_types)}
-    return fit_model(features, labels, kinds, seed=seed, meta=meta)
+    base = Model.load()
+    xs, ys, names = [], [], None
+    for d, m in zip(data, keep, strict=True):
+        feats = {k: v[m] for k, v in d.table.features.items()}
+        record = base.with_baselines(Baselines.fit(feats)).record(feats)
+        names = [n for n in record.families if n != COORDINATION]
+        xs.append(np.column_stack([record.families[n] for n in names]))
+        ys.append(d.label[m])
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    if len(np.unique(y)) < 2:
+        raise ValueError("training data needs both attack and benign accounts")
+    coef, intercept = fit_logistic(x, y)
+    model = Model(base.detectors, policy_from_fit(base.policy, names or [], coef, intercept), Baselines(),
+                  dict(base.meta))
+    model.meta.update({"trained": datetime.now(UTC).isoformat(timespec="seconds"), "accounts": int(len(y)),
+                       "attack_accounts": int(y.sum()), "trained_on": [d.source.name for d in data],
+                       "excluded_types": list(exclude_types)})
+    return model

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from distillguard.decide import THROTTLE, flagged
+from distillguard.decide import flagged
 from distillguard.detect import Model, score_accounts
 from distillguard.detect.train import Labelled, fit_labelled, load_simulation
 from distillguard.evaluation.metrics import campaign_ari, rate_by, recall_at_fpr, roc_auc
@@ -85,10 +85,10 @@ def harvest_before_flag(test: Labelled, model: Model, log: Log | None = None) ->
     return out
 
 
-def evaluate_held_out(train: list[Labelled], test: Labelled, *, seed: int = 0, log: Log | None = None,
+def evaluate_held_out(train: list[Labelled], test: Labelled, *, log: Log | None = None,
                       harvest: bool = True) -> dict[str, Any]:
-    """Train on ``train``, run the full detection pipeline on ``test`` and measure it."""
-    model = fit_labelled(train, seed=seed)
+    """Fit the decision weights on ``train``, run the full detection pipeline on ``test`` and measure it."""
+    model = fit_labelled(train)
     with tempfile.TemporaryDirectory() as tmp:
         result = run_detection(test.store, Path(tmp), model=model)
     index = {a: i for i, a in enumerate(result.scores.account_ids)}
@@ -109,25 +109,19 @@ def evaluate_held_out(train: list[Labelled], test: Labelled, *, seed: int = 0, l
     return out
 
 
-def leave_one_type_out(train: list[Labelled], test: Labelled, *, seed: int = 0,
-                       log: Log | None = None) -> dict[str, Any]:
-    """For each campaign type: train without it, then measure recall on it in the test simulation."""
+def leave_one_type_out(train: list[Labelled], test: Labelled, *, log: Log | None = None) -> dict[str, Any]:
+    """For each campaign type: fit the weights without it, then measure recall on it in the test simulation."""
     out = {}
     types = sorted({str(k) for k in test.kind[test.label == 1]})
     for t in types:
-        model = fit_labelled(train, exclude_types=(t,), seed=seed)
+        model = fit_labelled(train, exclude_types=(t,))
         scores = score_accounts(test.table.account_ids, test.table.features, model, explain=False)
         y = test.label
         mask = (y == 0) | (test.kind == t)
         flag = np.array([flagged(v) for v in scores.verdicts])
         held = (test.kind == t) & (y == 1)
-        parts = {k: v for k, v in scores.components.items() if k in ("supervised", "rules", "distribution")}
-        fused = model.fuse(parts)  # the calibrated fusion alone, without the strong-rule floor
         out[t] = {"accounts": int(held.sum()),
                   "flagged_recall": float(flag[held].mean()),
-                  # what carried it: the fused model alone (risk >= throttle) / a strong rule (the floor)
-                  "fused_recall": float((fused[held] >= THROTTLE).mean()),
-                  "floor_recall": float((scores.components["floor"][held] > 0).mean()),
                   "recall_at_fpr_1pct": recall_at_fpr(y[mask], scores.risk[mask], 0.01),
                   "recall_at_fpr_0.1pct": recall_at_fpr(y[mask], scores.risk[mask], 0.001),
                   "roc_auc": roc_auc(y[mask], scores.risk[mask])}
@@ -137,14 +131,14 @@ def leave_one_type_out(train: list[Labelled], test: Labelled, *, seed: int = 0,
 
 
 def evaluate(train_dirs: list[Path], test_dirs: list[Path], *, loco: bool = True, harvest: bool = True,
-             seed: int = 0, log: Log | None = None) -> dict[str, Any]:
+             log: Log | None = None) -> dict[str, Any]:
     """The whole evaluation: per held-out simulation, the full metrics and leave-one-type-out."""
     train = [load_simulation(d) for d in train_dirs]
     report: dict[str, Any] = {"train": [str(d) for d in train_dirs], "test": {}}
     for d in test_dirs:
         test = load_simulation(d)
-        entry = evaluate_held_out(train, test, seed=seed, log=log, harvest=harvest)
+        entry = evaluate_held_out(train, test, log=log, harvest=harvest)
         if loco:
-            entry["leave_one_type_out"] = leave_one_type_out(train, test, seed=seed, log=log)
+            entry["leave_one_type_out"] = leave_one_type_out(train, test, log=log)
         report["test"][str(d)] = entry
     return report

@@ -13,17 +13,21 @@ from dataclasses import dataclass
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 
 from distillguard.features.compute import (
     FEATURE_NAMES,
     Context,
     features_from_stats,
-    peer_reference,
     releases_from_models,
 )
 from distillguard.features.state import AccountState
 from distillguard.features.stats import STAT_NAMES, batch_stats
+from distillguard.signals import SIGNAL_SCHEMA
 from distillguard.store import Store
+
+_DUCK = {pa.float32(): "FLOAT", pa.bool_(): "BOOLEAN", pa.int8(): "TINYINT", pa.uint64(): "UBIGINT",
+         pa.string(): "VARCHAR"}
 
 
 @dataclass
@@ -39,11 +43,6 @@ class FeatureTable:
     def __len__(self) -> int:
         return len(self.account_ids)
 
-    def matrix(self, names: tuple[str, ...] = FEATURE_NAMES) -> np.ndarray:
-        if not len(self):
-            return np.zeros((0, len(names)))
-        return np.column_stack([self.features[n] for n in names])
-
 
 def _sql_list(values: list[str]) -> str:
     return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
@@ -55,11 +54,8 @@ def attach_signals(con: duckdb.DuckDBPyConnection, store: Store, signal_files: l
     exchange_files = store.exchange_files()
     if not exchange_files:
         con.execute("CREATE OR REPLACE VIEW signals AS SELECT NULL::VARCHAR AS id WHERE false")
-        con.execute("CREATE OR REPLACE VIEW ex AS SELECT e.*, NULL::FLOAT AS cot, NULL::BOOLEAN AS coerce, "
-                    "NULL::FLOAT AS rubric, NULL::BOOLEAN AS probe, NULL::TINYINT AS cap, NULL::TINYINT AS script, "
-                    "NULL::UBIGINT AS tpl, NULL::UBIGINT AS sys_fp, NULL::UBIGINT AS params_fp, "
-                    "NULL::BOOLEAN AS hit_cap, NULL::BOOLEAN AS big_budget, NULL::BOOLEAN AS single_turn "
-                    "FROM exchanges e WHERE false")
+        nulls = ", ".join(f"NULL::{_DUCK[f.type]} AS {f.name}" for f in SIGNAL_SCHEMA if f.name != "id")
+        con.execute(f"CREATE OR REPLACE VIEW ex AS SELECT e.*, {nulls} FROM exchanges e WHERE false")
         return
     # derived files carry the exchange columns detection reads (``Store.CARRIED``): one scan, no join
     con.execute(f"CREATE OR REPLACE VIEW signals AS SELECT * FROM read_parquet({_sql_list(signal_files)})")
@@ -83,7 +79,7 @@ def load_accounts(con: duckdb.DuckDBPyConnection, account_ids: np.ndarray) -> di
 
 
 def build_context(con: duckdb.DuckDBPyConnection, stats: dict[str, np.ndarray]) -> Context:
-    """Population facts from the data itself: releases, payment/domain sharing (peers added after features)."""
+    """Population facts from the data itself: model releases, payment and e-mail domain sharing."""
     pay = Counter(r[0] for r in con.execute("SELECT payment_fp FROM accounts WHERE payment_fp IS NOT NULL").fetchall())
     dom = Counter(r[0] for r in con.execute("SELECT email_domain FROM accounts WHERE email_domain IS NOT NULL")
                   .fetchall())
@@ -96,16 +92,15 @@ def account_features(con: duckdb.DuckDBPyConnection, *, until_ms: int | None = N
                      context: Context | None = None) -> FeatureTable:
     """Features of every account in view ``ex`` (see :func:`attach_signals`), optionally before ``until_ms``.
 
-    Without ``context`` the population baseline (releases, peer groups, sharing) is
-    measured on the same data; pass one to score a prefix against a fixed baseline.
+    Without ``context`` the population facts (releases, sharing) are measured on the same data; pass one to
+    score a prefix against fixed facts. The deployment's behavioural baselines are fitted by detection
+    (:mod:`distillguard.detect.baselines`) and stored in ``context.baselines``.
     """
     stats = batch_stats(con, until_ms)
     ids = stats["account_id"]
     accounts = load_accounts(con, ids)
     if context is None:
         context = build_context(con, stats)
-        base = features_from_stats(stats, accounts, context)
-        context.peers = peer_reference(base, accounts["tier"])
     features = features_from_stats(stats, accounts, context)
     return FeatureTable(ids, features, stats, accounts, context)
 

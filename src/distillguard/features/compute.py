@@ -3,8 +3,8 @@
 :func:`features_from_stats` is the only place a feature is defined. It takes
 statistic columns (many accounts in batch, one in the gateway), the account
 records and a :class:`Context` of population facts that no single account knows:
-when each model was released, how a tier's accounts usually behave (peer group),
-how many accounts share a payment fingerprint or e-mail domain.
+when each model was released and how many accounts share a payment fingerprint or e-mail domain.
+How a cohort's accounts usually behave is the detectors' business (``distillguard.detect.baselines``).
 """
 
 from __future__ import annotations
@@ -14,28 +14,31 @@ from typing import Any
 
 import numpy as np
 
-from distillguard.features.stats import DISTINCTS, EMB_DIM, GAP_BINS, HOUR_BINS
+from distillguard.features.stats import DISTINCT_NAMES, GAP_BINS, HOUR_BINS
 from distillguard.model import TIERS
 from distillguard.signals.cues import CAPABILITIES, SCRIPTS
 
 DAY_MS = 86_400_000.0
 HOUR_MS = 3_600_000.0
-PEER_FEATURES = ("log_n", "log_rate", "log_ip", "log_tokens_per_req", "cot_share")
-
 FEATURE_NAMES: tuple[str, ...] = (
-    "log_n", "log_rate", "log_tokens_per_req", "log_prompt_per_req", "mean_log_max_tokens",
-    "cot_share", "coerce_share", "rubric_share", "probe_share", "hit_cap_share", "big_budget_share",
-    "single_turn_share", "tool_share", "image_share", "error_share",
+    # volume
+    "log_n", "log_rate", "days", "peak_to_mean_day", "span_days",
+    # what the account takes: outputs, reasoning, amplification of its own words, outputs at the limit, logits
+    "log_tokens_per_req", "log_prompt_per_req", "amplification", "log_reasoning_per_req", "reasoning_share",
+    "hit_cap_share", "big_budget_share", "mean_log_max_tokens", "logits_share",
+    # what its prompts ask for (text classifiers; shares of requests)
+    "cot_share", "coerce_share", "rubric_share", "length_share", "synth_share", "probe_share",
+    # sessions
+    "single_turn_share", "mean_turns", "tool_share", "image_share", "error_share",
+    # coverage and templating
     *(f"cap_{name}" for name in CAPABILITIES), "cap_entropy", "cap_max_share", "cap_coverage",
-    "script_entropy", "nonlatin_share", "n_scripts",
+    "script_entropy", "nonlatin_share", "n_scripts", "tpl_ratio", "log_tpl", "log_sys", "params_ratio", "log_params",
+    # timing and models
     "hour_entropy", "hour_max_share", "gap_cv", "lgap_mean", "lgap_std", "gap_entropy", "burst_share",
-    "days", "peak_to_mean_day", "span_days",
-    "log_ip", "ip_per_req", "log_prefix", "log_asn", "log_ua", "log_tls", "tpl_ratio", "log_tpl", "log_sys",
-    "params_ratio", "log_params",
     "new_model_share", "new_model_speed",
+    # infrastructure and identity
+    "log_ip", "ip_per_req", "log_prefix", "log_asn", "log_ua", "log_tls", "log_key",
     "age_days", "tier", "verified", "log_payment_shared", "log_domain_shared",
-    *(f"peer_{name}" for name in PEER_FEATURES),
-    *(f"emb_{j}" for j in range(EMB_DIM)),
 )
 
 
@@ -44,20 +47,19 @@ class Context:
     """Population facts features are measured against; JSON-serialisable for the gateway."""
 
     releases: dict[str, float] = field(default_factory=dict)  # model -> release time (ms) inside the window
-    peers: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)  # tier -> feature -> (median, mad)
     payment_counts: dict[str, int] = field(default_factory=dict)
     domain_counts: dict[str, int] = field(default_factory=dict)
+    # the deployment's baselines per cohort (``distillguard.detect.baselines.Baselines.to_json``), set by detection
+    baselines: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        peers = {t: {k: list(v) for k, v in p.items()} for t, p in self.peers.items()}
-        return {"releases": self.releases, "peers": peers,
-                "payment_counts": self.payment_counts, "domain_counts": self.domain_counts}
+        return {"releases": self.releases, "payment_counts": self.payment_counts,
+                "domain_counts": self.domain_counts, "baselines": self.baselines}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Context:
-        peers = {t: {k: (float(v[0]), float(v[1])) for k, v in p.items()} for t, p in data.get("peers", {}).items()}
-        return cls(dict(data.get("releases", {})), peers, dict(data.get("payment_counts", {})),
-                   dict(data.get("domain_counts", {})))
+        return cls(dict(data.get("releases", {})), dict(data.get("payment_counts", {})),
+                   dict(data.get("domain_counts", {})), dict(data.get("baselines", {})))
 
 
 def _entropy(counts: np.ndarray) -> np.ndarray:
@@ -134,9 +136,14 @@ def features_from_stats(stats: dict[str, np.ndarray], accounts: dict[str, np.nda
     f["log_rate"] = np.log1p(stats["n"] / span_h)
     f["log_tokens_per_req"] = np.log1p(stats["completion_tokens"] / n)
     f["log_prompt_per_req"] = np.log1p(stats["prompt_tokens"] / n)
+    f["amplification"] = (stats["log_out"] - stats["log_in"]) / n
+    f["log_reasoning_per_req"] = np.log1p(stats["reasoning_tokens"] / n)
+    f["reasoning_share"] = stats["reasoning_tokens"] / np.maximum(stats["completion_tokens"], 1.0)
     f["mean_log_max_tokens"] = stats["log_max_tokens"] / n
-    for name in ("cot", "coerce", "rubric", "probe", "hit_cap", "big_budget", "single_turn"):
+    for name in ("cot", "coerce", "rubric", "length", "synth", "probe", "logits", "hit_cap", "big_budget",
+                 "single_turn"):
         f[f"{name}_share"] = stats[name] / n
+    f["mean_turns"] = stats["turns"] / n
     f["tool_share"] = stats["tools"] / n
     f["image_share"] = stats["image"] / n
     f["error_share"] = stats["errors"] / n
@@ -169,7 +176,7 @@ def features_from_stats(stats: dict[str, np.ndarray], accounts: dict[str, np.nda
     f["days"] = stats["days"]
     f["peak_to_mean_day"] = stats["max_day"] / (n / days)
     f["span_days"] = (stats["last_ts"] - stats["first_ts"]) / DAY_MS
-    for name in DISTINCTS:
+    for name in DISTINCT_NAMES:
         f[f"log_{name}"] = np.log1p(stats[f"d_{name}"])
     f["ip_per_req"] = stats["d_ip"] / n
     f["tpl_ratio"] = stats["d_tpl"] / n
@@ -177,39 +184,4 @@ def features_from_stats(stats: dict[str, np.ndarray], accounts: dict[str, np.nda
     f["new_model_share"], f["new_model_speed"] = _model_features(stats["models"], n, stats["first_ts"],
                                                                  context.releases)
     f.update(_account_columns(accounts, len(n), context, stats["first_ts"]))
-    tiers = accounts["tier"] if accounts is not None else np.full(len(n), None, dtype=object)
-    for name in PEER_FEATURES:
-        f[f"peer_{name}"] = _peer_z(f[name], tiers, context.peers, name)
-    for j in range(EMB_DIM):
-        f[f"emb_{j}"] = stats[f"emb_{j}"] / n
     return {name: np.asarray(f[name], dtype=np.float64) for name in FEATURE_NAMES}
-
-
-def _peer_z(values: np.ndarray, tiers: np.ndarray, peers: dict[str, dict[str, tuple[float, float]]],
-            name: str) -> np.ndarray:
-    """Robust z-score of each account against its tier (the whole population when the tier is unknown)."""
-    out = np.zeros(len(values))
-    for i, (value, tier) in enumerate(zip(values, tiers, strict=True)):
-        ref = peers.get(tier or "*", peers.get("*", {})).get(name)
-        if ref is not None and np.isfinite(value):
-            out[i] = (value - ref[0]) / max(ref[1], 0.05)
-    return out
-
-
-def peer_reference(features: dict[str, np.ndarray], tiers: np.ndarray) -> dict[str, dict[str, tuple[float, float]]]:
-    """Median and MAD of the peer features per tier ("*" = everyone): the population baseline."""
-    groups: dict[str, np.ndarray] = {"*": np.ones(len(tiers), dtype=bool)}
-    for tier in {t for t in tiers if t}:
-        groups[tier] = np.array([t == tier for t in tiers])
-    out: dict[str, dict[str, tuple[float, float]]] = {}
-    for tier, mask in groups.items():
-        if mask.sum() < 5:
-            continue
-        out[tier] = {}
-        for name in PEER_FEATURES:
-            values = features[name][mask]
-            values = values[np.isfinite(values)]
-            median = float(np.median(values)) if len(values) else 0.0
-            mad = float(np.median(np.abs(values - median)) * 1.4826) if len(values) else 1.0
-            out[tier][name] = (median, mad)
-    return out

@@ -20,24 +20,22 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-import xxhash
 
 from distillguard.features.compute import Context, features_from_stats
 from distillguard.features.stats import (
-    DISTINCTS,
-    EMB_DIM,
+    DISTINCT_NAMES,
     GAP_BINS,
+    KMV_K,
     STAT_NAMES,
     SUMS,
-    distinct_values,
-    embed,
+    distinct_hashes,
     gap_bin,
+    kmv_estimate,
 )
 from distillguard.model import TIERS
 from distillguard.model.exchange import parse_ts
 
-KMV_K = 16
-_FORMAT = 2  # 1: float32 sums (lossy), no longer read
+_FORMAT = 3  # 1: float32 sums (lossy); 2: xxh32 sketches, embedding sums; neither read any more
 _ADDITIVE = tuple(n for n in STAT_NAMES if n not in ("first_ts", "last_ts") and not n.startswith("d_"))
 _MAX_MODELS = 6
 
@@ -51,17 +49,17 @@ def _epoch_ms(value: Any) -> int:
 
 
 class Kmv:
-    """K smallest distinct 32-bit hashes: a mergeable distinct-count sketch."""
+    """K smallest distinct 32-bit hashes: a mergeable distinct-count sketch (batch keeps the same hashes)."""
 
     __slots__ = ("values",)
 
     def __init__(self, values: list[int] | None = None) -> None:
         self.values = values or []
 
-    def add(self, item: str | None) -> None:
-        if item is None:
+    def add(self, h: int | None) -> None:
+        """Add a value's sketch hash (:func:`distillguard.features.stats.distinct_hashes`)."""
+        if h is None:
             return
-        h = xxhash.xxh32_intdigest(item.encode())
         values = self.values
         if h in values or (len(values) >= KMV_K and h >= values[-1]):
             return
@@ -70,9 +68,7 @@ class Kmv:
             values.pop()
 
     def estimate(self) -> float:
-        if len(self.values) < KMV_K:
-            return float(len(self.values))
-        return (KMV_K - 1) / ((self.values[-1] + 1) / 2**32)
+        return kmv_estimate(len(self.values), float(self.values[-1]) if self.values else 0.0)
 
 
 class AccountState:
@@ -83,7 +79,7 @@ class AccountState:
         self.first_ts = self.last_ts = -1
         self.day = -1
         self.day_count = 0.0
-        self.sketches = {name: Kmv() for name in DISTINCTS}
+        self.sketches = {name: Kmv() for name in DISTINCT_NAMES}
         self.models: dict[str, tuple[float, float]] = {}
         account = account or {}
         created = account.get("created_at")
@@ -110,8 +106,6 @@ class AccountState:
             sums["lgap_sum"] += lg
             sums["lgap_sumsq"] += lg * lg
             sums[f"gap_{gap_bin(gap)}"] += 1
-        for j, v in enumerate(embed(e, s)):
-            sums[f"emb_{j}"] += float(v)
         day = t // 86_400_000
         if day != self.day:
             self.day, self.day_count = day, 0.0
@@ -120,7 +114,7 @@ class AccountState:
         sums["max_day"] = max(sums["max_day"], self.day_count)
         self.first_ts = t if self.first_ts < 0 else min(self.first_ts, t)
         self.last_ts = max(self.last_ts, t)
-        for name, value in distinct_values(e, s).items():
+        for name, value in distinct_hashes(e, s).items():
             self.sketches[name].add(value)
         model = e.get("model") or ""
         count, first = self.models.get(model, (0.0, float(t)))
@@ -163,7 +157,7 @@ class AccountState:
         out += body
         for value in (self.first_ts + 1, self.last_ts + 1, self.day + 1, int(self.day_count)):
             _varint(out, value)
-        for name in DISTINCTS:
+        for name in DISTINCT_NAMES:
             values = self.sketches[name].values
             out += struct.pack(f"<B{len(values)}I", len(values), *values)
         out.append(len(self.models))
@@ -201,7 +195,7 @@ class AccountState:
         day, pos = _unvarint(data, pos)
         day_count, pos = _unvarint(data, pos)
         state.first_ts, state.last_ts, state.day, state.day_count = first - 1, last - 1, day - 1, float(day_count)
-        for name in DISTINCTS:
+        for name in DISTINCT_NAMES:
             k = data[pos]
             state.sketches[name] = Kmv(list(struct.unpack_from(f"<{k}I", data, pos + 1)))
             pos += 1 + 4 * k
@@ -289,4 +283,4 @@ def _unpack_str(data: bytes, pos: int) -> tuple[str | None, int]:
     return data[pos + 1:pos + 1 + length].decode(errors="replace"), pos + 1 + length
 
 
-__all__ = ["AccountState", "Kmv", "KMV_K", "EMB_DIM", "GAP_BINS", "features_many"]
+__all__ = ["AccountState", "GAP_BINS", "KMV_K", "Kmv", "features_many"]

@@ -10,6 +10,7 @@ and ``tests/test_features.py`` replays the same traffic through both.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +22,6 @@ import numpy as np
 from distillguard.signals.cues import CAPABILITIES, SCRIPTS
 
 GAP_EDGES = (1.0, 10.0, 60.0, 600.0, 3600.0, 21600.0, 86400.0)  # seconds; 8 bins of inter-arrival time
-EMB_DIM = 16  # random Fourier features of the request descriptor (distribution test)
-_RFF_SEED = 20260302
 
 
 @dataclass(frozen=True)
@@ -42,13 +41,23 @@ SUMS: tuple[Quantity, ...] = (
     Quantity("n", "1", lambda e, s: 1.0),
     Quantity("prompt_tokens", "coalesce(prompt_tokens, 0)", lambda e, s: _f(e.get("prompt_tokens"))),
     Quantity("completion_tokens", "coalesce(completion_tokens, 0)", lambda e, s: _f(e.get("completion_tokens"))),
+    Quantity("reasoning_tokens", "coalesce(reasoning_tokens, 0)", lambda e, s: _f(e.get("reasoning_tokens"))),
+    # log-scale output and input per exchange: their difference is how much the model generated per word asked
+    Quantity("log_out", "ln(1 + coalesce(completion_tokens, 0))",
+             lambda e, s: math.log1p(max(_f(e.get("completion_tokens")), 0.0))),
+    Quantity("log_in", "ln(1 + coalesce(prompt_tokens, 0))",
+             lambda e, s: math.log1p(max(_f(e.get("prompt_tokens")), 0.0))),
     Quantity("cot", "cot", lambda e, s: _f(s["cot"])),
-    Quantity("coerce", "coerce::INT", lambda e, s: float(bool(s["coerce"]))),
+    Quantity("coerce", "coerce", lambda e, s: _f(s["coerce"])),
     Quantity("rubric", "rubric", lambda e, s: _f(s["rubric"])),
+    Quantity("length", "length", lambda e, s: _f(s["length"])),
+    Quantity("synth", "synth", lambda e, s: _f(s["synth"])),
     Quantity("probe", "probe::INT", lambda e, s: float(bool(s["probe"]))),
+    Quantity("logits", "logits::INT", lambda e, s: float(bool(s["logits"]))),
     Quantity("hit_cap", "hit_cap::INT", lambda e, s: float(bool(s["hit_cap"]))),
     Quantity("big_budget", "big_budget::INT", lambda e, s: float(bool(s["big_budget"]))),
     Quantity("single_turn", "single_turn::INT", lambda e, s: float(bool(s["single_turn"]))),
+    Quantity("turns", "coalesce(n_assistant_turns, 0)", lambda e, s: _f(e.get("n_assistant_turns"))),
     Quantity("tools", "(coalesce(n_tools, 0) > 0)::INT", lambda e, s: float(_f(e.get("n_tools")) > 0)),
     Quantity("image", "coalesce(has_image, false)::INT", lambda e, s: float(bool(e.get("has_image")))),
     Quantity("errors", "(coalesce(status, 200) >= 400)::INT", lambda e, s: float(_f(e.get("status"), 200) >= 400)),
@@ -61,18 +70,37 @@ SUMS: tuple[Quantity, ...] = (
 )
 HOUR_BINS = 24
 GAP_BINS = len(GAP_EDGES) + 1
-# distinct-value statistics: name -> SQL expression of the value (Python twin in ``distinct_values``)
-DISTINCTS: dict[str, str] = {
-    "ip": "ip",
-    "prefix": "CASE WHEN contains(ip, '.') THEN regexp_replace(ip, '\\.[0-9]+$', '') "
-              "ELSE array_to_string(string_split(ip, ':')[1:3], ':') END",
-    "asn": "asn::VARCHAR",
-    "ua": "user_agent",
-    "tls": "tls_fp",
-    "tpl": "tpl::VARCHAR",
-    "sys": "sys_fp::VARCHAR",
-    "params": "params_fp::VARCHAR",
-}
+KMV_K = 16  # distinct counts are K-minimum-values estimates, identical in batch and online: exact below K
+
+
+@dataclass(frozen=True)
+class Distinct:
+    """A distinct-count statistic: the value per exchange (SQL and Python) and its 32-bit sketch hash.
+
+    String values hash to the upper half of their MD5's first eight bytes (DuckDB's ``md5_number_upper``);
+    values that are already 64-bit fingerprints (template, system prompt, parameters) to their top 32 bits.
+    Batch keeps the K smallest hashes per account exactly as the gateway's sketch does, so both estimate
+    the same number.
+    """
+
+    name: str
+    sql: str  # the value (VARCHAR, or UBIGINT for fingerprints)
+    fingerprint: bool = False  # a UBIGINT fingerprint, hashed by its top 32 bits
+
+
+DISTINCTS: tuple[Distinct, ...] = (
+    Distinct("ip", "ip"),
+    Distinct("prefix", "CASE WHEN contains(ip, '.') THEN regexp_replace(ip, '\\.[0-9]+$', '') "
+                       "ELSE array_to_string(string_split(ip, ':')[1:3], ':') END"),
+    Distinct("asn", "asn::VARCHAR"),
+    Distinct("ua", "user_agent"),
+    Distinct("tls", "tls_fp"),
+    Distinct("key", "api_key_id"),
+    Distinct("tpl", "tpl", fingerprint=True),
+    Distinct("sys", "sys_fp", fingerprint=True),
+    Distinct("params", "params_fp", fingerprint=True),
+)
+DISTINCT_NAMES = tuple(d.name for d in DISTINCTS)
 
 
 def ip_prefix(ip: str) -> str:
@@ -82,55 +110,29 @@ def ip_prefix(ip: str) -> str:
     return ":".join(ip.split(":")[:3])
 
 
-def distinct_values(e: dict[str, Any], s: dict[str, Any]) -> dict[str, str | None]:
-    """Python twin of :data:`DISTINCTS`."""
+def string_hash(value: str) -> int:
+    """32-bit sketch hash of a string value (twin of ``md5_number_upper(v) >> 32``)."""
+    return int.from_bytes(hashlib.md5(value.encode("utf-8")).digest()[4:8], "little")
+
+
+def distinct_hashes(e: dict[str, Any], s: dict[str, Any]) -> dict[str, int | None]:
+    """Python twin of :data:`DISTINCTS`: the sketch hash of each value of one exchange (None: no value)."""
     ip = e.get("ip")
     asn = e.get("asn")
-    return {"ip": ip, "prefix": ip_prefix(ip) if ip else None, "asn": None if asn is None else str(asn),
-            "ua": e.get("user_agent"), "tls": e.get("tls_fp"), "tpl": str(s["tpl"]), "sys": str(s["sys_fp"]),
-            "params": str(s["params_fp"])}
+    strings = {"ip": ip, "prefix": ip_prefix(ip) if ip else None, "asn": None if asn is None else str(asn),
+               "ua": e.get("user_agent"), "tls": e.get("tls_fp"), "key": e.get("api_key_id")}
+    out: dict[str, int | None] = {k: None if v is None else string_hash(v) for k, v in strings.items()}
+    for name, key in (("tpl", "tpl"), ("sys", "sys_fp"), ("params", "params_fp")):
+        value = s.get(key)
+        out[name] = None if value is None else int(value) >> 32
+    return out
 
 
-# descriptor of one request for the distribution test: (SQL, Python) per dimension
-DESCRIPTOR: tuple[Quantity, ...] = (
-    Quantity("d_cot", "cot", lambda e, s: _f(s["cot"])),
-    Quantity("d_rubric", "rubric", lambda e, s: _f(s["rubric"])),
-    Quantity("d_coerce", "coerce::INT", lambda e, s: float(bool(s["coerce"]))),
-    Quantity("d_probe", "probe::INT", lambda e, s: float(bool(s["probe"]))),
-    Quantity("d_hit_cap", "hit_cap::INT", lambda e, s: float(bool(s["hit_cap"]))),
-    Quantity("d_big", "big_budget::INT", lambda e, s: float(bool(s["big_budget"]))),
-    Quantity("d_single", "single_turn::INT", lambda e, s: float(bool(s["single_turn"]))),
-    *(Quantity(f"d_cap_{i}", f"(cap = {i})::INT", lambda e, s, i=i: float(s["cap"] == i))
-      for i in range(len(CAPABILITIES))),
-    Quantity("d_nonlatin", "(script > 0)::INT", lambda e, s: float(s["script"] > 0)),
-    Quantity("d_max_tokens", "log2(1 + coalesce(max_tokens, 0)) / 15",
-             lambda e, s: math.log2(1 + _f(e.get("max_tokens"))) / 15),
-    Quantity("d_prompt", "ln(1 + coalesce(prompt_tokens, 0)) / 8",
-             lambda e, s: math.log1p(_f(e.get("prompt_tokens"))) / 8),
-    Quantity("d_completion", "ln(1 + coalesce(completion_tokens, 0)) / 8",
-             lambda e, s: math.log1p(_f(e.get("completion_tokens"))) / 8),
-    Quantity("d_temp", "coalesce(temperature, 1.0)", lambda e, s: _f(e.get("temperature"), 1.0)),
-)
-
-
-def _rff() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(_RFF_SEED)
-    return rng.normal(0.0, 1.0, (EMB_DIM, len(DESCRIPTOR))), rng.uniform(0, 2 * np.pi, EMB_DIM)
-
-
-RFF_W, RFF_B = _rff()
-_RFF_SCALE = math.sqrt(2.0 / EMB_DIM)
-
-
-def embed(e: dict[str, Any], s: dict[str, Any]) -> np.ndarray:
-    """Random Fourier features of one request (Python twin of the ``emb_*`` SQL)."""
-    x = np.array([q.py(e, s) for q in DESCRIPTOR])
-    return _RFF_SCALE * np.cos(RFF_W @ x + RFF_B)
-
-
-def _emb_sql(j: int) -> str:
-    terms = " + ".join(f"({float(w)!r}) * ({q.sql})" for w, q in zip(RFF_W[j], DESCRIPTOR, strict=True))
-    return f"{_RFF_SCALE!r} * cos({terms} + ({float(RFF_B[j])!r}))"
+def kmv_estimate(count: int, kth: float) -> float:
+    """Distinct-count estimate from the number of kept hashes and the largest of them (K-minimum values)."""
+    if count < KMV_K:
+        return float(count)
+    return (KMV_K - 1) / ((kth + 1) / 2**32)
 
 
 def gap_bin(gap_s: float) -> int:
@@ -142,27 +144,16 @@ STAT_NAMES: tuple[str, ...] = (
     *(f"hour_{h}" for h in range(HOUR_BINS)),
     "gap_n", "gap_sum", "gap_sumsq", "lgap_sum", "lgap_sumsq",
     *(f"gap_{b}" for b in range(GAP_BINS)),
-    *(f"emb_{j}" for j in range(EMB_DIM)),
     "first_ts", "last_ts", "days", "max_day",
-    *(f"d_{name}" for name in DISTINCTS),
+    *(f"d_{name}" for name in DISTINCT_NAMES),
 )
 
 
-_NETWORK = ("ip", "prefix", "asn", "ua", "tls")  # few distinct tuples per account: pre-aggregated first
-
-
-def _distinct_sql(names: tuple[str, ...], where: str) -> str:
-    """Exact distinct counts of ``names`` over the distinct (account, raw columns) tuples.
-
-    Hashes and numbers are counted as themselves (the ``::VARCHAR`` twin is for Python);
-    pre-aggregating to distinct tuples first makes e.g. the IP prefix a per-tuple, not per-row, expression.
-    """
-    raw = {"ip": "ip", "prefix": "ip", "asn": "asn", "ua": "user_agent", "tls": "tls_fp", "tpl": "tpl",
-           "sys": "sys_fp", "params": "params_fp"}
-    cols = ", ".join(dict.fromkeys(raw[n] for n in names))
-    counts = ", ".join(f"count(DISTINCT {DISTINCTS[n] if n == 'prefix' else raw[n]})::DOUBLE AS d_{n}"
-                       for n in names)
-    return f"SELECT account_id, {counts} FROM (SELECT DISTINCT account_id, {cols} FROM ex {where}) GROUP BY account_id"
+def _distinct_sql(d: Distinct, where: str) -> str:
+    """The K smallest sketch hashes of one distinct statistic per account (see :class:`Distinct`)."""
+    value = f"({d.sql} >> 32)::UINTEGER" if d.fingerprint else f"(md5_number_upper({d.sql}) >> 32)::UINTEGER"
+    return (f"SELECT account_id, min(h, {KMV_K}) AS kept FROM (SELECT DISTINCT account_id, {value} AS h "
+            f"FROM ex {where}) WHERE h IS NOT NULL GROUP BY account_id")
 
 
 def _main_sql(where: str) -> str:
@@ -209,11 +200,9 @@ def batch_stats(con: duckdb.DuckDBPyConnection, until_ms: int | None = None) -> 
 
     Returns column arrays keyed by ``account_id`` and :data:`STAT_NAMES`, plus the
     per-(account, model) counts and first times as ``models`` (see :func:`model_stats`).
-    A few narrow passes instead of one wide query: a hash aggregate (sums), exact distinct counts over
-    pre-aggregated distinct tuples,
-    one sort over (account, time) for gaps, pre-aggregated (account, hour) and (account, day)
-    counts, and the random-Fourier embedding computed in numpy over a stream of descriptor
-    columns (as SQL it was 16 x 20 scalar expressions per row, the slowest part by far).
+    A few narrow passes instead of one wide query: a hash aggregate (sums), the K smallest sketch hashes of
+    each distinct statistic over distinct (account, value) pairs (the gateway's sketch, so both estimate the
+    same count), one sort over (account, time) for gaps, and pre-aggregated (account, hour) counts.
     """
     where = f"WHERE ts < to_timestamp({int(until_ms) / 1000!r})" if until_ms is not None else ""
     out = con.execute(_main_sql(where)).fetchnumpy()
@@ -225,19 +214,20 @@ def batch_stats(con: duckdb.DuckDBPyConnection, until_ms: int | None = None) -> 
             stats[name] = np.asarray(out[name], dtype=np.float64)
     index = {a: i for i, a in enumerate(ids)}
 
-    others = tuple(name for name in DISTINCTS if name not in _NETWORK)
-    for sql in (_gaps_sql(where), _distinct_sql(_NETWORK, where), _distinct_sql(others, where)):
-        part = con.execute(sql).fetchnumpy()
-        pos = _align(index, part["account_id"])
-        for name in part:
-            if name != "account_id":
-                stats[name] = np.zeros(n)
-                stats[name][pos] = np.asarray(part[name], dtype=np.float64)
+    part = con.execute(_gaps_sql(where)).fetchnumpy()
+    pos = _align(index, part["account_id"])
+    for name in part:
+        if name != "account_id":
+            stats[name] = np.zeros(n)
+            stats[name][pos] = np.asarray(part[name], dtype=np.float64)
+    for d in DISTINCTS:
+        rows = con.execute(_distinct_sql(d, where)).fetchall()
+        values = np.zeros(n)
+        for account, kept in rows:
+            values[index[account]] = kmv_estimate(len(kept), float(max(kept)))
+        stats[f"d_{d.name}"] = values
 
     stats.update(_activity(con, where, index, n))
-    emb = _embedding_sums(con, where, ids)
-    for j in range(EMB_DIM):
-        stats[f"emb_{j}"] = emb[:, j]
     stats = {"account_id": ids, **{name: stats[name] for name in STAT_NAMES}}
     stats["models"] = model_stats(con, ids, where)
     return stats
@@ -265,32 +255,6 @@ def _activity(con: duckdb.DuckDBPyConnection, where: str, index: dict[Any, int],
     max_day = np.zeros(n)
     np.maximum.at(max_day, owner, per_day)
     out["max_day"] = max_day
-    return out
-
-
-def _embedding_sums(con: duckdb.DuckDBPyConnection, where: str, ids: np.ndarray) -> np.ndarray:
-    """Per account, the sum of :func:`embed` over its requests (vectorised twin of the Python one)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    out = np.zeros((len(ids), EMB_DIM))
-    if not len(ids):
-        return out
-    value_set = pa.array(ids.tolist(), pa.string())
-    cols = ", ".join(f"({q.sql})::DOUBLE AS x{i}" for i, q in enumerate(DESCRIPTOR))
-    reader = con.sql(f"SELECT account_id, {cols} FROM ex {where}").to_arrow_reader(1 << 20)
-    for batch in reader:
-        if not batch.num_rows:
-            continue
-        codes = pc.index_in(batch.column(0), value_set=value_set).to_numpy(zero_copy_only=False)
-        x = np.empty((len(DESCRIPTOR), batch.num_rows))  # one contiguous row per dimension: no strided copies
-        for i in range(len(DESCRIPTOR)):
-            x[i] = batch.column(i + 1).to_numpy(zero_copy_only=False)
-        z = RFF_W @ x
-        z += RFF_B[:, None]
-        np.cos(z, out=z)
-        for j in range(EMB_DIM):
-            out[:, j] += _RFF_SCALE * np.bincount(codes, weights=z[j], minlength=len(ids))
     return out
 
 

@@ -66,19 +66,27 @@ def load_accounts(path: str | Path) -> dict[str, AccountInfo]:
 
 
 def build_scorer(policy: Policy, detections: str | Path | None = None, online: bool = True,
-                 accounts: dict[str, AccountInfo] | None = None, background: bool = False) -> Scorer:
-    """Batch risk (with matched intel) from ``detections``, a detect output dir, and online behaviour."""
+                 accounts: dict[str, AccountInfo] | None = None, background: bool = False,
+                 context: str | Path | None = None) -> Scorer:
+    """Batch evidence from ``detections`` (a detect output dir, reloaded on change), online evidence scored
+    against that run's baselines (or ``context``, a ``context.json``), decided by the policy's ``decide``."""
     batch = BatchRisk(detections) if detections else None
-    online_risk = None
+    online_evidence = None
     if online:
         from distillguard.features import Context
         from distillguard.gateway.online import OnlineFeatures
 
-        # population facts (model releases, peer baselines) from the last detect run, when there is one
-        context_path = Path(detections) / "context.json" if detections else None
-        context = (Context.from_json(orjson.loads(context_path.read_bytes()))
-                   if context_path is not None and context_path.exists() else None)
-        online_risk = OnlineFeatures(context=context, background=background,
-                                     accounts={a: info.record for a, info in (accounts or {}).items()})
-    return FusedScorer(batch=batch, online=online_risk, intel_max_risk=policy.intel_max_risk)
+        # population facts and baselines from the last detect run, when there is one; later runs refresh them
+        context_path = Path(context) if context else (Path(detections) / "context.json" if detections else None)
+        loaded = None
+        if context_path is not None and context_path.exists():
+            try:
+                loaded = Context.from_json(orjson.loads(context_path.read_bytes()))
+            except (orjson.JSONDecodeError, ValueError) as exc:
+                raise ConfigError(f"{context_path}: not a detect context.json ({exc})") from None
+        elif context:
+            raise ConfigError(f"{context_path}: cannot read: no such file")
+        online_evidence = OnlineFeatures(context=loaded, background=background, policy=policy.decide,
+                                         accounts={a: info.record for a, info in (accounts or {}).items()})
+    return FusedScorer(batch=batch, online=online_evidence, policy=policy.decide)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from distillguard.decide import verdict
 from distillguard.gateway import errors
 from distillguard.gateway.audit import AuditLog
 from distillguard.gateway.policy import Policy, Tier
@@ -110,9 +111,9 @@ class Engine:
             return self._failed(exchange_id, account_id, now_ms, f"scorer error: {exc}")
         try:
             score = await self._share(account_id, score)
-            tier = self.policy.tier_for(score.risk)
+            tier = self.policy.tier_for(score.verdict)
             decision = Decision(exchange_id, account_id, now_ms, tier.action, tier.name, score.risk,
-                                [*score.reasons, f"tier {tier.name} (risk >= {tier.min_risk:g})"],
+                                [*score.reasons, f"verdict {score.verdict}: tier {tier.name}"],
                                 enforced=not self.policy.is_shadow(tier), campaign_id=score.campaign_id,
                                 perturb=tier.action == "perturb" or tier.perturb)
             await self._budgets(decision, tier, now_ms)
@@ -136,7 +137,7 @@ class Engine:
             shared = orjson.loads(blob)
             if shared["risk"] > score.risk:
                 return Score(shared["risk"], (*shared["reasons"], "risk shared by another replica"),
-                             shared.get("campaign_id"))
+                             shared.get("campaign_id"), verdict(shared["risk"], policy=self.policy.decide))
             if shared["risk"] == score.risk:
                 return score
         if score.risk > 0:

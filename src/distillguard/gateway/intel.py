@@ -12,14 +12,11 @@ arrives against the indicators of loaded STIX bundles (``gateway --intel``):
 * identifiers: keyed HMACs of the account record's payment fingerprint, e-mail
   domain and signup IP (``--accounts``), computed once per account.
 
-Evidence per account is the batch matcher's (:mod:`distillguard.intel.match`):
-the share of the account's requests so far that hit each feature, weighted by
-``WEIGHTS``, noisy-OR within an indicator and across members; indicators hitting
-more than ``max_account_share`` of the active accounts are damped. Behaviour
-indicators (Sigma thresholds over an account's whole traffic) are left to batch.
-``corroborated`` follows the batch rule (``k`` distinct members with evidence, or a
-local-detection sighting); the scorer also counts local evidence at watch or above.
-Uncorroborated intel may throttle, never block (``decide.verdict(..., corroborated=False)``).
+Evidence per account is the batch matcher's: the share of the account's requests so far that hit each
+feature, scored by the one rule both share (:func:`distillguard.intel.match.score_evidence`); indicators
+hitting more than ``max_account_share`` of the active accounts are damped. Behaviour indicators (Sigma
+thresholds over an account's whole traffic) are left to batch. ``corroborated`` means ``k`` distinct members;
+uncorroborated intel raises risk to the policy's ``intel_max_risk`` and no further (:mod:`distillguard.decide`).
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ from typing import Any
 import orjson
 
 from distillguard.intel.indicators import SharedIndicator, collect, ipv4_ranges, objects_of
-from distillguard.intel.match import WEIGHTS, MatchOptions, template_texts
+from distillguard.intel.match import NO_INTEL, IntelScore, MatchOptions, score_evidence, template_texts
 from distillguard.intel.privacy import TemplateHasher, TemplateIndex, decode_signature, keyed_id
 
 IDENTIFIER_FIELDS = (("payment_fp", "payment_fp"), ("email_domain", "email_domain"), ("signup_ip", "signup_ip"))
@@ -114,10 +111,10 @@ class RequestIntel:
     def __len__(self) -> int:
         return len(self.indicators)
 
-    def score(self, account_id: str, row: dict[str, Any]) -> tuple[float, tuple[str, ...], bool]:
-        """Fold one request into the account's evidence; (intel score in [0, 1], reasons, corroborated)."""
+    def score(self, account_id: str, row: dict[str, Any]) -> IntelScore:
+        """Fold one request into the account's evidence and score it."""
         if not self.indicators:
-            return 0.0, (), False
+            return NO_INTEL
         acct = self._state.get(account_id)
         if acct is None:
             acct = self._state[account_id] = _Account()
@@ -131,6 +128,11 @@ class RequestIntel:
         for ind_id in acct.identifiers or {}:
             self._hit_accounts.setdefault(ind_id, set()).add(account_id)
         return self._score(acct)
+
+    def current(self, account_id: str) -> IntelScore:
+        """The account's intel score from the requests folded so far (folds nothing)."""
+        acct = self._state.get(account_id)
+        return self._score(acct) if acct is not None and self.indicators else NO_INTEL
 
     def _match_identifiers(self, record: dict[str, Any] | None) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -178,10 +180,7 @@ class RequestIntel:
         limit = max(1.0, self.options.max_account_share * self._active)
         return min(1.0, limit / n) if n else 1.0
 
-    def _score(self, acct: _Account) -> tuple[float, tuple[str, ...], bool]:
-        per_source: dict[str, float] = {}
-        corroborators: set[str] = set()
-        words = []
+    def _score(self, acct: _Account) -> IntelScore:
         evidence: dict[str, list[tuple[str, float]]] = {}
         for ind_id, per in acct.hits.items():
             items = evidence.setdefault(ind_id, [])
@@ -192,26 +191,8 @@ class RequestIntel:
                     items.append((feature, hits / acct.n))
         for ind_id, kinds in (acct.identifiers or {}).items():
             evidence.setdefault(ind_id, []).extend((kind, 1.0) for kind in kinds)
-        for ind_id, items in evidence.items():
-            ind = self.indicators[ind_id]
-            damp = self._damp(ind_id)
-            miss = 1.0
-            for feature, strength in items:
-                miss *= 1.0 - WEIGHTS[feature] * strength * damp
-            score = 1.0 - miss
-            if score <= 0:
-                continue
-            per_source[ind.producer] = 1.0 - (1.0 - per_source.get(ind.producer, 0.0)) * (1.0 - score)
-            corroborators |= ind.corroborators
-            features = ",".join(sorted({f for f, _ in items}))
-            words.append(f"intel {ind.kind} [{features}] from {ind.provenance()} ({score:.2f})")
-        if not per_source:
-            return 0.0, (), False
-        miss = 1.0
-        for value in per_source.values():
-            miss *= 1.0 - value
-        sources = {p for p, s in per_source.items() if s >= self.options.min_source_score} | corroborators
-        return round(1.0 - miss, 4), tuple(words), len(sources) >= self.options.k
+        damp = {ind_id: self._damp(ind_id) for ind_id in evidence}
+        return score_evidence(evidence, self.indicators, damp, self.options)
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -1,25 +1,27 @@
-"""Online per-account behaviour with the batch definitions: ``SIGNALS`` per exchange, ``AccountState`` per account.
+"""Online per-account evidence with the batch definitions: ``SIGNALS`` per exchange, ``AccountState`` per
+account, the batch detectors per account, against the batch run's baselines.
 
 Exchanges are folded in micro-batches: the signal code is vectorised (a 1-row
 derive costs ~2 ms, a 128-row batch ~50 us a row), so a batch is flushed when it
 fills or its oldest exchange is ``max_lag_ms`` old (on the exchange clock, so
 replay behaves exactly like the proxy); decisions see state at most that stale.
 
-Scoring is batch detection's own fused model (``distillguard.detect.Model``: supervised
-trees, rules, distribution test, calibrated fusion) applied to the accounts' features
-(:func:`~distillguard.features.state.features_many`, the batch ``features_from_stats``).
+Each due account's features (:func:`~distillguard.features.state.features_many`, the batch
+``features_from_stats``) are scored by batch detection's own detectors (``Model.record``) against the
+deployment's baselines from the last ``detect`` run (``context.json``; the shipped priors before there is
+one). The result is :class:`~distillguard.gateway.scoring.Online` evidence: family points, the exchanges
+behind them and the reasons; the proxy's :class:`~distillguard.gateway.scoring.FusedScorer` joins it with
+batch evidence and intel and calls :func:`distillguard.decide.decide`, the one decision stage. Volume
+gates, thresholds and the two-family rule therefore live in ``decide`` alone.
 An account is re-scored at ``RESCORE_AT`` exchanges early on (a new account is judged
 quickly), then every ``RESCORE_EVERY``; all accounts due in one fold are scored in one
-vectorised ``Model.components`` call (10-25 ms for 150 trees whatever the row count), so
-scoring cost stays flat under load. Below ``MIN_EXCHANGES`` the risk is capped under
-throttle and below ``MIN_EXCHANGES_BLOCK`` under block: a handful of requests is not
-evidence enough to restrict a customer, a few dozen not enough to cut one off.
+vectorised call, so scoring cost stays flat under load.
 State is kept serialised (``AccountState.to_bytes``, lossless: features from it equal
 the live state's bit for bit), under 1 KiB per account.
 
 With ``background=True`` (the live proxy) the folding and scoring run in a worker
 process (:class:`ScorerProcess`) with this same code, inline; the proxy only ships
-completed rows and reads published risks. Replay folds inline, deterministically.
+completed rows and reads published evidence. Replay folds inline, deterministically.
 """
 
 from __future__ import annotations
@@ -37,87 +39,60 @@ from typing import Any
 import numpy as np
 import orjson
 
-from distillguard.decide import BLOCK, THROTTLE, WATCH
-from distillguard.detect.base import Detector
-from distillguard.detect.rules import RULES, RulesDetector
+from distillguard.decide import DEFAULT_POLICY, DecisionPolicy, decide, flagged
+from distillguard.detect.baselines import Baselines
 from distillguard.features.compute import Context
 from distillguard.features.state import AccountState, features_many
+from distillguard.gateway.scoring import NO_ONLINE, Online
 from distillguard.model import COLUMNS, rows_to_table
 from distillguard.signals import SIGNALS
 
 log = logging.getLogger("distillguard.gateway")
-RiskFn = Callable[[dict[str, float]], tuple[float, tuple[str, ...]]]
+EvidenceFn = Callable[[list[dict[str, float]]], list[Online]]
 RESCORE_EVERY = 16
 RESCORE_AT = (4, 6, 8, 12, 16, 20, 24, 32)  # early rescoring points (exchanges folded), then every RESCORE_EVERY
-MIN_EXCHANGES = 8  # below this the online model may watch an account, not restrict it
-# ... unless a strong rule fired (its own count gates already passed, e.g. two verbatim-trace demands): low-and-slow
-# accounts send a handful of requests each, and 8 would let most of them go unrestricted
-MIN_EXCHANGES_STRONG = 4
-MIN_EXCHANGES_BLOCK = 32  # below this it may throttle, not block (a blocked customer cannot show it was wrong)
-_BELOW_THROTTLE = round(THROTTLE - 0.01, 4)
-_BELOW_BLOCK = round(BLOCK - 0.01, 4)
+LINK_POINTS = 2.0  # a payment fingerprint shared with a flagged account: one family's worth, never alone
 
 
-def detector_risk(detector: Detector | None = None) -> RiskFn:
-    """Risk of one account's features from a batch detector (the interpretable rules by default)."""
-    detector = detector or RulesDetector()
+class EvidenceScorer:
+    """Batch detection's detectors on online features, many accounts per call (one vectorised pass)."""
 
-    def risk(features: dict[str, float]) -> tuple[float, tuple[str, ...]]:
-        columns = {name: np.array([value]) for name, value in features.items()}
-        value = float(detector.score(columns)[0])
-        if value <= 0:
-            return 0.0, ()
-        return value, tuple(f"online: {why}" for _, why in detector.explain(columns, 0))
-
-    return risk
-
-
-class ModelRisk:
-    """Batch detection's fused model on online features: many accounts per call (one vectorised pass)."""
-
-    def __init__(self, model: Any = None, min_exchanges: int = MIN_EXCHANGES,
-                 min_exchanges_block: int = MIN_EXCHANGES_BLOCK, min_exchanges_strong: int = MIN_EXCHANGES_STRONG
-                 ) -> None:
+    def __init__(self, model: Any = None, policy: DecisionPolicy | None = None) -> None:
         if model is None:
             from distillguard.detect.model import Model
 
             model = Model.load()
         self.model = model
-        self.min_exchanges = min_exchanges
-        self.min_exchanges_block = min_exchanges_block
-        self.min_exchanges_strong = min_exchanges_strong
+        self.policy = policy or model.policy
 
-    def many(self, features: list[dict[str, float]]) -> list[tuple[float, tuple[str, ...]]]:
+    def set_baselines(self, baselines: Baselines) -> None:
+        self.model = self.model.with_baselines(baselines)
+
+    def many(self, features: list[dict[str, float]]) -> list[Online]:
         if not features:
             return []
         columns = {name: np.array([f[name] for f in features]) for name in features[0]}
-        parts = self.model.components(columns)
-        risk = self.model.fuse(parts)
-        fired = self.model.rules.fired(columns)
-        floor = parts.get("floor")
+        record = self.model.record(columns)
         out = []
-        for i, f in enumerate(features):
-            value = float(risk[i])
-            n = float(np.expm1(f.get("log_n", 0.0)))
-            reasons = [_model_reason(value)]
-            if value >= WATCH:
-                reasons += [f"online: {rule.says(columns, i)}" for rule, hit in zip(RULES, fired[i], strict=True)
-                            if hit]
-            least = self.min_exchanges_strong if floor is not None and floor[i] > 0 else self.min_exchanges
-            if n < least - 0.5 and value >= THROTTLE:
-                value = _BELOW_THROTTLE
-                reasons.append(f"under {least} exchanges: capped at {value:.2f}")
-            elif n < self.min_exchanges_block - 0.5 and value >= BLOCK:
-                value = _BELOW_BLOCK
-                reasons.append(f"under {self.min_exchanges_block} exchanges: capped at {value:.2f}")
-            out.append((round(value, 4), tuple(reasons)))
+        for i in range(len(features)):
+            families = {name: round(float(points[i]), 6) for name, points in record.families.items()
+                        if points[i] > 0}
+            reasons = tuple(f"online: {words}" for _, words in record.explain(i)) if families else ()
+            out.append(Online(float(record.n[i]), families, reasons))
         return out
 
-    def __call__(self, features: dict[str, float]) -> tuple[float, tuple[str, ...]]:
-        return self.many([features])[0]
+    def flags(self, evidence: Online) -> bool:
+        """Whether online evidence alone restricts the account (its payment-linked peers become suspect)."""
+        if not evidence.families:
+            return False
+        record_families = {k: np.array([v]) for k, v in evidence.families.items()}
+        from distillguard.decide import Record
 
+        d = decide(Record(np.array([evidence.n]), record_families), self.policy, explain=False)
+        return flagged(d.verdicts[0])
 
-LINK_RISK = THROTTLE  # cross-account evidence alone throttles, never blocks
+    def __call__(self, features: list[dict[str, float]]) -> list[Online]:
+        return self.many(features)
 
 
 class Links:
@@ -125,15 +100,13 @@ class Links:
 
     Sources: accounts flagged by batch detection (``--detections``: verdict throttle or
     block, campaign membership), campaigns' payment fingerprints (``campaigns.json``),
-    and accounts the online model itself put at throttle or above. An account that
-    shares a payment fingerprint with one of them gets ``LINK_RISK``: enough to
-    throttle, never to block (a card shared inside a company team).
+    and accounts the online evidence alone would restrict. An account that shares a payment
+    fingerprint with one of them gets ``LINK_POINTS`` of coordination evidence: as much as one
+    family, so it restricts only together with evidence of another family (a card shared inside
+    a company team is not enough).
 
-    Not used: campaigns' template fingerprints (the ``tpl`` signal). Replaying
-    ``simulate --scale small --seed 11`` days 15-28 with detections of days 1-14, 10
-    benign coding agents matched a hydra campaign's templates on 3-4 of their first
-    requests (agentic harvesting imitates coding agents), so a template is no
-    account link; shared intel compares keyed MinHash over whole prompts instead.
+    Not used: campaigns' template fingerprints (the ``tpl`` signal). Agentic harvesting imitates coding
+    agents, so a template is no account link; shared intel compares keyed MinHash over whole prompts instead.
     """
 
     def __init__(self) -> None:
@@ -141,17 +114,12 @@ class Links:
         self.payment_campaigns: dict[str, str] = {}  # payment fingerprint -> campaign id (from campaigns.json)
         self.flagged: set[str] = set()
 
-    def seed(self, detections: Any) -> None:
+    def seed(self, batch: Any, accounts: dict[str, dict[str, Any]]) -> None:
         """Flagged accounts and campaign identifiers from batch detection (accounts.csv + campaigns.json)."""
-        import orjson
-
-        from distillguard.decide import flagged as is_flagged
-
-        batch = detections
-        campaigns = batch.path.parent / "campaigns.json"
         for account, entry in batch.entries.items():
-            if is_flagged(entry.verdict) or entry.campaign_id:
-                self.flagged.add(account)
+            if flagged(entry.verdict) or entry.campaign_id:
+                self.flag(account, accounts.get(account))
+        campaigns = batch.path.parent / "campaigns.json"
         if campaigns.exists():
             try:
                 doc = orjson.loads(campaigns.read_bytes())
@@ -169,57 +137,68 @@ class Links:
         if payment:
             self.payments.setdefault(str(payment), set()).add(account)
 
-    def risk(self, account: str, record: dict[str, Any] | None) -> tuple[float, tuple[str, ...]]:
-        reasons = []
+    def evidence(self, account: str, record: dict[str, Any] | None) -> tuple[float, str]:
         payment = (record or {}).get("payment_fp")
-        if payment:
-            payment = str(payment)
-            others = self.payments.get(payment, set()) - {account}
-            if others:
-                reasons.append(f"linked: shares a payment fingerprint with {len(others)} flagged account(s) "
-                               f"({min(others)})")
-            elif payment in self.payment_campaigns:
-                reasons.append(f"linked: payment fingerprint of {self.payment_campaigns[payment]}")
-        if not reasons:
-            return 0.0, ()
-        return LINK_RISK, (*reasons, f"cross-account evidence only: at most {LINK_RISK:.2f}")
+        if not payment:
+            return 0.0, ""
+        payment = str(payment)
+        others = self.payments.get(payment, set()) - {account}
+        if others:
+            return LINK_POINTS, (f"linked: shares a payment fingerprint with {len(others)} flagged account(s) "
+                                 f"({min(others)})")
+        if payment in self.payment_campaigns:
+            return LINK_POINTS, f"linked: payment fingerprint of {self.payment_campaigns[payment]}"
+        return 0.0, ""
 
 
 class OnlineFeatures:
-    """Online scoring: exchanges folded into :class:`AccountState` and scored, inline or in a worker process.
+    """Online evidence: exchanges folded into :class:`AccountState` and scored, inline or in a worker process.
 
     Inline (``background=False``: replay, tests, embedded use) ``observe`` folds a batch
     synchronously when it is due, on the exchange clock, so a replay is deterministic.
     With ``background=True`` (the live proxy) the very same class runs inline in a child
     process (:class:`ScorerProcess`, idle CPU priority): the request path only writes the
-    completed row to a pipe and reads the latest published risks, so signal derivation,
-    feature folding and model scoring never hold the proxy's GIL.
+    completed row to a pipe and reads the latest published evidence, so signal derivation,
+    feature folding and scoring never hold the proxy's GIL.
     """
 
-    def __init__(self, risk_fn: RiskFn | None = None, context: Context | None = None,
+    def __init__(self, scorer: EvidenceScorer | None = None, context: Context | None = None,
                  accounts: dict[str, dict[str, Any]] | None = None, batch_rows: int = 128,
                  max_lag_ms: int = 1000, background: bool = False, model: Any = None,
-                 keep_risks: bool = True) -> None:
-        """``risk_fn`` scores accounts' features (default: the shipped detection model, see :class:`ModelRisk`)."""
+                 keep_evidence: bool = True, policy: DecisionPolicy | None = None) -> None:
+        """``scorer`` scores accounts' features (default: the shipped detectors, see :class:`EvidenceScorer`)."""
         self.links = Links()
         self.context = context or Context()
         self.accounts = accounts or {}
         self.batch_rows = batch_rows
         self.max_lag_ms = max_lag_ms
         self.blobs: dict[str, bytes] = {}  # the serialised AccountState per account: all that is kept of it
-        # latest online risk per account: the bare number when its only reason is the model risk (most accounts)
-        self.risks: dict[str, float | tuple[float, tuple[str, ...]]] = {}
-        self.keep_risks = keep_risks  # a worker process only publishes them to the proxy
-        self._shared: dict[Any, Any] = {}  # one copy of each reason string and reasons tuple
+        self.latest: dict[str, Online] = {}  # latest online evidence per account (accounts with any)
+        self.counts: dict[str, float] = {}  # exchanges folded per account whose evidence is empty
+        self.keep_evidence = keep_evidence  # a worker process only publishes it to the proxy
+        self._shared: dict[Any, Any] = {}  # one copy of each reasons tuple
         self._pending: list[dict[str, Any]] = []
-        self.on_scored: Callable[[dict[str, tuple[float, tuple[str, ...]]]], None] | None = None
+        self.on_scored: Callable[[dict[str, Online]], None] | None = None
         self._primed: dict[str, dict[str, Any]] = {}
         self.worker: ScorerProcess | None = None
+        self.policy = policy or DEFAULT_POLICY
         if background:
-            self.risk_fn = risk_fn  # built in the worker: the proxy never loads the model
-            self.worker = ScorerProcess(self, risk_fn, model)
+            self.scorer = scorer  # built in the worker: the proxy never loads the model
+            self.worker = ScorerProcess(self, model)
         else:
-            self.risk_fn = risk_fn or ModelRisk(model)
+            self.scorer = scorer or EvidenceScorer(model, policy)
+            self.scorer.set_baselines(Baselines.from_json(self.context.baselines))
+
+    def refresh(self, context: dict[str, Any] | None, batch: Any = None) -> None:
+        """New baselines (a batch run's ``context.json``) and flagged accounts from batch detection."""
+        if context is not None:
+            self.context = Context.from_json(context)
+            if self.worker is not None:
+                self.worker.send_control(["context", context])
+            else:
+                self.scorer.set_baselines(Baselines.from_json(self.context.baselines))
+        if batch is not None:
+            self.links.seed(batch, self.accounts)
 
     def observe(self, exchange_row: dict[str, Any]) -> None:
         if self.worker is not None:
@@ -230,18 +209,18 @@ class OnlineFeatures:
         if len(pending) >= self.batch_rows or exchange_row["ts"] - pending[0]["ts"] >= self.max_lag_ms:
             self.flush()
 
-    def risk(self, account_id: str, now_ms: int) -> tuple[float, tuple[str, ...]]:
+    def evidence(self, account_id: str, now_ms: int) -> Online:
         if self.worker is not None:
             self.worker.poll()  # apply what the worker published (raises if it died: the fail mode applies)
         else:
             pending = self._pending
             if pending and now_ms - pending[0]["ts"] >= self.max_lag_ms:
                 self.flush()
-        own = self.risks.get(account_id, _NO_RISK)
-        if own.__class__ is float:
-            own = (own, (_model_reason(own),))
-        linked = self.links.risk(account_id, self.accounts.get(account_id))
-        return linked if linked[0] > own[0] else own
+        own = self.latest.get(account_id, NO_ONLINE)
+        points, why = self.links.evidence(account_id, self.accounts.get(account_id))
+        if points:
+            return Online(own.n, own.families, own.reasons, points, why)
+        return own
 
     def prime(self, rows: list[tuple]) -> None:
         """Derive the signals of exchanges about to be observed in one vectorised pass (replay).
@@ -266,6 +245,15 @@ class OnlineFeatures:
         rows, self._pending = self._pending, []
         if rows:
             self._fold(rows)
+
+    def rescore_all(self) -> None:
+        """Score every account's current state now (end of a replay: its final evidence)."""
+        self.flush()
+        if self.worker is not None or not self.blobs:
+            return
+        accounts = sorted(self.blobs)
+        states = [AccountState.from_bytes(self.blobs[a]) for a in accounts]
+        self.publish(dict(zip(accounts, self.scorer.many(features_many(states, self.context)), strict=True)))
 
     def close(self) -> None:
         """Stop the worker process, if any, after it has folded what it was sent."""
@@ -304,41 +292,27 @@ class OnlineFeatures:
         if not due:
             return
         features = features_many([states[a][0] for a in due], self.context)
-        many = getattr(self.risk_fn, "many", None)
-        results = many(features) if many is not None else [self.risk_fn(f) for f in features]
-        self.publish(dict(zip(due, results, strict=True)))
+        self.publish(dict(zip(due, self.scorer.many(features), strict=True)))
 
-    def _compact(self, result: tuple[float, tuple[str, ...]]) -> float | tuple[float, tuple[str, ...]]:
-        """The bare risk when its reason is just the model risk; else reasons shared between accounts.
-
-        Reasons repeat across accounts (the same rules, caps, rounded numbers): one copy of each
-        string and tuple (up to ``MAX_SHARED``) keeps a flagged account's entry ~100 B, not ~600 B.
-        """
-        risk, reasons = result
-        if len(reasons) == 1 and reasons[0] == _model_reason(risk):
-            return risk
-        shared = self._shared
-        if len(shared) < MAX_SHARED:
-            reasons = shared.setdefault(reasons, tuple(shared.setdefault(r, r) for r in reasons))
-        return risk, reasons
-
-    def publish(self, results: dict[str, tuple[float, tuple[str, ...]]]) -> None:
-        """New risks: kept for decisions, accounts at throttle or above flag their payment-linked peers."""
-        for account, result in results.items():
-            if self.keep_risks:
-                self.risks[account] = self._compact(result)
-            if result[0] >= THROTTLE:
+    def publish(self, results: dict[str, Online]) -> None:
+        """New evidence: kept for decisions; accounts it alone would restrict flag their payment-linked peers."""
+        for account, evidence in results.items():
+            if self.keep_evidence:
+                if evidence.families:
+                    shared = self._shared
+                    if len(shared) < MAX_SHARED:
+                        evidence = Online(evidence.n, evidence.families, shared.setdefault(evidence.reasons,
+                                                                                             evidence.reasons))
+                    self.latest[account] = evidence
+                else:
+                    self.latest.pop(account, None)
+            if self.scorer is not None and self.scorer.flags(evidence):
                 self.links.flag(account, self.accounts.get(account))
         if self.on_scored is not None:
             self.on_scored(results)
 
 
-_NO_RISK: tuple[float, tuple[str, ...]] = (0.0, ())
 MAX_SHARED = 100_000
-
-
-def _model_reason(risk: float) -> str:
-    return f"online model risk {risk:.2f}"
 MAX_BACKLOG_BYTES = 64 << 20  # rows buffered for a worker that cannot keep up; beyond this they are dropped
 SEND_ROWS, SEND_WAIT_S = 32, 0.02  # rows go to the worker in groups: one write(2) and one wake-up per group
 POLL_EVERY_S = 0.005
@@ -359,15 +333,16 @@ class ScorerProcess:
     raises and the policy's ``fail`` mode decides.
     """
 
-    def __init__(self, owner: OnlineFeatures, risk_fn: RiskFn | None, model: Any) -> None:
+    def __init__(self, owner: OnlineFeatures, model: Any) -> None:
         import pickle
         import sys
 
         # a plain child interpreter (not multiprocessing): it never re-imports the proxy's __main__
         rx_child, out_fd = os.pipe()
         in_fd, tx_child = os.pipe()
-        config = {"risk_fn": risk_fn, "model": model, "context": owner.context.to_json(),
-                  "accounts": owner.accounts, "batch_rows": owner.batch_rows, "max_lag_ms": owner.max_lag_ms}
+        config = {"scorer": owner.scorer, "model": model, "context": owner.context.to_json(),
+                  "accounts": owner.accounts, "batch_rows": owner.batch_rows, "max_lag_ms": owner.max_lag_ms,
+                  "policy": owner.policy.to_json()}
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from distillguard.gateway.online import worker_entry; worker_entry()",
              str(rx_child), str(tx_child)], stdin=subprocess.PIPE, pass_fds=(rx_child, tx_child))
@@ -407,6 +382,13 @@ class ScorerProcess:
         if self._rows >= SEND_ROWS or time.monotonic() - self._oldest >= SEND_WAIT_S:
             self._drain()
 
+    def send_control(self, message: list[Any]) -> None:
+        """A control message (new baselines) for the worker, in order with the rows already sent."""
+        if self.dead:
+            return
+        self._out += orjson.dumps(message) + b"\n"
+        self._drain()
+
     def _drain(self) -> None:
         out = self._out
         self._rows = 0
@@ -421,7 +403,7 @@ class ScorerProcess:
             del out[:written]
 
     def poll(self) -> None:
-        """Apply the risks the worker has published since the last call; raises if the worker died."""
+        """Apply the evidence the worker has published since the last call; raises if the worker died."""
         if self.dead:
             raise RuntimeError("online scorer process exited")
         now = time.monotonic()
@@ -445,7 +427,8 @@ class ScorerProcess:
         for line in lines:
             message = orjson.loads(line)
             if message[0] == "scored":
-                self.owner.publish({a: (r, tuple(why)) for a, (r, why) in message[1].items()})
+                self.owner.publish({a: Online(n, families, tuple(why)) for a, (n, families, why)
+                                    in message[1].items()})
             elif message[0] == "flushed":
                 self._flushed += 1
 
@@ -507,15 +490,17 @@ def worker_entry() -> None:
 def _worker_main(in_fd: int, out_fd: int, config: dict[str, Any]) -> None:
     """The scorer process: the same :class:`OnlineFeatures`, inline, fed from the pipe."""
     idle_priority(os.getpid())  # again, for threads started by imports before the parent set it
-    online = OnlineFeatures(risk_fn=config["risk_fn"], model=config["model"], accounts=config["accounts"],
+    online = OnlineFeatures(scorer=config["scorer"], model=config["model"], accounts=config["accounts"],
                             context=Context.from_json(config["context"]),
                             batch_rows=max(config["batch_rows"], WORKER_BATCH_ROWS),
-                            max_lag_ms=max(config["max_lag_ms"], int(WORKER_WAIT_S * 1000)), keep_risks=False)
+                            max_lag_ms=max(config["max_lag_ms"], int(WORKER_WAIT_S * 1000)), keep_evidence=False,
+                            policy=DecisionPolicy.from_mapping(config["policy"]))
 
     def write(message: Any) -> None:
         os.write(out_fd, orjson.dumps(message) + b"\n")  # blocking: only the worker waits
 
-    online.on_scored = lambda results: write(["scored", results])
+    online.on_scored = lambda results: write(["scored", {a: [e.n, e.families, list(e.reasons)]
+                                                         for a, e in results.items()}])
     buffer = b""
     pending_since: float | None = None
     while True:
@@ -538,7 +523,12 @@ def _worker_main(in_fd: int, out_fd: int, config: dict[str, Any]) -> None:
                 write(["flushed"])
                 continue
             try:
-                online.observe(orjson.loads(line))
+                message = orjson.loads(line)
+                if isinstance(message, list) and message and message[0] == "context":
+                    online.flush()  # evidence so far was scored against the old baselines
+                    online.refresh(message[1])
+                    continue
+                online.observe(message)
             except Exception:  # noqa: BLE001 - one bad row must not stop online scoring
                 log.exception("online scorer: exchange(s) not folded")
         pending_since = (pending_since or time.monotonic()) if online._pending else None

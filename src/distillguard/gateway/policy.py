@@ -1,4 +1,8 @@
-"""The declarative gateway policy: risk tiers -> actions, budgets, perturbation, exemptions, failure mode.
+"""The declarative gateway policy: verdicts -> actions, budgets, perturbation, exemptions, failure mode.
+
+Risk and verdict come from :mod:`distillguard.decide` (the one decision stage, shared with batch detection);
+its thresholds and rules are the policy's ``decide:`` section. A tier says what the gateway does with the
+accounts of one verdict.
 
 Loaded from YAML with every value's line kept, so a bad policy is reported as
 ``policy.yaml:12: tiers[1].requests_per_minute: expected a positive number`` rather
@@ -13,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from distillguard.decide import DEFAULT_POLICY, VERDICTS, DecisionPolicy
 
 ACTIONS = ("allow", "throttle", "perturb", "block")
 MODES = ("shadow", "enforce")
@@ -37,10 +43,10 @@ class Perturb:
 
 @dataclass(frozen=True)
 class Tier:
-    """Accounts whose risk is at least ``min_risk`` get ``action`` (tiers are checked top to bottom)."""
+    """Accounts whose verdict is ``verdict`` get ``action``, within these budgets."""
 
     name: str
-    min_risk: float
+    verdict: str
     action: str
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
@@ -58,17 +64,21 @@ class Policy:
     allow_accounts: frozenset[str] = frozenset()
     allow_orgs: frozenset[str] = frozenset()
     exempt_verified: bool = False
-    intel_max_risk: float = 0.6  # shared intel alone never reaches block (corroboration rule)
+    decide: DecisionPolicy = DEFAULT_POLICY  # thresholds and rules of the decision stage
     max_body_bytes: int = 4 * 1024 * 1024
     upstream_timeout_s: float = 300.0
     unknown_keys: str = "reject"  # reject | allow (an account named after the key's hash)
     source: str = "<default>"
 
-    def tier_for(self, risk: float) -> Tier:
+    def tier_for(self, verdict: str) -> Tier:
         for tier in self.tiers:
-            if risk >= tier.min_risk:
+            if tier.verdict == verdict:
                 return tier
         return self.tiers[-1]
+
+    @property
+    def intel_max_risk(self) -> float:
+        return self.decide.intel_max_risk
 
     def is_shadow(self, tier: Tier) -> bool:
         return tier.shadow if tier.shadow is not None else self.mode == "shadow"
@@ -150,15 +160,19 @@ class _Reader:
 
 
 def _tier(reader: _Reader) -> Tier:
-    reader.check_keys({"name", "min_risk", "action", "requests_per_minute", "tokens_per_minute", "burst_seconds",
+    if "min_risk" in reader.data:
+        raise reader.fail("min_risk", "tiers select accounts by verdict since policy version 2: replace "
+                                      "`min_risk: X` with `verdict: allow|watch|throttle|block` and put thresholds "
+                                      "in the `decide:` section (see docs/gateway.md)")
+    reader.check_keys({"name", "verdict", "action", "requests_per_minute", "tokens_per_minute", "burst_seconds",
                        "perturb", "shadow"})
     name = reader.get("name", str)
     if not name:
         raise reader.fail("name", "required")
-    risk = reader.get("min_risk", float)
-    if risk is None or not 0 <= risk <= 1:
-        raise reader.fail("min_risk", f"required, between 0 and 1; got {risk!r}")
-    return Tier(name=name, min_risk=risk, action=reader.choice("action", ACTIONS, "allow"),
+    if reader.get("verdict", str) is None:
+        raise reader.fail("verdict", f"required, one of {', '.join(VERDICTS)}")
+    return Tier(name=name, verdict=reader.choice("verdict", VERDICTS, "allow"),
+                action=reader.choice("action", ACTIONS, "allow"),
                 requests_per_minute=reader.positive("requests_per_minute"),
                 tokens_per_minute=reader.positive("tokens_per_minute"),
                 burst=reader.positive("burst_seconds", 1.0), perturb=reader.get("perturb", bool, False),
@@ -174,22 +188,25 @@ def parse_policy(text: str, source: str) -> Policy:
         line = mark.line + 1 if mark else 1
         raise PolicyError(f"{source}:{line}: <yaml>: {getattr(exc, 'problem', exc)}") from None
     top = _Reader(source, data if data is not None else _Mapping({}, {}, 1), "")
-    top.check_keys({"version", "mode", "fail", "tiers", "perturb", "allow", "intel_max_risk", "limits",
+    top.check_keys({"version", "mode", "fail", "tiers", "perturb", "allow", "intel_max_risk", "decide", "limits",
                     "unknown_keys"})
-    if top.get("version", int, 1) != 1:
-        raise top.fail("version", "only version 1 is supported")
+    if top.get("version", int, 2) != 2:
+        raise top.fail("version", "only version 2 is supported (tiers select by verdict; see docs/gateway.md)")
     tiers_raw = top.get("tiers", list, [])
     if not tiers_raw:
         raise top.fail("tiers", "at least one tier is required")
     tiers = tuple(_tier(_Reader(source, raw, f"tiers[{i}]", top.lines.get("tiers", 1)))
                   for i, raw in enumerate(tiers_raw))
-    for i in range(1, len(tiers)):
-        if tiers[i].min_risk > tiers[i - 1].min_risk:
-            raise PolicyError(f"{source}:{top.lines.get('tiers', 1)}: tiers[{i}].min_risk: tiers must be ordered "
-                              f"from highest to lowest min_risk")
-    if tiers[-1].min_risk != 0:
-        raise PolicyError(f"{source}:{top.lines.get('tiers', 1)}: tiers[{len(tiers) - 1}].min_risk: the last tier "
-                          f"must have min_risk 0 so every account has a tier")
+    seen: dict[str, int] = {}
+    for i, tier in enumerate(tiers):
+        if tier.verdict in seen:
+            raise PolicyError(f"{source}:{top.lines.get('tiers', 1)}: tiers[{i}].verdict: {tier.verdict!r} already "
+                              f"has tier {seen[tier.verdict]}")
+        seen[tier.verdict] = i
+    missing = [v for v in VERDICTS if v not in seen]
+    if missing:
+        raise PolicyError(f"{source}:{top.lines.get('tiers', 1)}: tiers: every verdict needs a tier; missing "
+                          f"{', '.join(missing)}")
     p = top.child("perturb")
     p.check_keys({"reasoning", "summary_chars", "strip_logprobs", "max_n", "max_tokens_cap"})
     cap = p.positive("max_tokens_cap")
@@ -201,12 +218,17 @@ def parse_policy(text: str, source: str) -> Policy:
     a.check_keys({"accounts", "orgs", "verified_orgs"})
     limits = top.child("limits")
     limits.check_keys({"max_body_bytes", "upstream_timeout_s"})
-    intel_max = top.get("intel_max_risk", float, 0.6)
-    if not 0 <= intel_max <= 1:
-        raise top.fail("intel_max_risk", "must be between 0 and 1")
+    decide_data = dict(top.get("decide", dict, {}))
+    intel_max = top.get("intel_max_risk", float)
+    if intel_max is not None:  # kept at the top level for old files: the same setting as decide.intel_max_risk
+        decide_data.setdefault("intel_max_risk", intel_max)
+    try:
+        decision = DecisionPolicy.from_mapping(decide_data, "decide")
+    except ValueError as exc:
+        raise PolicyError(f"{source}:{top.lines.get('decide', top.lines.get('intel_max_risk', 1))}: {exc}") from None
     return Policy(mode=top.choice("mode", MODES, "shadow"), fail=top.choice("fail", FAIL_MODES, "open"),
                   tiers=tiers, perturb=perturb, allow_accounts=a.strings("accounts"), allow_orgs=a.strings("orgs"),
-                  exempt_verified=a.get("verified_orgs", bool, False), intel_max_risk=intel_max,
+                  exempt_verified=a.get("verified_orgs", bool, False), decide=decision,
                   max_body_bytes=int(limits.positive("max_body_bytes", 4 * 1024 * 1024)),
                   upstream_timeout_s=limits.positive("upstream_timeout_s", 300.0),
                   unknown_keys=top.choice("unknown_keys", ("reject", "allow"), "reject"), source=source)

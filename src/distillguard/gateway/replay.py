@@ -5,7 +5,8 @@ goes through :meth:`Engine.decide` with the request only, then
 :meth:`Engine.complete` with the full exchange, exactly as the proxy does. The
 clock is the recorded ``ts``, so budgets and online state evolve as they would
 have. Output: ``decisions.csv`` (one row per exchange) and ``accounts.csv``
-(one row per account).
+(one row per account, with the ``final_risk`` and ``final_verdict`` decided on everything the account
+sent: on the same traffic, batch detection's verdict).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from distillguard.model import COLUMNS, FieldError, flatten, format_ts
 DECISION_HEADER = ("id", "account_id", "ts", "action", "reasons", "risk", "tier", "enforced", "limited", "status",
                    "campaign_id")
 ACCOUNT_HEADER = ("account_id", "exchanges", "allow", "perturb", "throttle", "block", "limited", "refused",
-                  "max_risk", "first_restricted", "final_tier")
+                  "max_risk", "first_restricted", "final_tier", "final_risk", "final_verdict")
 # columns only the response fills: blanked for the pre-call decision, as the live proxy sees it
 RESPONSE_COLUMNS = ("response_text", "reasoning_text", "response_chars", "reasoning_chars", "n_tool_calls",
                     "finish_reason", "prompt_tokens", "completion_tokens", "reasoning_tokens", "status",
@@ -110,11 +111,18 @@ async def replay(paths: Sequence[str | Path], engine: Engine, out: str | Path,
             report.exchanges += 1
             if on_progress and i % 1000 == 0:
                 on_progress(i)
+    finish = getattr(engine.scorer, "finish", None)
+    if finish is not None:
+        finish()
+    final = getattr(engine.scorer, "final", None)
+    last_ms = int(rows[-1][COLUMNS.index("ts")]) if rows else 0
     with open(out / "accounts.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(ACCOUNT_HEADER)
         for account, s in sorted(report.accounts.items()):
+            end = final(account, last_ms) if final is not None else None
             writer.writerow((account, s.exchanges, s.actions["allow"], s.actions["perturb"], s.actions["throttle"],
                              s.actions["block"], s.limited, s.refused, round(s.max_risk, 4),
-                             s.first_restricted or "", s.final_tier))
+                             s.first_restricted or "", s.final_tier, "" if end is None else end.risk,
+                             "" if end is None else end.verdict))
     return report

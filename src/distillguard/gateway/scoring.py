@@ -1,13 +1,18 @@
-"""What the gateway knows about an account when a request arrives: one :class:`Score`.
+"""What the gateway knows about an account when a request arrives, decided by :mod:`distillguard.decide`.
 
-Two sources are fused: the latest batch detection run (risk and campaign
-membership from ``detect``'s ``accounts.csv``, reloaded when it changes; indicators
-imported from the sharing hub reach the gateway through it, already matched
-against local traffic) and online behaviour (per-account state updated on every
-exchange with the batch feature code, see :mod:`distillguard.gateway.online`).
-The corroboration rule holds: where detect's verdict stopped short of ``block``
-although the risk is that high (evidence from shared intel alone), the risk is
-capped at the policy's ``intel_max_risk``, so it can throttle but never block.
+Three sources of evidence meet here, and :func:`distillguard.decide.decide` (the same function batch
+detection calls) turns them into one :class:`Score`:
+
+* the latest batch detection run (``detect``'s ``accounts.csv``: each evidence family's points, the
+  cross-account coordination points attribution found and campaign membership; ``context.json``: the
+  deployment's baselines), reloaded when the files change;
+* online evidence: per-account state updated on every exchange with the batch feature code and scored by
+  the same detectors against the same baselines (:mod:`distillguard.gateway.online`);
+* shared intel matched per request (:mod:`distillguard.gateway.intel`).
+
+Per family the larger of the batch and the online points counts (the online state may have seen less
+than batch, after a restart, or more, since the batch run), so on the same traffic the gateway decides
+exactly what batch detection decided.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ import csv
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from distillguard.decide import BLOCK, WATCH
+import numpy as np
+import orjson
 
-INTEL_WEIGHT = 0.9  # as batch detection (distillguard.detect.INTEL_WEIGHT): noisy-OR with our own evidence
+from distillguard.decide import COORDINATION, DEFAULT_POLICY, DecisionPolicy, Record, decide
+from distillguard.detect.evidence import FAMILIES
+from distillguard.intel.match import NO_INTEL, IntelScore
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,21 @@ class Score:
     risk: float
     reasons: tuple[str, ...] = ()
     campaign_id: str | None = None
+    verdict: str = "allow"
+
+
+@dataclass(frozen=True)
+class Online:
+    """An account's online evidence: exchanges folded, family points, and the reasons behind them."""
+
+    n: float
+    families: dict[str, float]
+    reasons: tuple[str, ...] = ()
+    coordination: float = 0.0  # cross-account evidence the gateway found itself (payment links)
+    coordination_reason: str = ""
+
+
+NO_ONLINE = Online(0.0, {})
 
 
 class Scorer(Protocol):
@@ -43,12 +66,18 @@ class Scorer(Protocol):
         ...
 
 
-class OnlineRisk(Protocol):
-    """Online per-account behaviour (implemented with the batch feature code in :mod:`.online`)."""
+class OnlineEvidence(Protocol):
+    """Online per-account evidence (implemented with the batch feature and detector code in :mod:`.online`)."""
 
     def observe(self, exchange_row: dict[str, Any]) -> None: ...
 
-    def risk(self, account_id: str, now_ms: int) -> tuple[float, tuple[str, ...]]: ...
+    def evidence(self, account_id: str, now_ms: int) -> Online: ...
+
+
+class RequestIntelRisk(Protocol):
+    """Shared indicators matched per request (implemented in :mod:`.intel`)."""
+
+    def score(self, account_id: str, row: dict[str, Any]) -> IntelScore: ...
 
 
 @dataclass(frozen=True)
@@ -57,24 +86,42 @@ class BatchEntry:
     verdict: str
     campaign_id: str | None
     signals: str
+    n: float = 0.0
+    families: dict[str, float] = field(default_factory=dict)
+    coordination: float = 0.0
+
+
+def _float(row: dict[str, str], name: str, path: Path, number: int) -> float:
+    value = row.get(name)
+    if value in (None, ""):
+        return 0.0
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{path}:{number}: {name}: not a number: {value!r}") from None
 
 
 class BatchRisk:
-    """``accounts.csv`` from the latest ``distillguard detect`` run, reloaded when the file changes."""
+    """``accounts.csv`` (and ``context.json``) of the latest ``distillguard detect`` run, reloaded on change."""
 
     def __init__(self, detections: str | Path, check_every_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         path = Path(detections)
         self.path = path / "accounts.csv" if path.is_dir() or not path.suffix else path
+        self.context_path = self.path.parent / "context.json"
         self.check_every_s = check_every_s
         self._clock = clock
         self._mtime: float | None = None
+        self._context_mtime: float | None = None
         self._next_check = 0.0
         self.entries: dict[str, BatchEntry] = {}
+        self.context: dict[str, Any] | None = None
+        self.version = 0  # bumped on every successful reload
         self.reload()
 
     def reload(self) -> None:
-        """Read the file; a half-written or malformed file keeps the previous entries (and says why)."""
+        """Read the files; a half-written or malformed file keeps the previous entries (and says why)."""
+        self._reload_context()
         try:
             mtime = os.stat(self.path).st_mtime
         except FileNotFoundError:
@@ -88,14 +135,31 @@ class BatchRisk:
             if missing:
                 raise ValueError(f"{self.path}:1: header: missing column(s) {', '.join(sorted(missing))}")
             for number, row in enumerate(reader, 2):
-                try:
-                    risk = float(row["risk"])
-                except (TypeError, ValueError):
-                    raise ValueError(f"{self.path}:{number}: risk: not a number: {row['risk']!r}") from None
-                entries[row["account_id"]] = BatchEntry(risk, row.get("verdict") or "",
-                                                        row.get("campaign_id") or None, row.get("signals") or "")
+                risk = _float(row, "risk", self.path, number)
+                families = {f: _float(row, f"points_{f}", self.path, number) for f in FAMILIES
+                            if f"points_{f}" in row}
+                entries[row["account_id"]] = BatchEntry(
+                    risk, row.get("verdict") or "", row.get("campaign_id") or None, row.get("signals") or "",
+                    _float(row, "exchanges", self.path, number), families,
+                    _float(row, f"points_{COORDINATION}", self.path, number))
         self.entries = entries
         self._mtime = mtime
+        self.version += 1
+
+    def _reload_context(self) -> None:
+        try:
+            mtime = os.stat(self.context_path).st_mtime
+        except FileNotFoundError:
+            return
+        if mtime == self._context_mtime:
+            return
+        try:
+            context = orjson.loads(self.context_path.read_bytes())
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"{self.context_path}: not JSON ({exc})") from None
+        self.context = context
+        self._context_mtime = mtime
+        self.version += 1
 
     def get(self, account_id: str) -> BatchEntry | None:
         now = self._clock()
@@ -106,61 +170,92 @@ class BatchRisk:
         return self.entries.get(account_id)
 
 
-class RequestIntelRisk(Protocol):
-    """Shared indicators matched per request (implemented in :mod:`.intel`)."""
-
-    def score(self, account_id: str, row: dict[str, Any]) -> tuple[float, tuple[str, ...], bool]: ...
+_ALLOW = Score(0.0)
 
 
 class FusedScorer:
-    """Max-fusion of batch and online risk, plus per-request intel (noisy-OR), with the reasons."""
+    """Batch, online and intel evidence per account, decided by :func:`distillguard.decide.decide`."""
 
-    def __init__(self, batch: BatchRisk | None = None, online: OnlineRisk | None = None,
-                 intel_max_risk: float = 0.6, intel: RequestIntelRisk | None = None) -> None:
+    def __init__(self, batch: BatchRisk | None = None, online: OnlineEvidence | None = None,
+                 policy: DecisionPolicy = DEFAULT_POLICY, intel: RequestIntelRisk | None = None) -> None:
         self.batch, self.online = batch, online
-        self.intel_max_risk = intel_max_risk
+        self.policy = policy
         self.intel = intel
-        links = getattr(online, "links", None)
-        if links is not None and batch is not None:
-            links.seed(batch)
-            for account in links.flagged:  # batch-flagged accounts' payment fingerprints link their peers
-                links.flag(account, online.accounts.get(account))
+        self._cache: dict[str, tuple[Any, Score]] = {}
+        self._context_version = -1
+        self._sync_online()
+
+    def _sync_online(self) -> None:
+        """Hand the online scorer the batch run's baselines and flagged accounts, when they change."""
+        if self.batch is None or self.online is None or self.batch.version == self._context_version:
+            return
+        self._context_version = self.batch.version
+        refresh = getattr(self.online, "refresh", None)
+        if refresh is not None:
+            refresh(self.batch.context, self.batch)
 
     def score(self, account_id: str, exchange_row: dict[str, Any], now_ms: int) -> Score:
-        risk, reasons, campaign = 0.0, [], None
-        if self.batch is not None:
-            entry = self.batch.get(account_id)
-            if entry is not None:
-                risk = entry.risk
-                campaign = entry.campaign_id
-                reasons.append(f"batch risk {entry.risk:.2f}" + (f" ({entry.signals})" if entry.signals else ""))
-                if entry.verdict and entry.verdict != "block" and risk >= BLOCK:
-                    risk = min(risk, self.intel_max_risk)
-                    reasons.append(f"uncorroborated ({entry.verdict}): capped at {risk:.2f}")
-                if campaign:
-                    reasons.append(f"member of {campaign}")
-        if self.online is not None:
-            online_risk, online_reasons = self.online.risk(account_id, now_ms)
-            if online_risk > 0:
-                reasons.extend(online_reasons)
-                risk = max(risk, online_risk)
-        if self.intel is not None:
-            intel_score, intel_reasons, corroborated = self.intel.score(account_id, exchange_row)
-            if intel_score > 0:
-                own = risk
-                fused = 1.0 - (1.0 - own) * (1.0 - INTEL_WEIGHT * intel_score)
-                reasons.extend(intel_reasons)
-                if not corroborated and own < WATCH:  # one member's word, nothing local: throttle at most
-                    capped = min(fused, max(own, self.intel_max_risk))
-                    if capped < fused:
-                        reasons.append(f"intel uncorroborated: capped at {capped:.2f}")
-                    fused = capped
-                risk = max(risk, fused)
-        return Score(round(risk, 4), tuple(reasons), campaign)
+        entry = self.batch.get(account_id) if self.batch is not None else None
+        if self.batch is not None and self.batch.version != self._context_version:
+            self._sync_online()
+        online = self.online.evidence(account_id, now_ms) if self.online is not None else NO_ONLINE
+        intel = self.intel.score(account_id, exchange_row) if self.intel is not None else NO_INTEL
+        if entry is None and not online.families and not online.coordination and not intel.score:
+            return _ALLOW
+        key = (entry, online, intel.score, intel.corroborated)
+        cached = self._cache.get(account_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        score = self._decide(entry, online, intel)
+        if len(self._cache) > 1_000_000:
+            self._cache.clear()
+        self._cache[account_id] = (key, score)
+        return score
+
+    def _decide(self, entry: BatchEntry | None, online: Online, intel: IntelScore) -> Score:
+        batch_families = entry.families if entry is not None else {}
+        families = {f: np.array([max(batch_families.get(f, 0.0), online.families.get(f, 0.0))])
+                    for f in set(batch_families) | set(online.families)}
+        coordination = max(entry.coordination if entry is not None else 0.0, online.coordination)
+        reasons: list[str] = list(online.reasons)
+        if entry is not None and entry.signals:
+            reasons += [r.strip() for r in entry.signals.split(";") if r.strip()]
+        coordination_reason = ""
+        if coordination > 0:
+            if entry is not None and entry.coordination >= online.coordination and entry.campaign_id:
+                coordination_reason = f"member of {entry.campaign_id} (batch detection)"
+            else:
+                coordination_reason = online.coordination_reason
+        record = Record(
+            n=np.array([max(entry.n if entry is not None else 0.0, online.n)]), families=families,
+            explain=lambda i: [(1.0, r) for r in reasons],
+            coordination=np.array([coordination]), coordination_reasons=[coordination_reason],
+            intel_score=np.array([intel.score]) if intel.score else None,
+            intel_corroborated=np.array([intel.corroborated]) if intel.score else None,
+            intel_reasons=["; ".join(intel.reasons)] if intel.score else None)
+        d = decide(record, self.policy, reasons_from=0.0)
+        campaign = entry.campaign_id if entry is not None else None
+        return Score(round(float(d.risk[0]), 4), tuple(d.reasons[0]), campaign, d.verdicts[0])
 
     def observe(self, exchange_row: dict[str, Any]) -> None:
         if self.online is not None:
             self.online.observe(exchange_row)
+
+    def final(self, account_id: str, now_ms: int) -> Score:
+        """The decision on everything seen so far, folding no request (the end of a replay)."""
+        entry = self.batch.get(account_id) if self.batch is not None else None
+        online = self.online.evidence(account_id, now_ms) if self.online is not None else NO_ONLINE
+        current = getattr(self.intel, "current", None)
+        intel = current(account_id) if current is not None else NO_INTEL
+        if entry is None and not online.families and not online.coordination and not intel.score:
+            return _ALLOW
+        return self._decide(entry, online, intel)
+
+    def finish(self) -> None:
+        """Score every account's final online state now (a replay's last exchanges may be unscored)."""
+        finish = getattr(self.online, "rescore_all", None)
+        if finish is not None:
+            finish()
 
     def close(self) -> None:
         """Stop online scoring's worker process, if it has one."""
@@ -170,21 +265,26 @@ class FusedScorer:
 
     def prime(self, rows: list[tuple]) -> None:
         """Pre-compute per-exchange signals for a replay chunk (see :meth:`OnlineFeatures.prime`)."""
-        if self.online is not None and hasattr(self.online, "prime"):
-            self.online.prime(rows)
+        prime = getattr(self.online, "prime", None)
+        if prime is not None:
+            prime(rows)
 
 
 class FixedScorer:
     """Constant risk per account: for tests, benchmarks, and a gateway with no detection yet."""
 
-    def __init__(self, risks: dict[str, float] | None = None, default: float = 0.0) -> None:
+    def __init__(self, risks: dict[str, float] | None = None, default: float = 0.0,
+                 policy: DecisionPolicy = DEFAULT_POLICY) -> None:
         self.risks = risks or {}
         self.default = default
+        self.policy = policy
         self.observed = 0
 
     def score(self, account_id: str, exchange_row: dict[str, Any], now_ms: int) -> Score:
+        from distillguard.decide import verdict
+
         risk = self.risks.get(account_id, self.default)
-        return Score(risk, (f"fixed risk {risk:.2f}",) if risk else ())
+        return Score(risk, (f"fixed risk {risk:.2f}",) if risk else (), None, verdict(risk, policy=self.policy))
 
     def observe(self, exchange_row: dict[str, Any]) -> None:
         self.observed += 1

@@ -1,10 +1,14 @@
 """Shared indicators -> a per-account detection signal, with the corroboration rule.
 
-One member's intel can raise an account's risk (watch/throttle) but never mark it
-``corroborated``: that takes indicators (or local-detection sightings) from ``k``
-distinct members, or a local detection. Indicators that would hit a large share
-of local accounts are damped, so a mistaken or malicious member sharing a cloud
-ASN or a generic prompt cannot flag a provider's customer base wholesale.
+One member's intel can raise an account's risk up to the policy's ``intel_max_risk`` and no further
+(:mod:`distillguard.decide`): ``corroborated`` takes indicators (or local-detection sightings) from ``k``
+distinct members. Our own detection is our own evidence, weighed separately by ``decide``; it never turns
+one member's word into a corroborated one. Indicators that would hit a large share of local accounts are
+damped, so a mistaken or malicious member sharing a cloud ASN or a generic prompt cannot flag a provider's
+customer base wholesale.
+
+:func:`score_evidence` is the one scoring rule: batch matching here and the gateway's per-request matcher
+(:mod:`distillguard.gateway.intel`) both call it.
 """
 
 from __future__ import annotations
@@ -45,6 +49,52 @@ class Hit:
     last_ms: int | None = None
 
 
+@dataclass(frozen=True)
+class IntelScore:
+    score: float  # in [0, 1]
+    reasons: tuple[str, ...]
+    corroborated: bool  # k distinct members reported it (indicators or sightings)
+    indicators: tuple[str, ...]  # the indicators with evidence
+
+
+NO_INTEL = IntelScore(0.0, (), False, ())
+
+
+def score_evidence(evidence: dict[str, list[tuple[str, float]]], indicators: dict[str, SharedIndicator],
+                   damp: dict[str, float] | None, options: MatchOptions) -> IntelScore:
+    """One account's intel score from its evidence per indicator: ``(feature, strength in [0, 1])`` items.
+
+    Noisy-OR of ``WEIGHTS[feature] * strength * damping`` within an indicator, then across indicators of
+    one member, then across members. ``corroborated`` when at least ``k`` distinct members contribute
+    ``min_source_score`` or more (or have reported sightings of the indicator).
+    """
+    per_source: dict[str, float] = {}
+    corroborators: set[str] = set()
+    words: list[str] = []
+    hit: list[str] = []
+    for ind_id, items in evidence.items():
+        ind = indicators[ind_id]
+        factor = 1.0 if damp is None else damp.get(ind_id, 1.0)
+        miss = 1.0
+        for feature, strength in items:
+            miss *= 1.0 - WEIGHTS[feature] * strength * factor
+        score = 1.0 - miss
+        if score <= 0:
+            continue
+        hit.append(ind_id)
+        per_source[ind.producer] = 1.0 - (1.0 - per_source.get(ind.producer, 0.0)) * (1.0 - score)
+        corroborators |= ind.corroborators
+        features = ",".join(sorted({f for f, _ in items}))
+        words.append(f"intel {ind.kind} [{features}] from {ind.provenance()} ({score:.2f})")
+    if not per_source:
+        return NO_INTEL
+    miss = 1.0
+    for value in per_source.values():
+        miss *= 1.0 - value
+    sources = {p for p, v in per_source.items() if v >= options.min_source_score} | corroborators
+    return IntelScore(round(1.0 - miss, 4), tuple(words), len(sources) >= options.k, tuple(hit))
+
+
 @dataclass
 class MatchResult:
     table: pa.Table
@@ -53,7 +103,8 @@ class MatchResult:
 
 
 RESULT_SCHEMA = pa.schema([("account_id", pa.string()), ("intel_score", pa.float64()),
-                           ("intel_reasons", pa.string()), ("corroborated", pa.bool_())])
+                           ("intel_reasons", pa.string()), ("corroborated", pa.bool_()),
+                           ("local_detection", pa.bool_())])  # our own detection flagged it (not corroboration)
 
 
 def match_accounts(con: duckdb.DuckDBPyConnection, bundles: list[dict[str, Any]] | dict[str, Any], key: bytes,
@@ -190,36 +241,20 @@ def _score(con: duckdb.DuckDBPyConnection, evidence: dict[str, dict[str, list[tu
            indicators: dict[str, SharedIndicator], damp: dict[str, float], local: set[str], opts: MatchOptions
            ) -> MatchResult:
     hits: dict[str, Hit] = defaultdict(Hit)
-    ids, scores, reasons, corroborated = [], [], [], []
+    ids, scores, reasons, corroborated, local_detection = [], [], [], [], []
     for account in sorted(evidence):
-        per_source: dict[str, float] = defaultdict(float)
-        corroborators: set[str] = set()
-        words = []
-        for ind_id, items in evidence[account].items():
-            ind = indicators[ind_id]
-            miss = 1.0
-            for feature, strength in items:
-                miss *= 1.0 - WEIGHTS[feature] * strength * damp[ind_id]
-            score = 1.0 - miss
-            if score <= 0:
-                continue
-            per_source[ind.producer] = 1.0 - (1.0 - per_source[ind.producer]) * (1.0 - score)
-            corroborators |= ind.corroborators
-            hits[ind_id].accounts.add(account)
-            features = ",".join(sorted({f for f, _ in items}))
-            words.append(f"intel {ind.kind} [{features}] from {ind.provenance()} ({score:.2f})")
-        if not per_source:
+        result = score_evidence(evidence[account], indicators, damp, opts)
+        if not result.indicators:
             continue
-        sources = {p for p, s in per_source.items() if s >= opts.min_source_score} | corroborators
-        miss = 1.0
-        for s in per_source.values():
-            miss *= 1.0 - s
+        for ind_id in result.indicators:
+            hits[ind_id].accounts.add(account)
         ids.append(account)
-        scores.append(round(1.0 - miss, 4))
-        reasons.append("; ".join(words))
-        corroborated.append(len(sources) >= opts.k or account in local)
+        scores.append(result.score)
+        reasons.append("; ".join(result.reasons))
+        corroborated.append(result.corroborated)
+        local_detection.append(account in local)
     _fill_hits(con, hits)
-    table = pa.table([ids, scores, reasons, corroborated], schema=RESULT_SCHEMA)
+    table = pa.table([ids, scores, reasons, corroborated, local_detection], schema=RESULT_SCHEMA)
     return MatchResult(table, dict(hits), indicators)
 
 

@@ -20,7 +20,7 @@ import xxhash
 
 from distillguard.signals import cues
 
-VERSION = "2"
+VERSION = "3"
 TEXT_HEAD = 480  # characters of a prompt scanned from the start ...
 TEXT_TAIL = 240  # ... and from the end (instructions sit at either end of a template)
 TEMPLATE_CHARS = 48  # normalised characters hashed from each end for the template fingerprint
@@ -29,10 +29,13 @@ BIG_BUDGET = 4096  # max_tokens at or above this asks for long outputs
 
 SIGNAL_SCHEMA = pa.schema([
     ("id", pa.string()),
-    ("cot", pa.float32()),  # chain-of-thought elicitation, combined weak cues in [0, 1]
-    ("coerce", pa.bool_()),  # demands the hidden reasoning trace verbatim
+    ("cot", pa.float32()),  # asks for step-by-step reasoning, in [0, 1]
+    ("coerce", pa.float32()),  # demands the hidden reasoning trace itself, in full, in [0, 1]
     ("rubric", pa.float32()),  # grading / reward-model request in [0, 1]
+    ("length", pa.float32()),  # pushes for maximal length / exhaustiveness, in [0, 1]
+    ("synth", pa.float32()),  # frames the request as producing training data, in [0, 1]
     ("probe", pa.bool_()),  # refusal-boundary probing (jailbreak framing or a refused answer)
+    ("logits", pa.bool_()),  # asks for token log-probabilities or several choices (n > 1)
     ("cap", pa.int8()),  # capability category, index into cues.CAPABILITIES
     ("script", pa.int8()),  # script of the prompt, index into cues.SCRIPTS
     ("tpl", pa.uint64()),  # template fingerprint: normalised prompt head + tail
@@ -218,6 +221,11 @@ class Signals:
         refused = _match(response, cues.REFUSAL) | pc.equal(finish, "content_filter").to_numpy(zero_copy_only=False)
         probe = match(cues.PROBE) | refused
 
+        length = np.zeros(n)
+        synth = np.zeros(n)
+        logits = (_num(table, "top_logprobs") > 0) | (_num(table, "n_choices", 1.0) > 1) | pc.fill_null(
+            pc.cast(_col(table, "logprobs"), pa.bool_()), False).to_numpy(zero_copy_only=False)
+
         n_tools = _num(table, "n_tools") + _num(table, "n_tool_calls")
         image = pc.fill_null(pc.cast(_col(table, "has_image"), pa.bool_()), False).to_numpy(zero_copy_only=False)
         cap = np.zeros(n, dtype=np.int8)  # chat
@@ -250,8 +258,10 @@ class Signals:
             tpl = tpl[inverse]
         arrays = [
             pc.cast(_col(table, "id"), pa.string()),
-            pa.array(cot.astype(np.float32)), pa.array(coerce), pa.array(rubric.astype(np.float32)),
-            pa.array(probe), pa.array(cap), pa.array(script), pa.array(tpl), pa.array(sys_fp),
+            pa.array(cot.astype(np.float32)), pa.array(coerce.astype(np.float32)),
+            pa.array(rubric.astype(np.float32)), pa.array(length.astype(np.float32)),
+            pa.array(synth.astype(np.float32)), pa.array(probe), pa.array(logits), pa.array(cap),
+            pa.array(script), pa.array(tpl), pa.array(sys_fp),
             pa.array(params), pa.array(hit_cap), pa.array(big_budget), pa.array(assistant_turns == 0),
         ]
         return pa.Table.from_arrays(arrays, schema=SIGNAL_SCHEMA)

@@ -75,9 +75,12 @@ _DICTIONARY_COLUMNS = [name for name in _STATISTICS_COLUMNS if name not in {
 # Exchange columns every derived file carries next to the signals, so detection scans one set of files
 # (``read_parquet`` over the derived files) instead of joining each exchange file with its signals: at
 # 2,600 files that positional-join union was ~50x slower than either scan alone.
-CARRIED = ("ts", "account_id", "ip", "user_agent", "asn", "tls_fp", "model", "max_tokens", "temperature", "n_tools",
-           "has_image", "prompt_tokens", "completion_tokens", "status")
-_DERIVED_LAYOUT = "c1"  # derived files with CARRIED columns; files from before it are upgraded on read
+CARRIED = ("ts", "account_id", "api_key_id", "ip", "user_agent", "asn", "tls_fp", "model", "max_tokens", "temperature",
+           "n_tools", "has_image", "n_assistant_turns", "prompt_tokens", "completion_tokens", "reasoning_tokens",
+           "status")
+# derived files with CARRIED columns (c2: with api_key_id, n_assistant_turns, reasoning_tokens); files written
+# before CARRIED existed are upgraded on read; any change to CARRIED needs a new layout name
+_DERIVED_LAYOUT = "c2"
 
 
 def _derived_table(derive: Derive, exchanges: pa.Table) -> pa.Table:

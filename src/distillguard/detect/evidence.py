@@ -1,0 +1,254 @@
+"""Evidence of distillation per account, each piece measured against the deployment's own baselines.
+
+An *item* is one observation an analyst would name ("outputs ran to the token limit in 9 of 10 requests;
+this cohort's benign rate is 3 %"). It turns an account's features and the cohort baseline into *points*:
+
+* a continuous quantity scores by its robust z-score beyond ``z0`` (half a point per unit of z);
+* a rate of rare events (outputs cut at the limit, demands for the reasoning trace) scores by how unlikely
+  the account's count is under the cohort's benign rate: ``-log10 P(Binomial(n, p0) >= k)`` beyond 2 (so a
+  count that benign traffic gives one time in a hundred scores nothing), half a point per decade;
+* a few items score a fact directly (a days-old account).
+
+Items belong to *families* of independent evidence (what the account takes, what its prompts ask for, who
+is asking, how it covers a capability space, how it converses, when it works). Points are capped per item
+and per family, and :mod:`distillguard.decide` requires two families before it restricts an account, so
+no single trait decides and a campaign that changes one trait is still caught by the others.
+
+Every item is defined once here and used by batch detection and by the gateway (on the same features).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.stats import binom
+
+from distillguard.detect.base import Features, column
+from distillguard.detect.baselines import Baselines, describe_cohort
+
+FAMILIES: dict[str, str] = {
+    "harvest": "what it takes",
+    "elicitation": "what its prompts ask for",
+    "identity": "who is asking",
+    "coverage": "how it covers a capability space",
+    "session": "how it converses",
+    "timing": "when it works",
+}
+FAMILY_CAP: dict[str, float] = {"harvest": 4.0, "elicitation": 4.0, "identity": 3.0, "coverage": 2.5,
+                                "session": 1.5, "timing": 2.0}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One item's result for many accounts: points, what was observed and what it was compared with."""
+
+    points: np.ndarray
+    observed: np.ndarray
+    baseline: np.ndarray
+    cohort: np.ndarray  # cohort key (or "shipped prior") the baseline came from
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    family: str
+    measure: Callable[[Features, Baselines], Finding]
+    says: Callable[[Finding, Features, int], str]  # the reason in an analyst's words
+    cap: float = 2.0
+
+
+def _n(f: Features) -> np.ndarray:
+    return np.expm1(column(f, "log_n"))
+
+
+def _fmt_count(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def z_item(name: str, family: str, feature: str, *, z0: float = 2.0, cap: float = 2.0, min_n: int = 3,
+           transform: Callable[[np.ndarray], np.ndarray] | None = None,
+           gate: Callable[[Features], np.ndarray] | None = None,
+           says: Callable[[Finding, Features, int], str]) -> Item:
+    """Points for a quantity far above its cohort's baseline (robust z beyond ``z0``)."""
+
+    def measure(f: Features, b: Baselines) -> Finding:
+        x = column(f, feature)
+        loc, scale, used = b.lookup(f, feature)
+        z = (x - loc) / scale
+        points = np.clip(0.5 * (z - z0), 0.0, cap)
+        ok = _n(f) >= min_n
+        if gate is not None:
+            ok &= gate(f)
+        points = np.where(ok, points, 0.0)
+        show = transform or (lambda v: v)
+        return Finding(points, show(x), show(loc), used)
+
+    return Item(name, family, measure, says, cap)
+
+
+def rate_item(name: str, family: str, rate: str, *, cap: float = 2.0, min_count: float = 2.0,
+              gate: Callable[[Features], np.ndarray] | None = None,
+              says: Callable[[Finding, Features, int], str]) -> Item:
+    """Points for a count of events improbable under the cohort's benign rate (binomial tail, in decades)."""
+
+    def measure(f: Features, b: Baselines) -> Finding:
+        n = np.rint(_n(f))
+        share = column(f, f"{rate}_share")
+        k = np.rint(share * n)
+        p0, _, used = b.lookup(f, rate)
+        p0 = np.clip(p0, 1e-6, 0.999)
+        with np.errstate(divide="ignore"):
+            surprise = -np.log10(np.maximum(binom.sf(k - 1, n, p0), 1e-300))
+        points = np.clip(0.5 * (surprise - 2.0), 0.0, cap)
+        ok = k >= min_count
+        if gate is not None:
+            ok &= gate(f)
+        return Finding(np.where(ok, points, 0.0), share, p0, used)
+
+    return Item(name, family, measure, says, cap)
+
+
+# ---- reason texts --------------------------------------------------------------------------------------------
+def _vs(finding: Finding, i: int, value: str, base: str) -> str:
+    return f"{value} vs {base} for {describe_cohort(str(finding.cohort[i]))}"
+
+
+def _tokens(finding: Finding, f: Features, i: int) -> str:
+    return _vs(finding, i, f"~{_fmt_count(math.expm1(finding.observed[i]))} output tokens per request",
+               f"~{_fmt_count(math.expm1(finding.baseline[i]))}")
+
+
+def _amplification(finding: Finding, f: Features, i: int) -> str:
+    return _vs(finding, i, f"outputs ~{math.exp(finding.observed[i]):.1f}x as long as its prompts",
+               f"~{math.exp(finding.baseline[i]):.1f}x")
+
+
+def _reasoning(finding: Finding, f: Features, i: int) -> str:
+    return _vs(finding, i, f"~{_fmt_count(math.expm1(finding.observed[i]))} hidden reasoning tokens per request",
+               f"~{_fmt_count(math.expm1(finding.baseline[i]))}")
+
+
+def _rate_says(what: str) -> Callable[[Finding, Features, int], str]:
+    def says(finding: Finding, f: Features, i: int) -> str:
+        n = round(float(_n(f)[i]))
+        k = round(float(finding.observed[i]) * n)
+        return _vs(finding, i, f"{what} in {k} of {n} requests", f"a benign rate of {100 * finding.baseline[i]:.1f} %")
+
+    return says
+
+
+def _count_says(what: str, feature: str) -> Callable[[Finding, Features, int], str]:
+    def says(finding: Finding, f: Features, i: int) -> str:
+        value = math.expm1(finding.observed[i])
+        approx = "" if value < 16 else "~"
+        return _vs(finding, i, f"{approx}{_fmt_count(value)} {what}", f"~{_fmt_count(math.expm1(finding.baseline[i]))}")
+
+    return says
+
+
+def _share_says(what: str) -> Callable[[Finding, Features, int], str]:
+    def says(finding: Finding, f: Features, i: int) -> str:
+        return _vs(finding, i, f"{what} {100 * finding.observed[i]:.0f} %", f"{100 * finding.baseline[i]:.0f} %")
+
+    return says
+
+
+def _not_tiny_outputs(f: Features) -> np.ndarray:
+    return column(f, "log_tokens_per_req") >= math.log1p(64)
+
+
+# ---- identity items scored from facts --------------------------------------------------------------------------
+def _young(f: Features, b: Baselines) -> Finding:
+    age = np.asarray(f["age_days"], dtype=np.float64)
+    known = np.isfinite(age) & (age >= 0)
+    points = np.where(known & (age < 1), 1.5, np.where(known & (age < 7), 1.0, np.where(known & (age < 30), 0.4, 0)))
+    return Finding(points, age, np.full(len(age), 30.0), np.full(len(age), "shipped prior", dtype=object))
+
+
+def _young_says(finding: Finding, f: Features, i: int) -> str:
+    return f"account first used {finding.observed[i]:.1f} days after sign-up"
+
+
+def _new_model(f: Features, b: Baselines) -> Finding:
+    speed, share = column(f, "new_model_speed"), column(f, "new_model_share")
+    points = np.where((speed >= 0.5) & (share >= 0.4) & (_n(f) >= 10), 1.0 + 0.5 * (share >= 0.6), 0.0)
+    return Finding(points, share, np.zeros(len(share)), np.full(len(share), "shipped prior", dtype=object))
+
+
+def _new_model_says(finding: Finding, f: Features, i: int) -> str:
+    return f"moved {100 * finding.observed[i]:.0f} % of its traffic to a newly released model within a day"
+
+
+ITEMS: tuple[Item, ...] = (
+    # what it takes
+    z_item("long_outputs", "harvest", "log_tokens_per_req", cap=3.0, says=_tokens),
+    z_item("amplification", "harvest", "amplification", cap=2.0, says=_amplification),
+    z_item("reasoning_volume", "harvest", "log_reasoning_per_req", cap=2.0, says=_reasoning),
+    rate_item("outputs_at_limit", "harvest", "hit_cap", cap=3.0, says=_rate_says("outputs cut at the token limit")),
+    rate_item("logits", "harvest", "logits", cap=2.0, gate=_not_tiny_outputs,
+              says=_rate_says("asks for token log-probabilities or several choices")),
+    # what its prompts ask for
+    rate_item("trace_coercion", "elicitation", "coerce", cap=3.0,
+              says=_rate_says("demands the hidden reasoning trace")),
+    rate_item("grading", "elicitation", "rubric", cap=2.0, says=_rate_says("rubric or reward-model grading")),
+    rate_item("training_data", "elicitation", "synth", cap=2.0, says=_rate_says("asks for training-style data")),
+    rate_item("length_push", "elicitation", "length", cap=2.0, says=_rate_says("pushes for maximal length")),
+    rate_item("step_by_step", "elicitation", "cot", cap=1.0, says=_rate_says("asks for step-by-step reasoning")),
+    # who is asking
+    Item("young_account", "identity", _young, _young_says, 1.5),
+    z_item("address_rotation", "identity", "ip_per_req", cap=2.0, min_n=10,
+           gate=lambda f: column(f, "log_ip") >= math.log1p(8), says=_share_says("new IP address per request")),
+    z_item("network_spread", "identity", "log_asn", cap=1.5, min_n=10, says=_count_says("networks (ASNs)", "log_asn")),
+    z_item("client_mix", "identity", "log_ua", cap=2.0, min_n=5, says=_count_says("client user agents", "log_ua")),
+    # how it covers a capability space
+    z_item("capability_sweep", "coverage", "cap_entropy", cap=2.0, min_n=20,
+           says=_share_says("evenness of its capability coverage")),
+    z_item("many_languages", "coverage", "n_scripts", cap=1.0, min_n=10, says=_count_says("writing systems", "")),
+    # how it converses
+    z_item("single_shot", "session", "single_turn_share", cap=1.5, min_n=10, z0=1.5,
+           says=_share_says("single-turn requests")),
+    # when it works
+    z_item("round_the_clock", "timing", "hour_entropy", cap=1.0, min_n=50, says=_share_says("spread over the day")),
+    Item("new_model_rush", "timing", _new_model, _new_model_says, 1.5),
+)
+
+
+@dataclass
+class Evidence:
+    """Per-account evidence: item findings, family points (capped) and the volume behind them."""
+
+    n: np.ndarray
+    findings: dict[str, Finding] = field(default_factory=dict)
+    families: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.n)
+
+    def reasons(self, features: Features, i: int, limit: int = 4) -> list[tuple[float, str]]:
+        """(points, words) of the strongest items of account ``i``, strongest first."""
+        found = []
+        for item in ITEMS:
+            finding = self.findings.get(item.name)
+            if finding is not None and finding.points[i] > 0:
+                found.append((float(finding.points[i]), item.says(finding, features, i)))
+        return sorted(found, key=lambda x: -x[0])[:limit]
+
+
+def gather(features: Features, baselines: Baselines) -> Evidence:
+    """Measure every item and total each family (capped)."""
+    n = _n(features) if len(features.get("log_n", ())) else np.zeros(0)
+    evidence = Evidence(n)
+    for family in FAMILIES:
+        evidence.families[family] = np.zeros(len(n))
+    if not len(n):
+        return evidence
+    for item in ITEMS:
+        finding = item.measure(features, baselines)
+        evidence.findings[item.name] = finding
+        evidence.families[item.family] = evidence.families[item.family] + finding.points
+    for family, cap in FAMILY_CAP.items():
+        evidence.families[family] = np.minimum(evidence.families[family], cap)
+    return evidence
