@@ -46,8 +46,18 @@ from distillguard.simulate.infra import (
     residential,
     vpn,
 )
-from distillguard.simulate.sessions import agent_turn, chat_turn, topic_of
-from distillguard.simulate.text import MATH_KINDS, TOOL_SCHEMAS, answer, math_problem, mc_question, pick, reasoning
+from distillguard.simulate.sessions import agent_turn, chat_turn, noisy, topic_of
+from distillguard.simulate.text import (
+    MATH_KINDS,
+    TOOL_SCHEMAS,
+    Fill,
+    answer,
+    math_problem,
+    mc_question,
+    pick,
+    reasoning,
+    vary,
+)
 
 
 def _choice(rng: np.random.Generator, seq: tuple | list):
@@ -545,7 +555,11 @@ class EvalRunner(_Base):
         elif suite in ("judge", "pairwise"):
             chat = pool[item * 7919 % len(pool)]
             other = pool[(item * 7919 + 1) % len(pool)]
-            if suite == "judge":
+            if suite == "judge" and r.random() < 0.3:  # rubric-based grading (HealthBench-style rubrics)
+                rubric = "\n".join(f"{i + 1}. {c}" for i, c in enumerate(r.sample(lx.RUBRIC_CRITERIA, 4)))
+                text = pick(r, lx.RUBRIC_TEMPLATES).format(rubric=rubric, prompt=chat.turns[0][:3000],
+                                                           response=chat.turns[1][:4000])
+            elif suite == "judge":
                 text = pick(r, para.JUDGE_SINGLE).format(q=chat.turns[0][:3000], a=chat.turns[1][:4000])
             else:
                 text = pick(r, para.JUDGE_PAIR).format(q=chat.turns[0][:3000], a=chat.turns[1][:3000],
@@ -626,8 +640,13 @@ class CodingAgent(_Base):
             if p["effort"]:
                 request["reasoning_effort"] = p["effort"]
 
+        def wrap(r: random.Random, text: str) -> str:
+            if r.random() < 0.12:  # a task typed as an instruction rather than a question
+                return vary(pick(r, lx.AGENT_TASKS).format_map(Fill(r, module=pick(r, lx.MODULES))), r, typo=0.05)
+            return noisy(text, r, 0.2)
+
         return agent_turn(acct, tag, model, r, state, self.corpus, p["pool"], p["system"], _IDE_SCHEMAS,
-                          lx.IDE_TOOLS, params, p_tool=p["p_tool"], max_loop=p["loop"])
+                          lx.IDE_TOOLS, params, p_tool=p["p_tool"], max_loop=p["loop"], wrap=wrap)
 
 
 class Campus(_Base):
