@@ -18,6 +18,7 @@ from rich.table import Table
 from distillguard.cli._common import console
 from distillguard.cli.ingest import print_report, run_ingest
 from distillguard.evaluation import campaign_ari, roc_auc
+from distillguard.simulate.config import SCALES
 from distillguard.store import Store
 
 FLAGGED = ("throttle", "block")
@@ -49,7 +50,8 @@ def score_against_labels(accounts_csv: Path, labels_csv: Path) -> dict[str, Any]
 
 @click.command("demo")
 @click.option("--out", "out_dir", default="demo", show_default=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--scale", default="small", show_default=True, help="Simulator scale preset.")
+@click.option("--scale", default="small", show_default=True, type=click.Choice(list(SCALES)),
+              help="Simulator scale preset.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Simulator seed (the shipped model was "
               "trained on other seeds).")
 @click.pass_context

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from distillguard.cli._common import EXIT_BAD_INPUT, EXIT_USAGE, console, fail, progress
+from distillguard.cli._common import EXIT_BAD_INPUT, EXIT_USAGE, ByteSize, console, fail, progress
 
 
 @click.command()
@@ -19,7 +19,7 @@ from distillguard.cli._common import EXIT_BAD_INPUT, EXIT_USAGE, console, fail, 
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output directory.")
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Detector artifact (default: the one shipped with distillguard).")
-@click.option("--memory-limit", default=None, metavar="SIZE",
+@click.option("--memory-limit", default=None, metavar="SIZE", type=ByteSize(),
               help="Cap on the query engine's memory, e.g. 5GB; beyond it, work spills to disk in the store "
                    "(default: 6GB or half the RAM, whichever is less).")
 def command(logs: tuple[Path, ...], store_dir: Path | None, accounts: Path | None, out: Path,

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import click
+import httpx
 import orjson
 
 from distillguard.cli._common import EXIT_USAGE, console, fail
@@ -137,10 +138,14 @@ def _read_bundles(paths: tuple[str, ...]) -> list[dict]:
               help="Also write matches as STIX sightings (needs --member).")
 @click.option("--member")
 @click.option("--sign-key", type=click.Path(exists=True, dir_okay=False))
+@click.argument("more_bundles", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 def match_cmd(store_dir: str, bundles: tuple[str, ...], group_key_path: str, group_file: str | None,
               local_csv: str | None, k: int, out_path: Path, sightings_path: Path | None, member: str | None,
-              sign_key: str | None) -> None:
-    """Match pulled intel against local traffic: per-account intel score, reasons, corroboration."""
+              sign_key: str | None, more_bundles: tuple[str, ...]) -> None:
+    """Match pulled intel against local traffic: per-account intel score, reasons, corroboration.
+
+    Bundles are given with --bundle (repeatable) and as further arguments: ``--bundle pulled/*.json``."""
+    bundles = bundles + more_bundles
     import pyarrow.csv as pacsv
 
     from distillguard.intel.client import TaxiiClientError, load_keyring, reject_reason
@@ -251,6 +256,8 @@ def publish(url: str, collection: str, user: str, password_env: str, state_path:
         counts = client.publish(objects, State.load(state_path))
     except (TaxiiClientError, OSError) as exc:
         fail(str(exc))
+    except httpx.HTTPError as exc:  # hub down, refused, timed out
+        fail(f"{url}: cannot reach the TAXII hub ({type(exc).__name__}: {exc})")
     console.print(", ".join(f"{k} {v}" for k, v in counts.items()))
     for failure in client.failures[:10]:
         console.print(f"[red]rejected[/] {failure}")
@@ -275,6 +282,8 @@ def pull(url: str, collection: str, user: str, password_env: str, state_path: st
         result = _client(url, collection, user, password_env).pull(State.load(state_path), keyring)
     except (TaxiiClientError, OSError) as exc:
         fail(str(exc))
+    except httpx.HTTPError as exc:  # hub down, refused, timed out
+        fail(f"{url}: cannot reach the TAXII hub ({type(exc).__name__}: {exc})")
     out_dir.mkdir(parents=True, exist_ok=True)
     if result.accepted:
         path = out_dir / f"pulled-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}.json"
