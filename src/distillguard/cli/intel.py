@@ -68,12 +68,20 @@ def passwd(password_env: str) -> None:
 @click.option("--tlp", type=click.Choice(["clear", "green", "amber", "amber+strict", "red"]), default="amber",
               show_default=True)
 @click.option("--store", "store_dir", type=click.Path(exists=True, file_okay=False),
-              help="Local store: infrastructure and identifiers also used by accounts that are in no exported "
-              "campaign and not restricted by the local detector (accounts.csv) are withheld.")
+              help="Local store (required unless --no-privacy-guard): infrastructure and identifiers also used by "
+              "accounts that are in no exported campaign and not restricted by the local detector (accounts.csv) "
+              "are withheld.")
+@click.option("--no-privacy-guard", "no_guard", is_flag=True,
+              help="Export without --store: campaigns' infrastructure and identifiers are shared even where your own "
+              "benign customers use them (peers matching them will throttle those customers). Not recommended.")
 @click.option("--min-score", type=float, default=0.0, show_default=True)
 def export(detections: Path, out_path: Path, member: str, group_key_path: str, sign_key: str | None, tlp: str,
-           store_dir: str | None, min_score: float) -> None:
-    """Turn detected campaigns into a validated, signed STIX 2.1 bundle."""
+           store_dir: str | None, no_guard: bool, min_score: float) -> None:
+    """Turn detected campaigns into a validated, signed STIX 2.1 bundle.
+
+    The privacy guard is on by default: --store is required, and what the store's benign customers also use is
+    withheld. Only --no-privacy-guard exports without it.
+    """
     from stix2validator import ValidationOptions, validate_string
 
     from distillguard.intel.export import (
@@ -87,6 +95,14 @@ def export(detections: Path, out_path: Path, member: str, group_key_path: str, s
     from distillguard.intel.privacy import GroupKeyError, load_group_key
     from distillguard.intel.signing import SignatureError, load_private
 
+    if store_dir and no_guard:
+        fail("--store and --no-privacy-guard exclude each other", EXIT_USAGE)
+    if not store_dir and not no_guard:
+        fail("--store is required: the privacy guard withholds infrastructure and identifiers that your benign "
+             "customers also use (see docs/intel.md, Privacy); --no-privacy-guard exports without it", EXIT_USAGE)
+    if no_guard:
+        console.print("[yellow]warning:[/] --no-privacy-guard: infrastructure and identifiers are exported even where "
+                      "your benign customers use them")
     try:
         doc = load_campaigns(detections / "campaigns.json")
         key = load_group_key(group_key_path)
@@ -107,7 +123,7 @@ def export(detections: Path, out_path: Path, member: str, group_key_path: str, s
     bundle = export_bundle(doc, ExportOptions(member=member, group_key=key, signing_key=signer, tlp=tlp,
                                               min_score=min_score, exclusions=exclusions))
     text = orjson.dumps(bundle, option=orjson.OPT_INDENT_2).decode()
-    result = validate_string(text, ValidationOptions(strict=False))
+    result = validate_string(text, ValidationOptions(strict=True))  # as `stix2_validator --strict`
     if not result.is_valid:
         fail(f"internal error: bundle fails stix2-validator: {[str(e) for e in result.errors][:3]}")
     out_path.write_text(text)

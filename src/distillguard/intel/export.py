@@ -282,12 +282,13 @@ def _indicators(camp: dict[str, Any], opts: ExportOptions, hasher: TemplateHashe
         terms += [f"[network-traffic:extensions.'http-request-ext'.request_header.'User-Agent' = '{_q(u)}']"
                   for u in uas]
         terms += [f"[x-distillguard-client:tls_fp = '{_q(t)}']" for t in tls]
+        # withholding may empty some lists: STIX forbids empty lists, so an emptied property is left out
+        lists = _non_empty({"ip_prefixes": prefixes, "asns": asns, "tls_fps": tls, "user_agents": uas})
         out.append(stix2.Indicator(
             id=_sid(ids, "indicator", opts.member, local, "infrastructure"), name=f"Infrastructure of {local}",
             description="Network infrastructure used only by the campaign's accounts at the producer.",
             pattern_type="stix", pattern=" OR ".join(terms),
-            extensions={EXTENSION_ID: {**ext_common, "kind": "infrastructure", "ip_prefixes": prefixes,
-                                       "asns": asns, "tls_fps": tls, "user_agents": uas}}, **base))
+            extensions={EXTENSION_ID: {**ext_common, "kind": "infrastructure", **lists}}, **base))
     idents = []
     for kind in IDENTIFIER_KINDS:
         excluded = ex.identifiers.get(kind, set())
@@ -328,6 +329,12 @@ def _indicators(camp: dict[str, Any], opts: ExportOptions, hasher: TemplateHashe
             pattern_type="sigma", pattern=sigma.correlation_rule(local, limits),
             extensions={EXTENSION_ID: {**ext_common, "kind": "behaviour", "thresholds": limits}}, **base))
     return out
+
+
+def _non_empty(lists: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The non-empty lists of ``lists``: STIX 2.1 (3.1, "empty lists are prohibited") and stix2-validator
+    refuse an empty list, so a property that withholding emptied is left out rather than sent as []."""
+    return {name: values for name, values in lists.items() if values}
 
 
 def _q(text: str) -> str:
