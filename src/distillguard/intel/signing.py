@@ -1,8 +1,11 @@
 """Ed25519 signatures on STIX objects, so the hub and consumers can reject forged or altered intel.
 
-The signature sits inside the object's distillguard extension and covers the
-canonical JSON (sorted keys, no whitespace) of the object without the signature
-itself: it survives any TAXII server that stores objects verbatim (ours or medallion).
+The signature sits inside the object's distillguard extension and covers the RFC 8785 (JSON
+Canonicalization Scheme, JCS) form of the object without the signature block itself, so any
+implementation with a JCS library can verify it, and it survives any TAXII server that stores objects
+verbatim (ours or medallion). The block names the scheme: ``{"alg": "Ed25519", "canon": "RFC8785",
+"key_id", "value"}``. Blocks without ``canon`` are the first scheme (orjson with sorted keys, which only
+orjson reproduces byte for byte); they are still verified during the transition (docs/intel.md).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -20,27 +24,48 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from distillguard.intel.extension import EXTENSION_ID
 
 ALG = "Ed25519"
+CANON = "RFC8785"  # the signed bytes: JCS (RFC 8785) of the object without its signature block
+LEGACY_CANON = "orjson-sorted"  # the first scheme (no "canon" in the block): verified during the transition
 
 
 class SignatureError(ValueError):
     """An object is unsigned, signed by an unknown key or altered after signing."""
 
 
-def canonical(obj: dict[str, Any]) -> bytes:
+def _unsigned(obj: dict[str, Any]) -> dict[str, Any]:
     body = copy.deepcopy(obj)
     block = body.get("extensions", {}).get(EXTENSION_ID)
-    if block is not None:
+    if isinstance(block, dict):
         block.pop("signature", None)
-    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    return body
+
+
+def canonical(obj: dict[str, Any], scheme: str = CANON) -> bytes:
+    """The bytes a signature covers: ``obj`` without its signature block, in the canonical form ``scheme``.
+
+    RFC 8785 (JCS): keys sorted by UTF-16 code units, no whitespace, ECMAScript number serialisation, minimal
+    string escaping, UTF-8. Raises :class:`SignatureError` for values JCS cannot represent (integers beyond
+    2^53, NaN, lone surrogates).
+    """
+    body = _unsigned(obj)
+    if scheme == LEGACY_CANON:
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    if scheme != CANON:
+        raise SignatureError(f"{obj.get('id')}: unknown canonicalization {scheme!r}")
+    try:
+        return rfc8785.dumps(body)
+    except rfc8785.CanonicalizationError as exc:
+        raise SignatureError(f"{obj.get('id')}: not representable in RFC 8785 JSON ({exc})") from None
 
 
 def sign(obj: dict[str, Any], key: Ed25519PrivateKey, key_id: str) -> dict[str, Any]:
-    """A copy of ``obj`` carrying a signature by ``key`` (adds the extension block when missing)."""
+    """A copy of ``obj`` carrying a signature by ``key`` over its RFC 8785 form (adds the extension block when
+    missing)."""
     out = copy.deepcopy(obj)
     block = out.setdefault("extensions", {}).setdefault(EXTENSION_ID, {"extension_type": "property-extension"})
     block.pop("signature", None)
     value = key.sign(canonical(out))
-    block["signature"] = {"alg": ALG, "key_id": key_id, "value": base64.b64encode(value).decode()}
+    block["signature"] = {"alg": ALG, "canon": CANON, "key_id": key_id, "value": base64.b64encode(value).decode()}
     return out
 
 
@@ -53,11 +78,15 @@ def verify(obj: dict[str, Any], keyring: dict[str, Ed25519PublicKey]) -> str:
     key_id = signature.get("key_id")
     if signature.get("alg") != ALG or not isinstance(key_id, str) or not isinstance(signature.get("value"), str):
         raise SignatureError(f"{obj.get('id')}: malformed signature block")
+    scheme = signature.get("canon", LEGACY_CANON)
+    if scheme not in (CANON, LEGACY_CANON):
+        raise SignatureError(f"{obj.get('id')}: unknown canonicalization {scheme!r}")
     public = keyring.get(key_id)
     if public is None:
         raise SignatureError(f"{obj.get('id')}: signed by unknown key {key_id!r}")
+    signed = canonical(obj, scheme)
     try:
-        public.verify(base64.b64decode(signature["value"], validate=True), canonical(obj))
+        public.verify(base64.b64decode(signature["value"], validate=True), signed)
     except (InvalidSignature, ValueError):
         raise SignatureError(f"{obj.get('id')}: bad signature by {key_id!r} (altered or forged)") from None
     return key_id
