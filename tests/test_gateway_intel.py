@@ -38,13 +38,13 @@ def _row(i: int, account: str, text: str, client: dict | None = None) -> dict:
 
 def test_request_matches_infrastructure_and_template_with_provenance(bundle):
     intel = RequestIntel(bundle, GROUP_KEY)
-    score, reasons, corroborated = intel.score("acct_x", _row(1, "acct_x", TEMPLATE.format(n=7, w="cache")))
-    assert score > 0.6 and not corroborated  # one member's word
-    text = "; ".join(reasons)
+    result = intel.score("acct_x", _row(1, "acct_x", TEMPLATE.format(n=7, w="cache")))
+    assert result.score > 0.6 and not result.corroborated  # one member's word
+    text = "; ".join(result.reasons)
     assert "intel infrastructure [ip,user_agent]" in text and "intel templates [template]" in text
     assert "TLP:AMBER" in text
     clean = intel.score("acct_y", _row(2, "acct_y", "What is the capital of France, please?", BENIGN_CLIENT))
-    assert clean == (0.0, (), False)
+    assert (clean.score, clean.reasons, clean.corroborated) == (0.0, (), False)
 
 
 def test_template_as_detect_exports_it_matches_whole_requests():
@@ -65,39 +65,39 @@ def test_template_as_detect_exports_it_matches_whole_requests():
     row = _row(1, "acct_h", task.format(m="the billing module, then open a pull request with the fixes"),
                BENIGN_CLIENT)
     row["system_text"] = system
-    score, reasons, _ = intel.score("acct_h", row)
-    assert score == pytest.approx(0.6) and "intel templates [template]" in reasons[0]
+    result = intel.score("acct_h", row)
+    assert result.score == pytest.approx(0.6) and "intel templates [template]" in result.reasons[0]
     other = _row(2, "acct_o", "Collect the latest release notes of our three main dependencies", BENIGN_CLIENT)
     other["system_text"] = "You are a helpful assistant."
-    assert intel.score("acct_o", other)[0] == 0.0  # same words, another system prompt: another template
+    assert intel.score("acct_o", other).score == 0.0  # same words, another system prompt: another template
 
 
 def test_keyed_identifiers_from_account_records(bundle):
     intel = RequestIntel(bundle, GROUP_KEY, accounts={"acct_p": {"payment_fp": "pay_secret_fp_777"},
                                                       "acct_q": {"payment_fp": "pay_other"}})
-    score, reasons, _ = intel.score("acct_p", _row(1, "acct_p", "hello there friend", BENIGN_CLIENT))
-    assert score > 0.5 and "identifiers [payment_fp]" in reasons[0]
-    assert intel.score("acct_q", _row(2, "acct_q", "hello there friend", BENIGN_CLIENT))[0] == 0.0
+    result = intel.score("acct_p", _row(1, "acct_p", "hello there friend", BENIGN_CLIENT))
+    assert result.score > 0.5 and "identifiers [payment_fp]" in result.reasons[0]
+    assert intel.score("acct_q", _row(2, "acct_q", "hello there friend", BENIGN_CLIENT)).score == 0.0
 
 
 def test_wrong_group_key_matches_nothing_keyed(bundle):
     intel = RequestIntel(bundle, bytes(32), accounts={"acct_p": {"payment_fp": "pay_secret_fp_777"}})
-    score, reasons, _ = intel.score("acct_p", _row(1, "acct_p", TEMPLATE.format(n=7, w="cache"), BENIGN_CLIENT))
-    assert score == 0.0 and reasons == ()
+    result = intel.score("acct_p", _row(1, "acct_p", TEMPLATE.format(n=7, w="cache"), BENIGN_CLIENT))
+    assert result.score == 0.0 and result.reasons == ()
 
 
 def test_strength_is_the_share_of_requests_that_hit(bundle):
     intel = RequestIntel(bundle, GROUP_KEY)
     first = intel.score("acct_m", _row(1, "acct_m", "an ordinary question about rust", dict(BENIGN_CLIENT,
-                                                                                         ip="203.0.113.5")))[0]
+                                                                                         ip="203.0.113.5"))).score
     for i in range(2, 11):
-        later = intel.score("acct_m", _row(i, "acct_m", "an ordinary question about rust", BENIGN_CLIENT))[0]
+        later = intel.score("acct_m", _row(i, "acct_m", "an ordinary question about rust", BENIGN_CLIENT)).score
     assert 0 < later < first
 
 
 async def test_uncorroborated_intel_throttles_never_blocks(bundle, tmp_path):
     policy = load_policy(_enforce(tmp_path))
-    engine = Engine(policy, FusedScorer(intel=RequestIntel(bundle, GROUP_KEY), intel_max_risk=policy.intel_max_risk))
+    engine = Engine(policy, FusedScorer(intel=RequestIntel(bundle, GROUP_KEY), policy=policy.decide))
     actions = set()
     for i in range(30):
         row = _row(i, "acct_x", TEMPLATE.format(n=i, w="cache"))
@@ -105,7 +105,7 @@ async def test_uncorroborated_intel_throttles_never_blocks(bundle, tmp_path):
         await engine.complete(decision, row)
         actions.add(decision.action)
     assert actions == {"throttle"} and decision.risk == policy.intel_max_risk
-    assert any("uncorroborated" in r for r in decision.reasons)
+    assert any("single member" in r for r in decision.reasons)
 
 
 def test_overlapping_prefixes_merge():

@@ -9,27 +9,39 @@ import time
 
 import pytest
 
+from distillguard.decide import DecisionPolicy
 from distillguard.gateway.audit import AuditLog, read_audit
 from distillguard.gateway.policy import PolicyError, load_policy, parse_policy
 from distillguard.gateway.throttle import Rate, charge, gcra
 
 
-def test_default_policy_starts_in_shadow_with_ordered_tiers():
+def test_default_policy_starts_in_shadow_with_one_tier_per_verdict():
     policy = load_policy()
     assert policy.mode == "shadow" and policy.fail == "open"
     assert [t.action for t in policy.tiers] == ["block", "throttle", "perturb", "allow"]
-    assert policy.tier_for(0.95).name == "block" and policy.tier_for(0.0).name == "default"
+    assert policy.tier_for("block").name == "block" and policy.tier_for("allow").name == "default"
+    assert policy.decide == DecisionPolicy()  # the file states the defaults of the one decision stage
+
+
+TIERS = ("  - {name: b, verdict: block, action: block}\n  - {name: t, verdict: throttle, action: throttle}\n"
+         "  - {name: w, verdict: watch, action: perturb}\n")
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("tiers:\n  - name: a\n    min_risk: 0\n    requests_per_minute: -3\n", "p.yaml:4: tiers[0].requests_per_minute"),
-    ("mode: loud\ntiers:\n  - {name: a, min_risk: 0}\n", "p.yaml:1: mode: must be one of shadow, enforce"),
-    ("tiers:\n  - {name: a, min_risk: 0, action: nuke}\n", "p.yaml:2: tiers[0].action: must be one of"),
-    ("tiers:\n  - {name: a, min_risk: 0.5}\n", "p.yaml:1: tiers[0].min_risk: the last tier must have min_risk 0"),
-    ("tiers:\n  - {name: a, min_risk: 0.2}\n  - {name: b, min_risk: 0.5}\n",
-     "p.yaml:1: tiers[1].min_risk: tiers must be ordered"),
+    ("tiers:\n  - name: a\n    verdict: allow\n    requests_per_minute: -3\n",
+     "p.yaml:4: tiers[0].requests_per_minute"),
+    ("mode: loud\ntiers:\n" + TIERS + "  - {name: a, verdict: allow}\n",
+     "p.yaml:1: mode: must be one of shadow, enforce"),
+    ("tiers:\n  - {name: a, verdict: allow, action: nuke}\n", "p.yaml:2: tiers[0].action: must be one of"),
+    ("tiers:\n  - {name: a, verdict: allow}\n", "p.yaml:1: tiers: every verdict needs a tier; missing watch"),
+    ("tiers:\n" + TIERS + "  - {name: a, verdict: allow}\n  - {name: c, verdict: allow}\n",
+     "p.yaml:1: tiers[4].verdict: 'allow' already has tier 3"),
+    ("tiers:\n  - {name: a, min_risk: 0.5}\n", "p.yaml:2: tiers[0].min_risk: tiers select accounts by verdict"),
     ("tierz: []\n", "p.yaml:1: tierz: unknown field"),
-    ("tiers:\n  - {name: a, min_risk: 0}\nperturb:\n  reasoning: hide\n", "p.yaml:4: perturb.reasoning"),
+    ("tiers:\n" + TIERS + "  - {name: a, verdict: allow}\nperturb:\n  reasoning: hide\n",
+     "p.yaml:7: perturb.reasoning"),
+    ("decide:\n  throttle: 2\ntiers:\n" + TIERS + "  - {name: a, verdict: allow}\n", "p.yaml:1: decide: "),
+    ("version: 1\n", "p.yaml:1: version: only version 2"),
     ("tiers: [\n", "p.yaml:"),
 ])
 def test_policy_errors_name_file_line_and_field(text, expected):
@@ -103,21 +115,23 @@ def test_audit_is_append_only_and_skips_a_torn_tail(tmp_path):
     assert os.stat(path).st_size > 0
 
 
-def test_batch_risk_reloads_and_caps_uncorroborated_risk(tmp_path):
+def test_batch_evidence_reloads_and_is_decided_like_batch(tmp_path):
     from distillguard.gateway.scoring import BatchRisk, FusedScorer
 
+    header = "account_id,risk,verdict,campaign_id,signals,exchanges,points_harvest,points_elicitation\n"
     path = tmp_path / "accounts.csv"
-    path.write_text("account_id,risk,verdict,campaign_id,signals\na,0.97,block,campaign-1,x\nb,0.95,throttle,,intel\n")
+    path.write_text(header + "a,0.97,block,campaign-1,x,50,4,4\nb,0.59,watch,,y,50,9,0\n")
     clock = [0.0]
     batch = BatchRisk(tmp_path, check_every_s=1.0, clock=lambda: clock[0])
-    scorer = FusedScorer(batch=batch, intel_max_risk=0.6)
-    assert scorer.score("a", {}, 0).risk == 0.97 and scorer.score("a", {}, 0).campaign_id == "campaign-1"
-    assert scorer.score("b", {}, 0).risk == 0.6  # intel alone: throttle at most
-    path.write_text("account_id,risk,verdict,campaign_id,signals\na,0.10,allow,,\n")
+    scorer = FusedScorer(batch=batch)
+    a = scorer.score("a", {}, 0)
+    assert a.verdict == "block" and a.campaign_id == "campaign-1"
+    assert scorer.score("b", {}, 0).verdict == "watch"  # one family only: never restricted
+    path.write_text(header + "a,0.10,allow,,,50,0.5,0\n")
     os.utime(path, (1e9, 1e9))
     clock[0] = 5.0
-    assert scorer.score("a", {}, 0).risk == 0.10
+    assert scorer.score("a", {}, 0).verdict == "allow"
     path.write_text("account_id,risk\na,lots\n")  # a broken file keeps the last good detections
     os.utime(path, (2e9, 2e9))
     clock[0] = 10.0
-    assert scorer.score("a", {}, 0).risk == 0.10
+    assert scorer.score("a", {}, 0).verdict == "allow"

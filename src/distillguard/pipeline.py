@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from distillguard.decide import flagged
 from distillguard.detect import FAMILIES, Model, Scores, score_accounts
 from distillguard.features import FeatureTable, account_features, attach_signals
 from distillguard.model import format_ts
@@ -76,6 +77,61 @@ def accounts_table(ft: FeatureTable, scores: Scores, campaigns: list[Any]) -> pa
     })
 
 
+def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: Any = None
+              ) -> tuple[Scores, list[Any]]:
+    """Link accounts with any evidence of their own into campaigns; decide again with the coordination found.
+
+    Candidates are accounts whose own evidence reaches one family's worth (``family_floor`` points): a
+    hydra's accounts may each look only mildly odd, and what they share is the evidence. Colleagues share
+    cards, networks and prompt habits too, so linking alone proves nothing: a linked group's members get
+    coordination points (one more family for ``decide``) only when the group, on average, also shows what
+    harvesting costs or needs -- outputs taken, evasion (throwaway accounts, rotation, client mixes) or
+    demands for traces, length or training data (:data:`GROUP_FAMILIES`) -- and a group stays a campaign only
+    while most of its members end up restricted.
+    """
+    from distillguard.attribution import AttributionConfig, find_campaigns
+
+    if not len(ft):
+        return first, []
+    gate = float(model.policy.risk_of_points(np.array([model.policy.family_floor]))[0])
+    candidates = scores_table(first).set_column(1, "risk", pa.array(first.components["own"], pa.float64()))
+    found = find_campaigns(con, candidates, features_table(ft), AttributionConfig(min_risk=gate, min_score=0.0))
+    kept = [c for c in found if _group_evidence(c, first, ft.account_ids) >= GROUP_MIN]
+    for _ in range(3):  # drop groups most of whose members are not restricted even with coordination, re-decide
+        points, why = coordination_evidence(ft.account_ids, kept, model.policy.coordination_cap)
+        scores = score_accounts(ft.account_ids, ft.features, model, intel, coordination=points,
+                                coordination_reasons=why, fit=False)
+        index = {a: i for i, a in enumerate(ft.account_ids)}
+        still = [c for c in kept if np.mean([flagged(scores.verdicts[index[a]]) for a in c.accounts]) >= 0.5]
+        if len(still) == len(kept):
+            break
+        kept = still
+    scores.components["coordination"] = points
+    for camp in kept:
+        members = [index[a] for a in camp.accounts]
+        camp.score = float(np.mean(scores.risk[members]))
+    return scores, sorted(kept, key=lambda c: (-c.score, c.id))
+
+
+GROUP_FAMILIES = ("harvest", "identity")
+GROUP_ITEMS = ("trace_coercion", "training_data", "length_push")  # elicitation that only harvesting needs
+GROUP_MIN = 1.5  # mean points per member from the above before linking counts as coordination
+
+
+def _group_evidence(campaign: Any, scores: Scores, account_ids: np.ndarray) -> float:
+    """Mean per member of the evidence that separates a harvesting operation from colleagues who share a card."""
+    index = {a: i for i, a in enumerate(account_ids)}
+    rows = [index[a] for a in campaign.accounts if a in index]
+    if not rows:
+        return 0.0
+    total = np.zeros(len(rows))
+    for family in GROUP_FAMILIES:
+        total += scores.components.get(family, np.zeros(len(account_ids)))[rows]
+    for item in GROUP_ITEMS:
+        total += scores.components.get(f"item:{item}", np.zeros(len(account_ids)))[rows]
+    return float(total.mean())
+
+
 def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: float) -> tuple[np.ndarray, list[str]]:
     """Cross-account points per account from the campaigns attribution found (their score times ``cap``)."""
     index = {a: i for i, a in enumerate(account_ids)}
@@ -83,7 +139,7 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
     why = [""] * len(account_ids)
     for camp in campaigns:
         kinds = ", ".join(dict.fromkeys(e.kind.replace("_", " ") for e in camp.evidence[:3])) or "linked"
-        value = cap * float(camp.score)
+        value = cap * float(camp.strength)
         for account in camp.accounts:
             i = index.get(account)
             if i is not None and value > points[i]:
@@ -151,11 +207,7 @@ def run_detection(store: Store, out_dir: Path, *, intel: Any = None, progress: P
     seconds["scores"] = time.perf_counter() - started - sum(seconds.values())
 
     report("campaigns", 0.0)
-    campaigns = find_campaigns(con, scores_table(first), features_table(ft)) if len(ft) else []
-    points, why = coordination_evidence(ft.account_ids, campaigns, model.policy.coordination_cap)
-    scores = score_accounts(ft.account_ids, ft.features, model, intel, coordination=points,
-                            coordination_reasons=why, fit=False)
-    scores.components["coordination"] = points
+    scores, campaigns = attribute(con, ft, model, first, intel)
     seconds["campaigns"] = time.perf_counter() - started - sum(seconds.values())
 
     report("outputs", 0.0)

@@ -45,6 +45,7 @@ class Campaign:
     accounts: list[str]
     score: float
     evidence: list[Evidence] = field(default_factory=list)
+    strength: float = 0.0  # how strongly the members are linked, 0..1 (sum of the evidence weights, capped)
     exchanges: int = 0
     first_seen: datetime | None = None
     last_seen: datetime | None = None
@@ -62,6 +63,7 @@ class Campaign:
         return {
             "id": self.id,
             "score": round(self.score, 4),
+            "strength": round(self.strength, 4),
             "accounts": sorted(self.accounts),
             "exchanges": self.exchanges,
             "first_seen": _iso(self.first_seen),

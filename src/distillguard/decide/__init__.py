@@ -7,9 +7,9 @@ Output: :class:`Decisions` (risk in [0, 1], verdict, reasons in words).
 
 How (every number is a field of :class:`DecisionPolicy`, overridable in the gateway policy file):
 
-1. ``S = sum(weight_f * points_f)`` over families, coordination included; risk is a logistic function of
-   ``S`` placed so that ``S = throttle_points`` gives the throttle threshold and ``S = block_points`` the
-   block threshold.
+1. ``S = sum(weight_f * points_f)`` over families, coordination included; risk is a Weibull curve of
+   ``S`` (0 without evidence, rising to 1) through two anchors: ``S = throttle_points`` gives the throttle
+   threshold and ``S = block_points`` the block threshold.
 2. *No single trait decides*: unless at least ``min_families`` families carry ``family_floor`` points or
    more, the risk stays below throttle (the account can be watched, not restricted).
 3. *Volume*: below ``min_exchanges`` requests an account may be watched, not restricted; below
@@ -92,15 +92,12 @@ class DecisionPolicy:
         return float(self.weights.get(family, 1.0))
 
     def risk_of_points(self, total: np.ndarray) -> np.ndarray:
-        """The logistic map from evidence points to risk, through the two anchor points."""
-        lt, lb = _logit(self.throttle), _logit(self.block)
-        tau = (self.block_points - self.throttle_points) / (lb - lt)
-        mid = self.throttle_points - lt * tau
-        return 1.0 / (1.0 + np.exp(-(np.asarray(total, dtype=np.float64) - mid) / tau))
-
-
-def _logit(p: float) -> float:
-    return math.log(p / (1 - p))
+        """``1 - exp(-(S / scale) ** shape)``: 0 for no evidence, through both anchor points."""
+        at_throttle, at_block = -math.log(1 - self.throttle), -math.log(1 - self.block)
+        shape = math.log(at_block / at_throttle) / math.log(self.block_points / self.throttle_points)
+        scale = self.throttle_points / at_throttle ** (1 / shape)
+        points = np.maximum(np.asarray(total, dtype=np.float64), 0.0)
+        return np.round(1.0 - np.exp(-((points / scale) ** shape)), 9)  # the anchors land exactly on thresholds
 
 
 DEFAULT_POLICY = DecisionPolicy()

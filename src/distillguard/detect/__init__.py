@@ -60,13 +60,15 @@ def score_accounts(account_ids: np.ndarray, features: Features, model: Model | N
     model = model or Model.load()
     if fit:
         model = model.with_baselines(Baselines.fit(features))
-    record = model.record(features)
+    evidence = model.evidence(features)
+    record = model.record(features, evidence)
     record.coordination = coordination
     record.coordination_reasons = coordination_reasons
     if intel is not None:
         record.intel_score, record.intel_corroborated, record.intel_reasons = intel_columns(account_ids, intel)
     decisions: Decisions = decide(record, model.policy, explain=explain)
     components = dict(record.families)
+    components.update({f"item:{name}": finding.points for name, finding in evidence.findings.items()})
     components["own"] = decisions.own
     components["points"] = decisions.points
     if record.intel_score is not None:

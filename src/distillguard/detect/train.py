@@ -114,16 +114,16 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> tuple[np.nda
 
 
 def policy_from_fit(policy: DecisionPolicy, names: list[str], coef: np.ndarray, intercept: float) -> DecisionPolicy:
-    """The fitted ``risk = sigmoid(intercept + coef . points)`` expressed in the policy's own terms."""
+    """Fitted family weights, scaled so the fitted model and the policy cross throttle at the same evidence.
+
+    The fit is ``risk = sigmoid(intercept + coef . points)``; it reaches the throttle threshold where
+    ``coef . points = logit(throttle) - intercept``, and the policy where ``sum(weight * points) = throttle_points``.
+    """
     import math
 
-    lt = math.log(policy.throttle / (1 - policy.throttle))
-    lb = math.log(policy.block / (1 - policy.block))
-    tau = (policy.block_points - policy.throttle_points) / (lb - lt)
-    weights = {name: round(float(w) * tau, 4) for name, w in zip(names, coef, strict=True)}
-    mid = -intercept * tau
-    return replace(policy, weights=weights, throttle_points=round(mid + lt * tau, 4),
-                   block_points=round(mid + lb * tau, 4))
+    crossing = math.log(policy.throttle / (1 - policy.throttle)) - intercept
+    scale = policy.throttle_points / crossing if crossing > 0 else 1.0
+    return replace(policy, weights={name: round(float(w) * scale, 4) for name, w in zip(names, coef, strict=True)})
 
 
 def train(simdirs: list[Path], out: Path, *, exclude_types: tuple[str, ...] = ()) -> Model:
