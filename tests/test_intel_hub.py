@@ -79,7 +79,8 @@ def test_end_to_end_publish_pull_match_sight(hub, keys, tmp_path):
     bundle = export_bundle(campaigns_doc(), ExportOptions("p1", GROUP_KEY, keys["p1"]))
     state1 = State.load(tmp_path / "p1.json")
     counts = client(app, "p1").publish(bundle["objects"], state1)
-    assert counts["failed"] == 0 and counts["accepted"] == len(bundle["objects"])
+    shared = [o for o in bundle["objects"] if o["type"] != "extension-definition"]  # ships out of band
+    assert counts["failed"] == 0 and counts["accepted"] == len(shared) and counts["out_of_band"] == 1
     assert client(app, "p1").publish(bundle["objects"], State.load(tmp_path / "p1.json"))["skipped"] == counts[
         "accepted"]  # incremental: nothing re-posted
 
@@ -87,7 +88,7 @@ def test_end_to_end_publish_pull_match_sight(hub, keys, tmp_path):
     state2 = State.load(tmp_path / "p2.json")
     pulled = client(app, "p2").pull(state2, keyring, page_size=5)
     assert pulled.pages > 1 and not pulled.rejected
-    assert {o["id"] for o in pulled.accepted} == {o["id"] for o in bundle["objects"]}
+    assert {o["id"] for o in pulled.accepted} == {o["id"] for o in shared}
     assert client(app, "p2").pull(State.load(tmp_path / "p2.json"), keyring).accepted == []  # remembers
 
     con = small_store(tmp_path / "store2").connect()
@@ -212,12 +213,13 @@ def test_nothing_accepted_is_lost_on_restart(database, keys):
     config = hub_config(keys, database)
     app = create_app(config)
     bundle = export_bundle(campaigns_doc(), ExportOptions("p1", GROUP_KEY, keys["p1"]))
-    assert client(app, "p1").publish(bundle["objects"], State.load(None))["accepted"] == len(bundle["objects"])
+    shared = [o for o in bundle["objects"] if o["type"] != "extension-definition"]  # ships out of band
+    assert client(app, "p1").publish(bundle["objects"], State.load(None))["accepted"] == len(shared)
     app.state.hub.db.close()
     db = open_db(config.database)
     again = create_app(config, db)
     pulled = client(again, "p2").pull(State.load(None), None)
-    assert {o["id"] for o in pulled.accepted} == {o["id"] for o in bundle["objects"]}
+    assert {o["id"] for o in pulled.accepted} == {o["id"] for o in shared}
     # date_added keeps increasing after the restart, so added_after polling sees new objects only
     last = max(r.added_us for r in db.query(COLLECTION))
     assert client(again, "p1").publish(bundle["objects"], State.load(None))["failed"] == 0

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import uvicorn
+from click.testing import CliRunner
 from taxii2client.v21 import Server, as_pages
 
-from distillguard.intel.client import State, TaxiiClient
+from distillguard.cli import main
+from distillguard.intel.client import State, TaxiiClient, load_keyring, reject_reason
 from distillguard.intel.export import ExportOptions, export_bundle
 from distillguard.intel.hub import create_app
-from test_intel_fixtures import COLLECTION, GROUP_KEY, PASSWORD, campaigns_doc, hub_config, member_keys
+from distillguard.intel.indicators import collect
+from test_intel_fixtures import COLLECTION, GROUP_KEY, PASSWORD, campaigns_doc, hub_config, member_keys, small_store
 
 
 @pytest.fixture(scope="module")
@@ -95,18 +99,79 @@ def medallion_url():
     thread.join(timeout=10)
 
 
+def _export_cli(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """keygen and `intel export --store` through the CLI, as a member runs them: (bundle, keys, group.yaml)."""
+    runner = CliRunner()
+    keys = tmp_path / "keys"
+    result = runner.invoke(main, ["intel", "keygen", "--member", "p1", "--out", str(keys), "--group-key"])
+    assert result.exit_code == 0, result.output
+    det = tmp_path / "det"
+    det.mkdir()
+    (det / "campaigns.json").write_text(json.dumps(campaigns_doc()))
+    store = small_store(tmp_path / "store")
+    bundle = tmp_path / "bundle.json"
+    result = runner.invoke(main, ["intel", "export", "--detections", str(det), "--out", str(bundle), "--member", "p1",
+                                  "--group-key", str(keys / "group.key"), "--sign-key", str(keys / "p1.key"),
+                                  "--store", str(store.root)])
+    assert result.exit_code == 0, result.output
+    group = tmp_path / "group.yaml"
+    group.write_text("members:\n  p1:\n    public_key: |\n" + "".join(
+        f"      {line}\n" for line in (keys / "p1.pub").read_text().splitlines()))
+    return bundle, keys, group
+
+
+def test_cli_publish_to_medallion_then_pull_with_our_client_and_taxii2_client(medallion_url, tmp_path, monkeypatch):
+    """Before: `intel publish` to medallion succeeded, then every read of the collection was HTTP 500 (medallion
+    parses the extension-definition's semver `version` as a timestamp). The unedited exported bundle now
+    publishes, and both our client and OASIS taxii2-client read, page and collect it."""
+    bundle_path, keys, group = _export_cli(tmp_path)
+    bundle = json.loads(bundle_path.read_text())
+    assert any(o["type"] == "extension-definition" for o in bundle["objects"])  # the file still carries it
+    shared = [o for o in bundle["objects"] if o["type"] != "extension-definition"]
+    monkeypatch.setenv("DG_TAXII_PASSWORD", PASSWORD)
+    common = ["--url", medallion_url, "--collection", MEDALLION_COLLECTION, "--user", "member"]
+    result = CliRunner().invoke(main, ["intel", "publish", *common, "--state", str(tmp_path / "pub.json"),
+                                       "--bundle", str(bundle_path)])
+    assert result.exit_code == 0, result.output
+    assert f"accepted {len(shared)}" in result.output and "out_of_band 1" in result.output
+
+    result = CliRunner().invoke(main, ["intel", "pull", *common, "--state", str(tmp_path / "sub.json"),
+                                       "--group", str(group), "--out", str(tmp_path / "pulled")])
+    assert result.exit_code == 0, result.output
+    [pulled_file] = (tmp_path / "pulled").iterdir()
+    pulled = json.loads(pulled_file.read_text())["objects"]
+    assert {o["id"] for o in pulled} == {o["id"] for o in shared}
+    mine = {i.id: i.kind for i in collect(shared)}
+    assert set(mine.values()) == {"infrastructure", "identifiers", "templates", "behaviour"}
+    assert {i.id: i.kind for i in collect(pulled)} == mine
+
+    keyring = load_keyring(group)
+    reader = next(c for c in Server(medallion_url, user="member", password=PASSWORD).api_roots[0].collections
+                  if c.id == MEDALLION_COLLECTION)
+    pages = list(as_pages(reader.get_objects, per_request=10))
+    assert len(pages) > 1
+    objects = [o for page in pages for o in page.get("objects", [])]
+    assert {o["id"] for o in objects} == {o["id"] for o in shared}
+    assert [reject_reason(o, keyring) for o in objects] == [None] * len(objects)  # signatures intact
+    assert {i.id: i.kind for i in collect(objects)} == mine
+    assert len(reader.get_manifest()["objects"]) == len(shared)
+    result = CliRunner().invoke(main, ["intel", "match", "--store", str(small_store(tmp_path / "peer").root),
+                                       "--bundle", str(pulled_file), "--group-key", str(keys / "group.key"),
+                                       "--group", str(group), "--out", str(tmp_path / "matches.csv")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "matches.csv").read_text().count("acct_a") == 4
+
+
 def test_our_client_against_medallion(medallion_url, keys, tmp_path):
     bundle = export_bundle(campaigns_doc(), ExportOptions("p1", GROUP_KEY, keys["p1"]))
-    # medallion 3.0 sorts by a "version" property and so fails (HTTP 500) on extension-definition objects,
-    # whose "version" is the extension's semver: peers using medallion register our extension out of band
-    bundle["objects"] = [o for o in bundle["objects"] if o["type"] != "extension-definition"]
+    shared = [o for o in bundle["objects"] if o["type"] != "extension-definition"]  # never posted: out of band
     pub = TaxiiClient(medallion_url, MEDALLION_COLLECTION, "member", PASSWORD)
     counts = pub.publish(bundle["objects"], State.load(tmp_path / "pub.json"))
-    assert counts["failed"] == 0 and counts["accepted"] == len(bundle["objects"])
+    assert counts["failed"] == 0 and counts["accepted"] == len(shared) and counts["out_of_band"] == 1
     keyring = {name: key.public_key() for name, key in keys.items()}
     sub = TaxiiClient(medallion_url, MEDALLION_COLLECTION, "member", PASSWORD)
     state = State.load(tmp_path / "sub.json")
     pulled = sub.pull(state, keyring, page_size=10)
     assert not pulled.rejected and pulled.pages > 1
-    assert {o["id"] for o in pulled.accepted} == {o["id"] for o in bundle["objects"]}
+    assert {o["id"] for o in pulled.accepted} == {o["id"] for o in shared}
     assert sub.pull(State.load(tmp_path / "sub.json"), keyring).accepted == []  # added_after remembered

@@ -137,10 +137,18 @@ class TaxiiClient:
     def publish(self, objects: list[dict[str, Any]], state: State, max_objects: int = MAX_OBJECTS
                 ) -> dict[str, int]:
         """Post objects not already published (by id and version), in chunks under the server's size limit
-        and of at most ``max_objects`` objects (the hub's default limit per envelope is 1000)."""
+        and of at most ``max_objects`` objects (the hub's default limit per envelope is 1000).
+
+        ``extension-definition`` objects are never posted (counted as ``out_of_band``): their required
+        ``version`` property is a semver string, which OASIS medallion 3.0 parses as an object version (a
+        timestamp), failing every later read of the collection with HTTP 500. The distillguard extension
+        definition is fixed and ships with distillguard and in every exported bundle file instead.
+        """
         seen = state.published.setdefault(self.collection_url, set())
-        todo = [o for o in objects if _key(o) not in seen]
-        counts = {"posted": 0, "accepted": 0, "failed": 0, "skipped": len(objects) - len(todo)}
+        shared = [o for o in objects if o.get("type") != "extension-definition"]
+        todo = [o for o in shared if _key(o) not in seen]
+        counts = {"posted": 0, "accepted": 0, "failed": 0, "skipped": len(shared) - len(todo),
+                  "out_of_band": len(objects) - len(shared)}
         failures: list[str] = []
         for chunk in _chunks(todo, self.max_content_length // 2, max_objects):
             body = orjson.dumps({"objects": chunk})
