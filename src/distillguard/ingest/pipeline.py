@@ -28,6 +28,7 @@ from distillguard.ingest.base import Damage, IngestFormat, Line, open_binary, re
 from distillguard.ingest.decode import Decoded, decode_block
 from distillguard.ingest.formats import FORMATS, UnknownFormat, detect_format
 from distillguard.model import FieldError, accounts_to_table, flatten, flatten_account, rows_to_table
+from distillguard.model.exchange import json_error
 from distillguard.store import Store
 from distillguard.store.store import Derive, keep_rows, publish
 
@@ -129,13 +130,14 @@ def group_by_format(paths: Sequence[Path], fmt: str, report: IngestReport | None
         damaged: list[Damage] = []
         head = read_head(path, 65536, damaged)
         if report is not None and not head.strip():
-            if not damaged:
+            if damaged:
+                # damaged before its first complete line: no format to tell, but the damage (and the incomplete
+                # line it cut) is reported by whichever reader opens it, so it goes with the canonical files
+                groups.setdefault("canonical", []).append(path)
+                continue
+            if len(head) < 65536:  # (64 KiB of blanks and then text is not empty: detection judges it)
                 report.empty_files.append(str(path))
                 continue
-            # damaged before its first complete line: no format to tell, but the damage (and the incomplete
-            # line it cut) is reported by whichever reader opens it, so it goes with the canonical files
-            groups.setdefault("canonical", []).append(path)
-            continue
         try:
             name = detect_format(path, head)
         except UnknownFormat as exc:
@@ -348,7 +350,7 @@ def _ingest_accounts(path: Path, store: Store, quarantine: Quarantine, report: I
                 rows.append(flatten_account(orjson.loads(raw)))
                 continue
             except orjson.JSONDecodeError as exc:
-                field_name, reason = "<record>", f"invalid JSON: {exc}"
+                field_name, reason = json_error(raw, exc)
             except FieldError as exc:
                 field_name, reason = exc.field, exc.reason
             message = f"{path}:{number}: {field_name}: {reason}"
