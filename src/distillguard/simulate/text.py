@@ -1,15 +1,14 @@
-"""Prompt and response grammars: templates x slot fillers x paraphrase noise.
+"""The synthetic text that remains next to the real corpus, drawn by both sides alike.
 
-Why a grammar and not a corpus: a detector must not win on one keyword, so every population
-draws from overlapping template pools, with synonyms, politeness, casing and typos layered on
-top. Response bodies are stitched from paragraph pools pre-built at import, which keeps
-rendering at a few microseconds per exchange.
+Task and tool-call grammars (templates x slot fillers x paraphrase noise), reasoning traces
+(``reasoning_content``) stitched from pre-built step paragraphs, textbook math problems with computed
+answers, benchmark-style multiple-choice items, tool schemas and tiny images. User turns and answers
+come from real conversations (simulate/corpus.py); see docs/simulator.md, "Where the text comes from".
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import math
 import random
 import re
@@ -118,63 +117,9 @@ def reasoning(r: random.Random, topic: str, n_chars: int, opener: str = "Let me 
 
 # --- code -------------------------------------------------------------------------------------------
 
-_STOP = {"a", "an", "the", "of", "and", "over", "with", "in", "into", "by", "while", "two", "large", "to"}
-_CODE_TEXT = {
-    "Python": "```{fence}\ndef {f}(items, limit=None):\n    \"\"\"{doc}\"\"\"\n    result = []\n"
-              "    for item in items:\n        if limit is not None and len(result) >= limit:\n            break\n"
-              "        result.append(item)\n    return result\n```",
-    "TypeScript": "```{fence}\nexport function {F}<T>(items: T[], limit?: number): T[] {\n  // {doc}\n"
-                  "  const out: T[] = [];\n  for (const item of items) {\n"
-                  "    if (limit !== undefined && out.length >= limit) break;\n    out.push(item);\n  }\n"
-                  "  return out;\n}\n```",
-    "Go": "```{fence}\n// {F} {doc}\nfunc {F}(items []string, limit int) []string {\n"
-          "\tout := make([]string, 0, len(items))\n\tfor _, it := range items {\n"
-          "\t\tif limit > 0 && len(out) >= limit {\n\t\t\tbreak\n\t\t}\n\t\tout = append(out, it)\n\t}\n"
-          "\treturn out\n}\n```",
-    "Rust": "```{fence}\n/// {doc}\npub fn {f}<T: Clone>(items: &[T], limit: Option<usize>) -> Vec<T> {\n    items\n"
-            "        .iter()\n        .take(limit.unwrap_or(usize::MAX))\n        .cloned()\n"
-            "        .collect()\n}\n```",
-    "Java": "```{fence}\n/** {doc} */\npublic static <T> List<T> {F}(List<T> items, int limit) {\n"
-            "    List<T> out = new ArrayList<>();\n    for (T item : items) {\n"
-            "        if (out.size() >= limit) break;\n        out.add(item);\n    }\n    return out;\n}\n```",
-    "C++": "```{fence}\n// {doc}\ntemplate <typename T>\n"
-           "std::vector<T> {f}(const std::vector<T>& items, size_t limit) {\n    std::vector<T> out;\n"
-           "    for (const auto& it : items) {\n"
-           "        if (out.size() >= limit) break;\n        out.push_back(it);\n    }\n    return out;\n}\n```",
-    "SQL": "```{fence}\n-- {doc}\nWITH ranked AS (\n  SELECT id, account_id, amount,\n"
-           "         ROW_NUMBER() OVER (PARTITION BY account_id ORDER BY created_at DESC) AS rn\n  FROM {f}\n)\n"
-           "SELECT id, account_id, amount FROM ranked WHERE rn = 1;\n```",
-    "Bash": "```{fence}\n#!/usr/bin/env bash\n# {doc}\nset -euo pipefail\n{f}() {\n  local input=\"$1\"\n"
-            "  while IFS= read -r line; do\n    printf '%s\\n' \"$line\"\n  done < \"$input\"\n}\n{f} \"$@\"\n```",
-}
 
-
-@functools.lru_cache(maxsize=4096)
-def code_names(task: str) -> tuple[str, str]:
-    """snake_case and CamelCase identifiers derived from a task sentence."""
-    words = [w.strip(",.'") for w in task.lower().split() if w not in _STOP][:3]
-    return "_".join(words), words[0] + "".join(w.title() for w in words[1:])
-
-
-CODE = {lang: Template(code) for lang, code in _CODE_TEXT.items()}
 # Languages without a template of their own borrow the closest syntax, under their own fence.
-_BORROW = {"Kotlin": ("Java", "kotlin"), "C#": ("Java", "csharp"), "Swift": ("Rust", "swift"),
-           "Ruby": ("Python", "ruby")}
-_FENCE = {"Python": "python", "TypeScript": "typescript", "Go": "go", "Rust": "rust", "Java": "java", "C++": "cpp",
-          "SQL": "sql", "Bash": "bash"}
 
-
-def code_answer(r: random.Random, lang: str, task: str, n_chars: int) -> str:
-    f, camel = code_names(task)
-    base, fence = _BORROW.get(lang) or (lang, _FENCE.get(lang, "python"))
-    snippet = CODE.get(base, CODE["Python"])({"f": f, "F": camel, "doc": task, "fence": fence})
-    intro = pick(r, _INTROS)({"lang": lang, "task": task})
-    return f"{intro}:\n\n{snippet}\n\n" + answer(r, f"the {lang} solution", n_chars)
-
-
-_INTROS = tuple(Template(t) for t in ("Here's an implementation in {lang} that will {task}",
-                                      "Sure, here is a {lang} version to {task}", "This {lang} code should {task}",
-                                      "A clean way to {task} in {lang}"))
 
 
 # --- math -------------------------------------------------------------------------------------------
@@ -282,41 +227,6 @@ def tool_call(r: random.Random, name: str, f: Fill) -> dict:
     return {"id": f"call_{r.getrandbits(64):016x}", "type": "function",
             "function": {"name": name, "arguments": orjson.dumps(args).decode()}}
 
-
-class _DocFill(dict):
-    """Draws only the document slots a sentence uses."""
-
-    __slots__ = ("r",)
-
-    def __missing__(self, key: str) -> str:
-        x = self.r.random()
-        if key in _DOC_LISTS:
-            values = _DOC_LISTS[key]
-            value = values[int(x * len(values))]
-        elif key == "inv":
-            value = f"INV-{int(x * 90000) + 10000}"
-        elif key == "amount":
-            value = f"{x * 9000 + 50:.2f}"
-        elif key == "date":
-            value = f"2026-0{1 + int(x * 3)}-{10 + int(x * 997) % 18}"
-        elif key == "q":
-            value = str(1 + int(x * 4))
-        else:  # pct, pct2, hours
-            value = str(int(x * 40) + 1)
-        self[key] = value
-        return value
-
-
-_DOC_LISTS = {"name": lx.NAMES, "vendor": lx.VENDORS, "product": lx.PRODUCTS, "region": lx.REGIONS}
-
-
-def document(r: random.Random, n_sentences: int) -> str:
-    """A business document stitched from sentence templates (batch-job input)."""
-    values = _DocFill()
-    values.r = r
-    rnd = r.random
-    pool = lx.DOC_SENTENCES
-    return " ".join([pool[int(rnd() * len(pool))].format_map(values) for _ in range(n_sentences)])
 
 
 def mc_question(r: random.Random, subject: str, item: int) -> str:
