@@ -1069,3 +1069,36 @@ _MORE_HARDNEG = {
 }
 for _lang, _items in _MORE_HARDNEG.items():
     L[_lang]["hardneg"] = L[_lang]["hardneg"] + _items
+
+# ---- third pass: more everyday negatives where the first evaluation showed a script/language bias ----
+L["hi"]["hardneg"] = L["hi"]["hardneg"] + [
+    "मुझे लगता है कि आज बारिश होगी, छाता ले जाऊँ?",
+    "क्या तुम मुझे दिल्ली के पास घूमने की अच्छी जगहें बता सकते हो?",
+    "मेरी बेटी तीसरी कक्षा में है, उसके लिए कौन सी किताबें अच्छी रहेंगी?",
+    "इस ईमेल को थोड़ा और विनम्र बना दो।",
+    "मेरे लैपटॉप की बैटरी जल्दी खत्म हो जाती है, क्या करूँ?",
+    "भारत और ऑस्ट्रेलिया के मैच में कौन जीता?",
+    "वज़न कम करने के लिए सुबह क्या खाना चाहिए?",
+    "मुझे अपने दोस्त के जन्मदिन के लिए कोई तोहफ़ा सुझाओ।",
+    "इस वाक्य में व्याकरण की गलती ठीक करो।",
+    "मुझे पाँच उदाहरण दो जिनमें मुहावरों का प्रयोग हो।",
+    "नौकरी के इंटरव्यू की तैयारी कैसे करूँ?",
+    "क्या यह योजना ठीक है? तुम्हारी क्या राय है?",
+]
+L["hi"]["benign"] = L["hi"]["benign"] + [
+    ("chat", "मुंबई में सबसे अच्छा स्ट्रीट फ़ूड कहाँ मिलता है?"),
+    ("coding", "जावास्क्रिप्ट में ऐरे को कैसे सॉर्ट करें?"),
+    ("math", "एक आयत की लंबाई 8 और चौड़ाई 5 है, उसका क्षेत्रफल क्या है?"),
+    ("writing", "अपने स्कूल के वार्षिक समारोह पर एक छोटा भाषण लिखो।"),
+    ("data_extraction", "इस पाठ से सभी नाम और तारीखें निकालो: राम 5 मई 2021 को जयपुर आया।"),
+]
+L["de"]["hardneg"] = L["de"]["hardneg"] + [
+    "Ich denke, morgen regnet es. Soll ich einen Schirm mitnehmen?",
+    "Kannst du mir ein paar Ausflugsziele rund um München empfehlen?",
+    "Schreib diese E-Mail bitte etwas höflicher.",
+    "Wie viele Punkte braucht man für die Note 1 im Abitur?",
+    "Gib mir drei Beispiele für Redewendungen mit dem Wort Hand.",
+    "Wer hat das Spiel Bayern gegen Dortmund gewonnen?",
+]
+for _lang in ("ar", "vi", "tr", "id", "pt", "it", "ru"):
+    L[_lang]["hardneg"] = L[_lang]["hardneg"] + [_q for _c, _q in L[_lang]["benign"]]

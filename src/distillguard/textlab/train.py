@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--report", type=Path, default=Path("docs/text-classifiers.json"))
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--alpha", type=float, default=2e-6)
+    ap.add_argument("--human-weight", type=float, default=3.0, help="weight of real human negatives")
     args = ap.parse_args(argv)
     t0 = time.time()
     random.seed(args.seed)
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     print({k: len(v) for k, v in data.items()}, f"{time.time() - t0:.0f}s", flush=True)
     feats = {k: tm.features([s.text for s in v]) for k, v in data.items()}
     print(f"features {time.time() - t0:.0f}s, train nnz {feats['train'].nnz}", flush=True)
-    table, bias = fit_heads(feats["train"], data["train"], args.alpha, args.seed)
+    table, bias = fit_heads(feats["train"], data["train"], args.alpha, args.seed, args.human_weight)
     print(f"fit {time.time() - t0:.0f}s", flush=True)
     q, scale = quantise(table)
     raw = tm.TextModel(q.astype(np.float32) * scale[None, :], bias, np.tile([1.0, 0.0], (len(HEADS), 1)), {},
@@ -195,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     bias2 = bias.copy()
     bias2[len(HEADS):] *= temp
     export(args.out, q2, scale2, bias2, platt, temp, thresholds,
-           {"trained": {"seed": args.seed, "alpha": args.alpha, "rows": len(data["train"])}})
+           {"trained": {"seed": args.seed, "alpha": args.alpha, "human_weight": args.human_weight,
+                        "rows": len(data["train"])}})
     model = tm.TextModel.load(args.out)
     print(f"calibrated, exported {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) {time.time() - t0:.0f}s")
     report = evaluate(model, data, args)
