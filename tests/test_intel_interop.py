@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import re
+import socket
 import threading
 import time
 from pathlib import Path
@@ -13,7 +16,7 @@ from click.testing import CliRunner
 from taxii2client.v21 import Server, as_pages
 
 from distillguard.cli import main
-from distillguard.intel.client import State, TaxiiClient, load_keyring, reject_reason
+from distillguard.intel.client import State, TaxiiClient, TaxiiClientError, load_keyring, reject_reason
 from distillguard.intel.export import ExportOptions, export_bundle
 from distillguard.intel.hub import create_app
 from distillguard.intel.indicators import collect
@@ -175,3 +178,56 @@ def test_our_client_against_medallion(medallion_url, keys, tmp_path):
     assert not pulled.rejected and pulled.pages > 1
     assert {o["id"] for o in pulled.accepted} == {o["id"] for o in shared}
     assert sub.pull(State.load(tmp_path / "sub.json"), keyring).accepted == []  # added_after remembered
+
+
+def _refused_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens: the port is bound, then released."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/taxii2/"
+
+
+def test_client_with_the_hub_down_names_the_url_and_the_cause(tmp_path):
+    url = _refused_url()
+    client = TaxiiClient(url, COLLECTION, "p2", PASSWORD, timeout=5)
+    with pytest.raises(TaxiiClientError, match=rf"^{re.escape(url)}: cannot reach the TAXII hub \(ConnectError: "
+                                               r".*[Cc]onnection refused"):
+        client.pull(State.load(tmp_path / "state.json"), None)
+    with pytest.raises(TaxiiClientError, match="cannot reach the TAXII hub"):
+        client.publish([{"type": "identity", "id": "identity--0"}], State.load(None))
+    assert not (tmp_path / "state.json").exists()  # nothing recorded as pulled
+
+
+@pytest.fixture()
+def not_taxii_url():
+    """A real HTTP server that answers every GET with an HTML page (a wrong --url, a login portal)."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = b"<!doctype html><title>Welcome</title>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/taxii2/"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+def test_cli_pull_from_a_server_that_is_not_taxii(not_taxii_url, tmp_path, monkeypatch):
+    _, _, group = _export_cli(tmp_path)
+    monkeypatch.setenv("DG_TAXII_PASSWORD", PASSWORD)
+    result = CliRunner().invoke(main, ["intel", "pull", "--url", not_taxii_url, "--collection", COLLECTION, "--user",
+                                       "p2", "--state", str(tmp_path / "s.json"), "--group", str(group), "--out",
+                                       str(tmp_path / "pulled")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    text = " ".join(result.output.split())
+    assert f"{not_taxii_url}: not a TAXII response (HTTP 200, text/html, not JSON)" in text

@@ -109,15 +109,25 @@ class TaxiiClient:
     def close(self) -> None:
         self.http.close()
 
-    def _get(self, url: str, params: dict[str, str] | None = None) -> httpx.Response:
-        response = self.http.get(url, params=params)
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request; an unreachable server or an HTTP error becomes a :class:`TaxiiClientError` naming the
+        hub's URL and the cause (connection refused, timeout, TLS, ...), never a raw transport exception."""
+        try:
+            response = self.http.request(method, url, **kwargs)
+        except (httpx.RequestError, httpx.InvalidURL) as exc:
+            where = "" if url == self.discovery_url else f" at {url}"
+            raise TaxiiClientError(f"{self.discovery_url}: cannot reach the TAXII hub{where} "
+                                   f"({type(exc).__name__}: {exc})") from None
         _raise(response, url)
         return response
+
+    def _get(self, url: str, params: dict[str, str] | None = None) -> httpx.Response:
+        return self._send("GET", url, params=params)
 
     @property
     def api_root(self) -> str:
         if self._root is None:
-            doc = self._get(self.discovery_url).json()
+            doc = _json(self._get(self.discovery_url), self.discovery_url)
             root = doc.get("default") or (doc.get("api_roots") or [None])[0]
             if not root:
                 raise TaxiiClientError(f"{self.discovery_url}: server lists no API root")
@@ -131,7 +141,11 @@ class TaxiiClient:
     @property
     def max_content_length(self) -> int:
         if self._max_content is None:
-            self._max_content = int(self._get(self.api_root).json().get("max_content_length", 1_000_000))
+            limit = _json(self._get(self.api_root), self.api_root).get("max_content_length", 1_000_000)
+            try:
+                self._max_content = int(limit)
+            except (TypeError, ValueError):
+                raise TaxiiClientError(f"{self.api_root}: max_content_length is not a number: {limit!r}") from None
         return self._max_content
 
     def publish(self, objects: list[dict[str, Any]], state: State, max_objects: int = MAX_OBJECTS
@@ -152,10 +166,8 @@ class TaxiiClient:
         failures: list[str] = []
         for chunk in _chunks(todo, self.max_content_length // 2, max_objects):
             body = orjson.dumps({"objects": chunk})
-            response = self.http.post(self.collection_url + "objects/", content=body,
-                                      headers={"Content-Type": TAXII})
-            _raise(response, self.collection_url + "objects/")
-            status = response.json()
+            url = self.collection_url + "objects/"
+            status = _json(self._send("POST", url, content=body, headers={"Content-Type": TAXII}), url)
             counts["posted"] += len(chunk)
             failed = {f.get("id") for f in status.get("failures", [])}
             failures.extend(f"{f.get('id')}: {f.get('message')}" for f in status.get("failures", []))
@@ -178,7 +190,7 @@ class TaxiiClient:
         result, last = PullResult(), state.added_after.get(self.collection_url)
         for _ in range(max_pages):
             response = self._get(url, params)
-            doc = response.json() if response.content else {}
+            doc = _json(response, url)
             result.pages += 1
             for obj in doc.get("objects", []):
                 reason = reject_reason(obj, keyring) or _bind(obj, state.owners)
@@ -259,12 +271,27 @@ def _chunks(objects: list[dict[str, Any]], budget: int, max_objects: int = MAX_O
     return out
 
 
+def _json(response: httpx.Response, url: str) -> dict[str, Any]:
+    """The JSON object of a TAXII response (empty body: {}); anything else is a clear error, not a traceback."""
+    if not response.content:
+        return {}
+    try:
+        doc = response.json()
+    except ValueError:
+        kind = response.headers.get("content-type", "no content type")
+        raise TaxiiClientError(f"{url}: not a TAXII response (HTTP {response.status_code}, {kind}, not JSON); "
+                               "is the URL the server's TAXII 2.1 discovery URL?") from None
+    if not isinstance(doc, dict):
+        raise TaxiiClientError(f"{url}: not a TAXII response (a JSON {type(doc).__name__}, expected an object)")
+    return doc
+
+
 def _raise(response: httpx.Response, url: str) -> None:
     if response.status_code < 400:
         return
     try:
         detail = response.json()
         text = f"{detail.get('title', '')}: {detail.get('description', '')}"
-    except ValueError:
-        text = response.text[:200]
+    except (ValueError, AttributeError):  # not JSON, or JSON but no TAXII error object
+        text = " ".join(response.text[:200].split())
     raise TaxiiClientError(f"{url}: HTTP {response.status_code} {text}")
