@@ -142,13 +142,19 @@ def _read_bundles(paths: tuple[str, ...]) -> list[dict]:
 
 @command.command("match")
 @click.option("--store", "store_dir", type=click.Path(exists=True, file_okay=False), required=True)
-@click.option("--bundle", "bundles", type=click.Path(exists=True, dir_okay=False), multiple=True, required=True)
+@click.option("--bundle", "bundles", type=click.Path(exists=True, dir_okay=False), multiple=True, required=True,
+              help="Pulled or exported STIX bundle; repeatable, and further files may follow as arguments "
+              "(--bundle pulled/*.json).")
 @click.option("--group-key", "group_key_path", type=click.Path(exists=True, dir_okay=False), required=True)
 @click.option("--group", "group_file", type=click.Path(exists=True, dir_okay=False),
               help="Group keyring: objects whose signatures do not verify are dropped.")
 @click.option("--local", "local_csv", type=click.Path(exists=True, dir_okay=False),
-              help="accounts.csv of local detection: accounts with verdict watch or above corroborate.")
-@click.option("-k", "k", type=int, default=2, show_default=True, help="Members needed to corroborate.")
+              help="accounts.csv of our own detection: accounts at watch or above are marked in the local_detection "
+              "column and, with --sightings, reported to peers as independent local detections. It never "
+              "corroborates: one member's intel raises risk up to intel_max_risk and no further, in every path; "
+              "only k distinct members corroborate.")
+@click.option("-k", "k", type=int, default=2, show_default=True,
+              help="Distinct members needed to corroborate (indicators, or sightings with a local detection).")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--sightings", "sightings_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write matches as STIX sightings (needs --member).")
