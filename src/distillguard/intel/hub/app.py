@@ -446,17 +446,8 @@ class Hub:
         if len(objects) > self.config.max_objects:
             raise TaxiiError(413, "Too many objects", f"at most {self.config.max_objects} objects per envelope")
         requested = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        accepted: list[tuple[dict[str, Any], str, str | None, str]] = []
-        failures: list[dict[str, str]] = []
-        for i, obj in enumerate(objects):
-            try:
-                problem = self._check(obj, member)
-            except Exception:  # noqa: BLE001 - one malformed object never costs the others (or a 500)
-                problem = "malformed STIX object"
-            if problem:
-                failures.append(_failure(obj, i, problem))
-            else:
-                accepted.append((obj, _version(obj), effective_tlp(obj), member))
+        # signature checks (RFC 8785 canonical form + Ed25519, ~0.2 ms an object) off the event loop
+        accepted, failures = await asyncio.to_thread(self._check_all, objects, member)
         outcomes = self.db.add(coll.id, accepted)
         successes = []
         for (obj, version, _, _), outcome in zip(accepted, outcomes, strict=True):
@@ -482,6 +473,22 @@ class Hub:
                 raise TaxiiError(413, "Content too large", f"max_content_length is {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _check_all(self, objects: list[Any], member: str
+                   ) -> tuple[list[tuple[dict[str, Any], str, str | None, str]], list[dict[str, str]]]:
+        """(accepted rows for the store, status failures) of one posted envelope."""
+        accepted: list[tuple[dict[str, Any], str, str | None, str]] = []
+        failures: list[dict[str, str]] = []
+        for i, obj in enumerate(objects):
+            try:
+                problem = self._check(obj, member)
+            except Exception:  # noqa: BLE001 - one malformed object never costs the others (or a 500)
+                problem = "malformed STIX object"
+            if problem:
+                failures.append(_failure(obj, i, problem))
+            else:
+                accepted.append((obj, _version(obj), effective_tlp(obj), member))
+        return accepted, failures
 
     def _check(self, obj: Any, member: str) -> str | None:
         """Why ``obj`` must be refused (None when acceptable); the store then checks who owns its id."""
