@@ -84,56 +84,66 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
     Candidates are accounts whose own evidence reaches one family's worth (``family_floor`` points): a
     hydra's accounts may each look only mildly odd, and what they share is the evidence. Colleagues share
     cards, networks and prompt habits too, so linking alone proves nothing: a linked group's members get
-    coordination points (one more family for ``decide``) only when the group, on average, also shows what
-    harvesting costs or needs -- outputs taken, evasion (throwaway accounts, rotation, client mixes) or
-    demands for traces, length or training data (:data:`GROUP_FAMILIES`) -- and a group stays a campaign only
-    while most of its members end up restricted.
+    coordination points (one more family for ``decide``) only when the group, on average, and the member
+    itself also show what harvesting costs or needs -- outputs taken or evasion (throwaway accounts, rotation,
+    client mixes: :data:`GROUP_FAMILIES`) -- and a group stays a campaign only while most of its members end up
+    restricted.
     """
-    from distillguard.attribution import AttributionConfig, find_campaigns
+    from distillguard.attribution import AttributionConfig, campaign_id, find_campaigns
 
     if not len(ft):
         return first, []
     gate = float(model.policy.risk_of_points(np.array([model.policy.family_floor]))[0])
     candidates = scores_table(first).set_column(1, "risk", pa.array(first.components["own"], pa.float64()))
     found = find_campaigns(con, candidates, features_table(ft), AttributionConfig(min_risk=gate, min_score=0.0))
-    kept = [c for c in found if _group_evidence(c, first, ft.account_ids) >= GROUP_MIN]
+    index = {a: i for i, a in enumerate(ft.account_ids)}
+    own = _harvest_or_evasion(first, len(ft.account_ids))
+    kept = [c for c in found if _group_evidence(c, own, index) >= GROUP_MIN]
+    eligible = own >= MEMBER_MIN
     for _ in range(3):  # drop groups most of whose members are not restricted even with coordination, re-decide
-        points, why = coordination_evidence(ft.account_ids, kept, model.policy.coordination_cap)
+        points, why = coordination_evidence(ft.account_ids, kept, model.policy.coordination_cap, eligible)
         scores = score_accounts(ft.account_ids, ft.features, model, intel, coordination=points,
                                 coordination_reasons=why, fit=False)
-        index = {a: i for i, a in enumerate(ft.account_ids)}
         still = [c for c in kept if np.mean([flagged(scores.verdicts[index[a]]) for a in c.accounts]) >= 0.5]
         if len(still) == len(kept):
             break
         kept = still
     scores.components["coordination"] = points
+    # a campaign lists the members it restricts; a linked account the evidence does not restrict stays out
+    for camp in kept:
+        camp.accounts = [a for a in camp.accounts if flagged(scores.verdicts[index[a]])]
+    kept = [c for c in kept if len(c.accounts) >= AttributionConfig().min_accounts]
     for camp in kept:
         members = [index[a] for a in camp.accounts]
         camp.score = float(np.mean(scores.risk[members]))
+        camp.id = campaign_id(camp.accounts)
     return scores, sorted(kept, key=lambda c: (-c.score, c.id))
 
 
+# what separates a harvesting operation from colleagues who share a card, a network and prompt habits: what it
+# takes and who is asking. What its prompts say is not enough (eval labs and harvesters write alike).
 GROUP_FAMILIES = ("harvest", "identity")
-GROUP_ITEMS = ("trace_coercion", "training_data", "length_push")  # elicitation that only harvesting needs
 GROUP_MIN = 1.5  # mean points per member from the above before linking counts as coordination
+MEMBER_MIN = 0.5  # ... and what a member needs of it itself to be given coordination points
 
 
-def _group_evidence(campaign: Any, scores: Scores, account_ids: np.ndarray) -> float:
-    """Mean per member of the evidence that separates a harvesting operation from colleagues who share a card."""
-    index = {a: i for i, a in enumerate(account_ids)}
-    rows = [index[a] for a in campaign.accounts if a in index]
-    if not rows:
-        return 0.0
-    total = np.zeros(len(rows))
+def _harvest_or_evasion(scores: Scores, n: int) -> np.ndarray:
+    """Per account: the evidence that separates a harvesting operation from colleagues who share a card."""
+    total = np.zeros(n)
     for family in GROUP_FAMILIES:
-        total += scores.components.get(family, np.zeros(len(account_ids)))[rows]
-    for item in GROUP_ITEMS:
-        total += scores.components.get(f"item:{item}", np.zeros(len(account_ids)))[rows]
-    return float(total.mean())
+        total += scores.components.get(family, np.zeros(n))
+    return total
 
 
-def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: float) -> tuple[np.ndarray, list[str]]:
-    """Cross-account points per account from the campaigns attribution found (their score times ``cap``)."""
+def _group_evidence(campaign: Any, own: np.ndarray, index: dict[str, int]) -> float:
+    rows = [index[a] for a in campaign.accounts if a in index]
+    return float(own[rows].mean()) if rows else 0.0
+
+
+def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: float,
+                          eligible: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """Cross-account points per member of the campaigns attribution found (linking strength times ``cap``);
+    members not ``eligible`` (no harvest or evasion evidence of their own) get none."""
     index = {a: i for i, a in enumerate(account_ids)}
     points = np.zeros(len(account_ids))
     why = [""] * len(account_ids)
@@ -142,7 +152,7 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
         value = cap * float(camp.strength)
         for account in camp.accounts:
             i = index.get(account)
-            if i is not None and value > points[i]:
+            if i is not None and value > points[i] and (eligible is None or eligible[i]):
                 points[i] = value
                 why[i] = f"member of {camp.id}: {len(camp.accounts)} linked accounts ({kinds})"
     return points, why
@@ -175,7 +185,7 @@ def run_detection(store: Store, out_dir: Path, *, intel: Any = None, progress: P
     ``memory_limit`` caps DuckDB (e.g. ``"5GB"``); past it, joins and sorts spill into the store. The default,
     :func:`default_memory_limit`, keeps the public-scale run (20M exchanges) under 5 GiB of RSS.
     """
-    from distillguard.attribution import campaigns_to_json, find_campaigns
+    from distillguard.attribution import campaigns_to_json
     from distillguard.report import write_report
 
     out_dir = Path(out_dir)

@@ -23,7 +23,7 @@ from distillguard.signals.cues import CAPABILITIES
 _FROM_SIGNALS = {
     "tpl": "nullif(e.tpl, 0)",
     "cap": "list_extract([" + ", ".join(f"'{c}'" for c in CAPABILITIES) + "], e.cap + 1)",
-    "cot": "e.cot >= 0.5",
+    "cot": "e.cot",
     "single_turn": "e.single_turn",
 }
 
@@ -87,7 +87,9 @@ def aggregate(con: duckdb.DuckDBPyConnection, cols: Columns, net: str, sync_buck
       ``_nets(account_id, net, n)`` (``net``: SQL of the network of column ``ip``) and
       ``_clients(account_id, tls_fp, user_agent, n)`` likewise, because a template, network or client key is
       evidence only when suspicious accounts dominate its holders;
-    * ``_acct_min(account_id, x)`` (active time buckets) for the candidates (``_cand``) only.
+    * ``_acct_min(account_id, x)`` (active time buckets) for the candidates (``_cand``) only;
+    * ``_acct_style(account_id, fp, n)``: phrasing min-hashes (signals ``style*``) an account's prompts
+      repeat (``n >= 2``: a generator's stock phrases recur, a payload's words do not), for every account.
     """
     cand = f"{cols.from_sql} SEMI JOIN _cand c ON c.account_id = e.account_id"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _acct AS
@@ -96,6 +98,15 @@ def aggregate(con: duckdb.DuckDBPyConnection, cols: Columns, net: str, sync_buck
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _acct_tpl AS
         SELECT account_id, fp, count(*) AS n FROM (SELECT e.account_id, {cols.template_fp} AS fp FROM {cols.from_sql})
         WHERE fp IS NOT NULL GROUP BY ALL""")
+    styles = [c for c in ("style0", "style1", "style2") if c in _columns_of(con, "ex")] if cols.from_sql == "ex e" \
+        else []
+    if styles:
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _acct_style AS
+            SELECT account_id, fp, count(*) AS n FROM (
+                SELECT e.account_id, unnest([{", ".join(f"e.{c}" for c in styles)}]) AS fp FROM {cols.from_sql})
+            WHERE fp > 0 GROUP BY ALL HAVING count(*) >= 2""")
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE _acct_style (account_id VARCHAR, fp UINTEGER, n BIGINT)")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _acct_min AS
         SELECT DISTINCT e.account_id, epoch(e.ts)::BIGINT // {sync_bucket_s} AS x FROM {cand}""")
     # distinct (account, ip) first: the /24 expression then runs once per address, not once per request

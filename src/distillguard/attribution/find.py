@@ -33,15 +33,16 @@ _DETAIL = {
     "batch_creation": "{n} accounts were created in {v} sign-up burst(s)",
     "shared_proxy_pool": "{n} accounts rotate over the same proxy /24s (mean Jaccard {j:.2f})",
     "shared_template": "{n} accounts repeat {v} shared prompt template(s)",
+    "shared_phrasing": "{n} accounts repeat {v} stock phrase(s) in their prompts",
     "synchronised_activity": "{n} accounts act in the same minutes (mean bucket Jaccard {j:.2f})",
     "shared_ip_prefix": "{n} accounts call from {v} shared network(s)",
     "shared_client_fingerprint": "{n} accounts share {v} TLS/user-agent fingerprint(s)",
 }
 # evidence that may attach a straggler: specific to one operation and no coincidence of timing or habit
 ATTACH_KINDS = ("shared_payment", "shared_proxy_pool", "synchronised_activity")
-_TEMP = ("_cand", "_acct", "_acct_tpl", "_acct_min", "_nets", "_clients", "_all_keys", "_keys", "_nkeys", "_pairs",
-         "_proposed", "_shared", "_wide", "_cohort", "_edges", "_links", "_members", "_shape", "_tpl", "_pair",
-         "_attach")
+_TEMP = ("_cand", "_acct", "_acct_tpl", "_acct_style", "_acct_min", "_nets", "_clients", "_all_keys", "_keys",
+         "_nkeys", "_pairs", "_proposed", "_shared", "_wide", "_cohort", "_edges", "_links", "_members", "_shape",
+         "_tpl", "_pair", "_attach")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ KINDS: dict[str, tuple[float, str]] = {
     "batch_creation": (0.15, "identity"),  # signed up in one burst (consecutive gaps <= creation_gap_s)
     "shared_proxy_pool": (0.3, "identity"),  # rotating over the same set of /24s (weighted by Jaccard)
     "shared_template": (0.25, "behaviour"),
+    # stock phrases of one generator (signals/style.py); weighed per shared phrase, see PHRASE_WEIGHT
+    "shared_phrasing": (0.35, "behaviour"),
     "synchronised_activity": (0.25, "behaviour"),
     # an institution or a customer shares these legitimately: they corroborate, never link alone
     "shared_ip_prefix": (0.15, "infrastructure"),
@@ -70,6 +72,7 @@ class LinkConfig:
 
 _IPV4_NET = "regexp_extract({col}, '^(\\d+\\.\\d+\\.\\d+)\\.\\d+$', 1)"
 SET_KINDS = ("synchronised_activity", "shared_proxy_pool")
+PHRASE_WEIGHT = 0.1  # per stock phrase two accounts share, up to the kind's weight
 
 
 def net_sql(col: str) -> str:
@@ -106,6 +109,7 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, n
               FROM _clients
         UNION SELECT t.account_id, 'shared_template', t.fp::VARCHAR FROM _acct_tpl t JOIN _acct a USING (account_id)
               WHERE t.n >= 2 AND t.n >= {cfg.template_min_share} * a.n
+        UNION SELECT account_id, 'shared_phrasing', fp::VARCHAR FROM _acct_style
     """)
     # keep keys shared by >= 2 candidates where candidates are a large share of all holders
     con.execute(f"""
@@ -226,8 +230,8 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dic
     # One row per node with a list of values per kind makes this two 1:1 lookups per pair; joining the
     # keys themselves would let the planner start from the key self-join, the very clique product the
     # circulant avoids.
-    keyed = [k for k in KINDS if k not in (*SET_KINDS, "shared_ip_prefix")]
-    lists = ", ".join(f"list(value) FILTER (WHERE kind = '{k}') AS {k}" for k in keyed)
+    keyed = [k for k in KINDS if k not in (*SET_KINDS, "shared_ip_prefix", "shared_phrasing")]
+    lists = ", ".join(f"list(value) FILTER (WHERE kind = '{k}') AS {k}" for k in (*keyed, "shared_phrasing"))
     hits = ", ".join(f"coalesce(list_has_any(x.{k}, y.{k}), false) AS {k}" for k in keyed)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _wide AS SELECT node, {lists} FROM _nkeys GROUP BY node")
     con.execute("CREATE OR REPLACE TEMP TABLE _proposed AS SELECT DISTINCT a, b FROM _pairs")
@@ -239,6 +243,12 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dic
         SELECT a, b, kind FROM (UNPIVOT hit ON {", ".join(keyed)} INTO NAME kind VALUE shared) WHERE shared
         UNION ALL SELECT a, b, kind FROM _pairs WHERE kind = 'shared_ip_prefix'
     """)
+    # phrasing: weighed by how many stock phrases the pair shares (one common phrase is no link)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _phrases AS
+        SELECT p.a, p.b, len(list_intersect(x.shared_phrasing, y.shared_phrasing)) AS k FROM _proposed p
+        JOIN _wide x ON x.node = p.a JOIN _wide y ON y.node = p.b
+        WHERE x.shared_phrasing IS NOT NULL AND y.shared_phrasing IS NOT NULL""")
     # set kinds: the Jaccard estimated from the full MinHash signatures, for every proposed pair
     a, b = con.execute("SELECT a, b FROM _proposed").fetchnumpy().values()
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
@@ -257,7 +267,9 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dic
         CREATE OR REPLACE TEMP TABLE _edges AS
         WITH weighed AS (
             SELECT a, b, kind, CASE kind {weights} END AS weight FROM _shared
-            UNION ALL SELECT a, b, kind, (CASE kind {weights} END) * jac FROM _jac_arrow)
+            UNION ALL SELECT a, b, kind, (CASE kind {weights} END) * jac FROM _jac_arrow
+            UNION ALL SELECT a, b, 'shared_phrasing', least({KINDS["shared_phrasing"][0]}, {PHRASE_WEIGHT} * k)
+                FROM _phrases WHERE k >= 2)
         SELECT least(ca.account_id, cb.account_id) AS a, greatest(ca.account_id, cb.account_id) AS b, p.kind,
                p.weight
         FROM weighed p JOIN _cohort ca ON ca.node = p.a JOIN _cohort cb ON cb.node = p.b
@@ -272,5 +284,5 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dic
         HAVING sum(weight) >= {cfg.min_edge}
            AND sum(CASE WHEN kind IN ({infra}) THEN 0 ELSE weight END) >= {cfg.min_strong}
     """)
-    for name in ("_pairs", "_proposed", "_shared", "_wide", "_nkeys", "_cohort"):
+    for name in ("_pairs", "_proposed", "_shared", "_wide", "_nkeys", "_cohort", "_phrases"):
         con.execute(f"DROP TABLE {name}")

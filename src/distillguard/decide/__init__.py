@@ -43,8 +43,10 @@ class DecisionPolicy:
     watch: float = WATCH
     throttle: float = THROTTLE
     block: float = BLOCK
-    throttle_points: float = 5.0  # evidence total that reaches the throttle threshold
-    block_points: float = 8.0  # ... and the block threshold
+    # evidence total that reaches the throttle threshold: more than one account's heavy use can explain (a power
+    # user who always asks for the longest answer: outputs at the limit and length demands, ~5 points)
+    throttle_points: float = 6.0
+    block_points: float = 9.0  # ... and the block threshold
     weights: Mapping[str, float] = field(default_factory=dict)  # family -> weight (1.0 when absent)
     min_families: int = 2
     family_floor: float = 1.0

@@ -53,7 +53,7 @@ class Prior:
 # smallest benign rate allowed). Chosen from public descriptions of API usage and the project's simulated
 # benign populations (real ShareGPT text), deliberately lenient: a deployment's own traffic replaces them.
 PRIORS: dict[str, Prior] = {
-    "log_tokens_per_req": Prior(5.8, 0.6),  # ~330 output tokens per request
+    "log_tokens_per_req": Prior(5.8, 0.4),  # ~330 output tokens per request
     "amplification": Prior(0.2, 0.8),  # output about as long as the prompt
     "log_reasoning_per_req": Prior(0.0, 1.0),
     "ip_per_req": Prior(0.1, 0.1),
@@ -71,10 +71,12 @@ PRIORS: dict[str, Prior] = {
     # rates of rare events: (typical, floor)
     "hit_cap": Prior(0.02, 0.03),
     "logits": Prior(0.0, 0.01),
-    "coerce": Prior(0.0, 0.003),
-    "rubric": Prior(0.0, 0.01),
-    "synth": Prior(0.0, 0.005),
-    "length": Prior(0.0, 0.02),
+    # the text classifiers pass 0.6-1.3 % of held-out real human turns at their thresholds
+    # (docs/text-classifiers.md): no benign rate is assumed below that
+    "coerce": Prior(0.008, 0.012),
+    "rubric": Prior(0.006, 0.012),
+    "synth": Prior(0.013, 0.02),
+    "length": Prior(0.007, 0.012),
     "cot": Prior(0.02, 0.05),
 }
 RATES = ("hit_cap", "logits", "coerce", "rubric", "synth", "length", "cot")

@@ -37,8 +37,9 @@ FAMILIES: dict[str, str] = {
     "session": "how it converses",
     "timing": "when it works",
 }
-FAMILY_CAP: dict[str, float] = {"harvest": 4.0, "elicitation": 4.0, "identity": 3.0, "coverage": 2.5,
-                                "session": 1.5, "timing": 2.0}
+# what prompts say is capped lowest of the strong families: eval labs and judges write like harvesters
+FAMILY_CAP: dict[str, float] = {"harvest": 4.0, "elicitation": 3.0, "identity": 3.0, "coverage": 2.5,
+                                "session": 1.0, "timing": 2.0}
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ ITEMS: tuple[Item, ...] = (
            says=_share_says("evenness of its capability coverage")),
     z_item("many_languages", "coverage", "n_scripts", cap=1.0, min_n=10, says=_count_says("writing systems", "")),
     # how it converses
-    z_item("single_shot", "session", "single_turn_share", cap=1.5, min_n=10, z0=1.5,
+    z_item("single_shot", "session", "single_turn_share", cap=1.0, min_n=10, z0=1.5,
            says=_share_says("single-turn requests")),
     # when it works
     z_item("round_the_clock", "timing", "hour_entropy", cap=1.0, min_n=50, says=_share_says("spread over the day")),

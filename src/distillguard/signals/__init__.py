@@ -2,8 +2,12 @@
 
 The same :data:`SIGNALS` object runs over 16M stored exchanges in batch (via
 ``Store.derived``) and over a 1-row table per request in the gateway, so it is
-pure pyarrow.compute / numpy: RE2 regexes over a bounded head+tail slice of the
-text, and xxhash only over the *unique* normalised strings (dictionary encoding).
+pure pyarrow.compute / numpy. What a prompt asks for (step-by-step reasoning, the hidden trace, grading,
+maximal length, training data; its capability) comes from the learned multilingual text classifiers
+(:mod:`distillguard.signals.text_model`, trained on real human conversation), scored on the last user
+message and the system prompt (the larger of the two per head), each distinct text once. Refusal probing,
+scripts and the template fingerprint remain patterns (RE2 over a bounded head+tail slice), and xxhash runs
+only over the *unique* normalised strings (dictionary encoding).
 With ``--no-content`` stores these columns are all detection ever sees of the text.
 """
 
@@ -19,8 +23,10 @@ import pyarrow.compute as pc
 import xxhash
 
 from distillguard.signals import cues
+from distillguard.signals.style import STYLE_K, style_hashes
+from distillguard.signals.text_model import SPEC_HASH, default_model
 
-VERSION = "3"
+VERSION = f"5-{SPEC_HASH[:6]}"  # the text classifiers' feature spec is part of the signal definitions
 TEXT_HEAD = 480  # characters of a prompt scanned from the start ...
 TEXT_TAIL = 240  # ... and from the end (instructions sit at either end of a template)
 TEMPLATE_CHARS = 48  # normalised characters hashed from each end for the template fingerprint
@@ -29,16 +35,18 @@ BIG_BUDGET = 4096  # max_tokens at or above this asks for long outputs
 
 SIGNAL_SCHEMA = pa.schema([
     ("id", pa.string()),
-    ("cot", pa.float32()),  # asks for step-by-step reasoning, in [0, 1]
-    ("coerce", pa.float32()),  # demands the hidden reasoning trace itself, in full, in [0, 1]
-    ("rubric", pa.float32()),  # grading / reward-model request in [0, 1]
-    ("length", pa.float32()),  # pushes for maximal length / exhaustiveness, in [0, 1]
-    ("synth", pa.float32()),  # frames the request as producing training data, in [0, 1]
+    # what the prompt asks for: the text classifiers' decisions at their operating thresholds
+    ("cot", pa.bool_()),  # step-by-step reasoning (weak evidence: ordinary prompts ask for it too)
+    ("coerce", pa.bool_()),  # the hidden reasoning trace itself, in full
+    ("rubric", pa.bool_()),  # grading against criteria, reward-model or preference judging
+    ("length", pa.bool_()),  # maximal length / exhaustiveness
+    ("synth", pa.bool_()),  # training or benchmark data (variants, examples, worked solutions)
     ("probe", pa.bool_()),  # refusal-boundary probing (jailbreak framing or a refused answer)
     ("logits", pa.bool_()),  # asks for token log-probabilities or several choices (n > 1)
     ("cap", pa.int8()),  # capability category, index into cues.CAPABILITIES
     ("script", pa.int8()),  # script of the prompt, index into cues.SCRIPTS
     ("tpl", pa.uint64()),  # template fingerprint: normalised prompt head + tail
+    *((f"style{k}", pa.uint32()) for k in range(STYLE_K)),  # phrasing min-hashes (0: too short), signals/style.py
     ("sys_fp", pa.uint64()),  # system prompt fingerprint (0 = none)
     ("params_fp", pa.uint64()),  # sampling parameters fingerprint (fixed params repeat it)
     ("hit_cap", pa.bool_()),  # output stopped at the token limit
@@ -202,18 +210,12 @@ class Signals:
             hit = _match(text, pattern)
             return hit if inverse is None else hit[inverse]
 
-        strong = match(cues.COT_STRONG)
-        weak = match(cues.COT_WEAK)
-        coerce = match(cues.COERCE)
         effort = pc.fill_null(pc.cast(_col(table, "reasoning_effort"), pa.string()), "")
-        high_effort = pc.equal(effort, "high").to_numpy(zero_copy_only=False)
         max_tokens = _num(table, "max_tokens")
         big_budget = max_tokens >= BIG_BUDGET
-        cot = np.clip(0.55 * strong + 0.25 * weak + 0.45 * coerce + 0.1 * high_effort + 0.05 * big_budget, 0, 1)
-
-        rubric_hit = match(cues.RUBRIC)
-        digits_scale = match(r"(score|rate|grade|评分|打分|puntu|note|bewert|оцен).{0,40}[0-9]+")
-        rubric = np.clip(0.7 * rubric_hit + 0.3 * digits_scale, 0, 1)
+        asks = _ask(system_u, user_u)
+        if inverse is not None:
+            asks = {k: v[inverse] for k, v in asks.items()}
 
         response = _chunk(pc.utf8_lower(pc.utf8_slice_codeunits(
             pc.fill_null(pc.cast(_col(table, "response_text"), pa.string()), ""), 0, 80)))
@@ -221,19 +223,15 @@ class Signals:
         refused = _match(response, cues.REFUSAL) | pc.equal(finish, "content_filter").to_numpy(zero_copy_only=False)
         probe = match(cues.PROBE) | refused
 
-        length = np.zeros(n)
-        synth = np.zeros(n)
         logits = (_num(table, "top_logprobs") > 0) | (_num(table, "n_choices", 1.0) > 1) | pc.fill_null(
             pc.cast(_col(table, "logprobs"), pa.bool_()), False).to_numpy(zero_copy_only=False)
 
         n_tools = _num(table, "n_tools") + _num(table, "n_tool_calls")
         image = pc.fill_null(pc.cast(_col(table, "has_image"), pa.bool_()), False).to_numpy(zero_copy_only=False)
-        cap = np.zeros(n, dtype=np.int8)  # chat
-        for code, pattern in ((7, cues.PUZZLE), (6, cues.WRITING), (4, cues.MATH), (1, cues.CODING),
-                              (3, cues.COMPUTER_USE)):
-            cap[match(pattern)] = code  # later (more specific) categories win
-        cap[(n_tools > 0) & (cap != 3)] = 2
-        cap[image & (cap != 3)] = 5
+        cap = asks["cap"].copy()  # from the text; structure decides tools and images
+        computer = cap == _CAP["computer_use"]
+        cap[(n_tools > 0) & ~computer] = _CAP["tool_use"]
+        cap[image & ~computer] = _CAP["vision"]
 
         script = np.zeros(n, dtype=np.int8)
         for code, pattern in enumerate(cues.SCRIPT_PATTERNS, 1):
@@ -254,17 +252,38 @@ class Signals:
         assistant_turns = _num(table, "n_assistant_turns")
 
         tpl = _template_fp(user_u)
+        style = style_hashes(user_u)
         if inverse is not None:
             tpl = tpl[inverse]
+            style = style[inverse]
         arrays = [
             pc.cast(_col(table, "id"), pa.string()),
-            pa.array(cot.astype(np.float32)), pa.array(coerce.astype(np.float32)),
-            pa.array(rubric.astype(np.float32)), pa.array(length.astype(np.float32)),
-            pa.array(synth.astype(np.float32)), pa.array(probe), pa.array(logits), pa.array(cap),
-            pa.array(script), pa.array(tpl), pa.array(sys_fp),
+            *(pa.array(asks[head]) for head in ("cot", "coerce", "rubric", "length", "synth")),
+            pa.array(probe), pa.array(logits), pa.array(cap),
+            pa.array(script), pa.array(tpl), *(pa.array(style[:, k]) for k in range(STYLE_K)), pa.array(sys_fp),
             pa.array(params), pa.array(hit_cap), pa.array(big_budget), pa.array(assistant_turns == 0),
         ]
         return pa.Table.from_arrays(arrays, schema=SIGNAL_SCHEMA)
+
+
+_CAP = {name: i for i, name in enumerate(cues.CAPABILITIES)}
+
+
+def _ask(system: pa.Array, user: pa.Array) -> dict[str, np.ndarray]:
+    """What each (system, user) pair asks for: per head the classifier's decision on either text; the
+    capability of the user text (of the system prompt when there is no user text)."""
+    model = default_model()
+    both = pa.concat_arrays([_chunk(user), _chunk(system)])
+    scores = model.predict(both)
+    n = len(user)
+    out: dict[str, np.ndarray] = {}
+    for head in model.heads:
+        hit = scores[head] >= model.thresholds[head]["strong"]
+        out[head] = hit[:n] | hit[n:]
+    names = [_CAP[c] for c in model.capabilities]
+    cap = np.asarray(names, dtype=np.int8)[scores["cap"]]
+    out["cap"] = np.where(scores["cap_p"][:n] > 0, cap[:n], cap[n:]).astype(np.int8)
+    return out
 
 
 def _cpus() -> int:

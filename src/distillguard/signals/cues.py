@@ -70,7 +70,9 @@ REFUSAL = "|".join([
 ])
 
 # capability categories, most specific first (index = code)
-CAPABILITIES = ("chat", "coding", "tool_use", "computer_use", "math", "vision", "writing", "reasoning")
+# capability categories: the text classifier's (signals/text_model.py) plus vision, decided from structure
+CAPABILITIES = ("chat", "coding", "tool_use", "computer_use", "math", "vision", "writing", "reasoning", "translation",
+                "data_extraction")
 COMPUTER_USE = "|".join([
     r"screenshot", r"click", r"mouse", r"cursor", r"browser", r"desktop", r"scroll", r"keyboard", r"type into",
     r"navigate to", r"button", r"web ?page", r"xdotool", r"computer use", r"截图", r"点击", r"浏览器",
