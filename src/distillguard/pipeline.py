@@ -77,8 +77,8 @@ def accounts_table(ft: FeatureTable, scores: Scores, campaigns: list[Any]) -> pa
     })
 
 
-def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: Any = None
-              ) -> tuple[Scores, list[Any]]:
+def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: Any = None,
+              decisions: Any = None) -> tuple[Scores, list[Any]]:
     """Link accounts with any evidence of their own into campaigns; decide again with the coordination found.
 
     Candidates are accounts whose own evidence reaches one family's worth (``family_floor`` points): a
@@ -103,7 +103,7 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
     for _ in range(3):  # drop groups most of whose members are not restricted even with coordination, re-decide
         points, why = coordination_evidence(ft.account_ids, kept, model.policy.coordination_cap, eligible)
         scores = score_accounts(ft.account_ids, ft.features, model, intel, coordination=points,
-                                coordination_reasons=why, fit=False)
+                                coordination_reasons=why, decisions=decisions, fit=False)
         still = [c for c in kept if np.mean([flagged(scores.verdicts[index[a]]) for a in c.accounts]) >= 0.5]
         if len(still) == len(kept):
             break
@@ -179,9 +179,12 @@ def default_memory_limit() -> str:
 
 
 def run_detection(store: Store, out_dir: Path, *, intel: Any = None, progress: Progress | None = None,
-                  model: Model | None = None, memory_limit: str | None = None) -> DetectionResult:
+                  model: Model | None = None, memory_limit: str | None = None, decisions: Any = None
+                  ) -> DetectionResult:
     """Score every account in ``store`` and write the detection outputs to ``out_dir``.
 
+    ``decisions`` (account -> :class:`~distillguard.decide.analyst.AnalystDecision`) are analysts' confirmations
+    and dismissals, applied by ``decide``.
     ``memory_limit`` caps DuckDB (e.g. ``"5GB"``); past it, joins and sorts spill into the store. The default,
     :func:`default_memory_limit`, keeps the public-scale run (20M exchanges) under 5 GiB of RSS.
     """
@@ -217,7 +220,7 @@ def run_detection(store: Store, out_dir: Path, *, intel: Any = None, progress: P
     seconds["scores"] = time.perf_counter() - started - sum(seconds.values())
 
     report("campaigns", 0.0)
-    scores, campaigns = attribute(con, ft, model, first, intel)
+    scores, campaigns = attribute(con, ft, model, first, intel, decisions)
     seconds["campaigns"] = time.perf_counter() - started - sum(seconds.values())
 
     report("outputs", 0.0)

@@ -19,11 +19,14 @@ from distillguard.cli._common import EXIT_BAD_INPUT, EXIT_USAGE, ByteSize, conso
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output directory.")
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Detector artifact (default: the one shipped with distillguard).")
+@click.option("--decisions", "decisions_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Analysts' decisions (JSON Lines: confirm-block, confirm-throttle, dismiss, undo) applied by "
+                   "the decision stage; written by the console.")
 @click.option("--memory-limit", default=None, metavar="SIZE", type=ByteSize(),
               help="Cap on the query engine's memory, e.g. 5GB; beyond it, work spills to disk in the store "
                    "(default: 6GB or half the RAM, whichever is less).")
 def command(logs: tuple[Path, ...], store_dir: Path | None, accounts: Path | None, out: Path,
-            model_path: Path | None, memory_limit: str | None) -> None:
+            model_path: Path | None, decisions_path: Path | None, memory_limit: str | None) -> None:
     """Detect distillation in a store (--store DIR) or directly in log files (LOGS...)."""
     from distillguard.detect import Model
     from distillguard.ingest.pipeline import ingest
@@ -36,8 +39,11 @@ def command(logs: tuple[Path, ...], store_dir: Path | None, accounts: Path | Non
         fail("give either --store DIR or log files, not both or neither", EXIT_USAGE)
     if accounts and not logs:
         fail("--accounts goes with log files (a store already holds its accounts)", EXIT_USAGE)
+    from distillguard.decide.analyst import load_decisions
+
     try:
         model = Model.load(model_path)
+        decisions = load_decisions(decisions_path) if decisions_path else None
     except (ValueError, OSError) as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     with tempfile.TemporaryDirectory(prefix="distillguard-") as tmp:
@@ -63,7 +69,8 @@ def command(logs: tuple[Path, ...], store_dir: Path | None, accounts: Path | Non
                         tasks[stage] = bar.add_task(stage, total=100)
                     bar.update(tasks[stage], completed=round(100 * done))
 
-                result = run_detection(store, out, model=model, progress=on_progress, memory_limit=memory_limit)
+                result = run_detection(store, out, model=model, progress=on_progress, memory_limit=memory_limit,
+                                       decisions=decisions)
         except (FileNotFoundError, StoreError, ValueError) as exc:
             fail(str(exc), EXIT_BAD_INPUT)
     counts = result.verdict_counts()

@@ -182,12 +182,14 @@ def _derive():
 @click.option("--context", "context_path", type=click.Path(exists=True, dir_okay=False),
               help="baselines to score against: a detect run's context.json (default: --detections' one, or the "
                    "shipped priors)")
+@click.option("--decisions", "decisions_path", type=click.Path(exists=True, dir_okay=False),
+              help="analysts' decisions (JSON Lines, written by the console) applied by the decision stage")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="output directory")
 @click.option("--no-online", is_flag=True, help="score from batch detections only")
 @_intel_options
 def replay_command(logs: tuple[str, ...], accounts: str | None, policy_path: str | None, detections: str | None,
-                   context_path: str | None, out: str, no_online: bool, intel: tuple[str, ...],
-                   group_key: str | None, group: str | None) -> None:
+                   context_path: str | None, decisions_path: str | None, out: str, no_online: bool,
+                   intel: tuple[str, ...], group_key: str | None, group: str | None) -> None:
     """Backtest a policy on recorded canonical exchanges (timestamp order, recorded time)."""
     from distillguard.gateway.config import ConfigError, build_scorer, load_accounts
     from distillguard.gateway.engine import Engine
@@ -197,7 +199,7 @@ def replay_command(logs: tuple[str, ...], accounts: str | None, policy_path: str
     try:
         account_info = load_accounts(accounts) if accounts else None
         scorer = build_scorer(policy, detections, online=not no_online, accounts=account_info,
-                              context=context_path)
+                              context=context_path, decisions=decisions_path)
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
     _attach_intel(scorer, intel, group_key, group, account_info)

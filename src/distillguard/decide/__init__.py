@@ -18,6 +18,10 @@ How (every number is a field of :class:`DecisionPolicy`, overridable in the gate
    corroborated by several members) may raise the risk up to ``intel_max_risk`` and no further, whatever
    the local evidence: ``risk = max(own, min(fused, intel_max_risk))``. One member can slow an account down,
    never get it blocked.
+5. *Analyst decisions* come last: a confirmed account is held at least at the confirmed verdict; a dismissed
+   one (a false positive) stays below throttle while its evidence stays within ``dismiss_margin`` points of
+   what the analyst saw and gains no new family: it is exempt from re-flagging on the same evidence, not
+   forever.
 
 ``allow < watch <= watch < throttle <= throttle < block <= block``.
 """
@@ -55,6 +59,7 @@ class DecisionPolicy:
     intel_weight: float = 0.9
     intel_max_risk: float = 0.6
     coordination_cap: float = 4.0
+    dismiss_margin: float = 2.0  # evidence points an account dismissed by an analyst may gain before it is re-judged
 
     def __post_init__(self) -> None:
         if not 0 < self.watch < self.throttle < self.block <= 1:
@@ -117,6 +122,11 @@ class Record:
     intel_score: np.ndarray | None = None  # in [0, 1]
     intel_corroborated: np.ndarray | None = None  # reported by several members
     intel_reasons: list[str] | None = None
+    # analyst decisions: "" (none), "confirm-block", "confirm-throttle" or "dismiss", with the evidence points and
+    # the families carrying >= family_floor points when the analyst decided (see distillguard.cases)
+    analyst: np.ndarray | None = None
+    analyst_points: np.ndarray | None = None
+    analyst_families: list[frozenset[str]] | None = None
 
     def __len__(self) -> int:
         return len(self.n)
@@ -185,14 +195,53 @@ def decide(record: Record, policy: DecisionPolicy = DEFAULT_POLICY, *, explain: 
         intel_capped = ~corroborated & (fused > single + 1e-9)
         risk = np.where(corroborated, fused, single)
 
+    analyst_note = [""] * m
+    if record.analyst is not None:
+        risk, analyst_note = _analyst(record, policy, risk, total, families)
+
     verdicts = [verdict(float(r), policy=policy) for r in risk]
     reasons: list[list[str]] = [[] for _ in range(m)]
     if explain:
         start = policy.watch if reasons_from is None else reasons_from
-        for i in np.flatnonzero(risk >= start):
+        for i in np.flatnonzero((risk >= start) | np.array([bool(a) for a in analyst_note], dtype=bool)):
             reasons[i] = _reasons(record, policy, int(i), families, bool(one_family[i]), bool(few[i]),
                                   bool(some[i]), bool(intel_capped[i]))
+            if analyst_note[i]:
+                reasons[i].append(analyst_note[i])
     return Decisions(risk, verdicts, reasons, total, own)
+
+
+def _analyst(record: Record, policy: DecisionPolicy, risk: np.ndarray, total: np.ndarray,
+             families: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
+    """Apply analysts' decisions: confirmed accounts held at their verdict, dismissed ones exempt on the same
+    evidence (re-judged when it grows by ``dismiss_margin`` points or a new family reaches ``family_floor``)."""
+    risk = risk.copy()
+    notes = [""] * len(risk)
+    seen = record.analyst_points if record.analyst_points is not None else np.zeros(len(risk))
+    for i, action in enumerate(record.analyst):
+        if not action:
+            continue
+        if action == "confirm-block":
+            risk[i] = max(risk[i], policy.block)
+            notes[i] = "confirmed by an analyst: block"
+        elif action == "confirm-throttle":
+            risk[i] = max(risk[i], policy.throttle)
+            notes[i] = "confirmed by an analyst: throttle"
+        elif action == "dismiss":
+            strong_now = {f for f, p in families.items() if p[i] * policy.weight(f) >= policy.family_floor}
+            before = record.analyst_families[i] if record.analyst_families is not None else frozenset()
+            new = strong_now - set(before)
+            if total[i] <= seen[i] + policy.dismiss_margin and not new:
+                if risk[i] >= policy.throttle:
+                    risk[i] = round(policy.throttle - 0.01, 4)
+                notes[i] = "dismissed by an analyst as a false positive: held below throttle on the same evidence"
+            else:
+                grew = f"new evidence: {', '.join(sorted(new))}" if new else \
+                    f"evidence grew from {seen[i]:.1f} to {total[i]:.1f} points"
+                notes[i] = f"dismissed by an analyst earlier; re-judged ({grew})"
+        else:
+            raise ValueError(f"unknown analyst decision {action!r}")
+    return risk, notes
 
 
 def _reasons(record: Record, policy: DecisionPolicy, i: int, families: dict[str, np.ndarray], one_family: bool,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from distillguard.decide import Decisions, Record, decide
+from distillguard.decide.analyst import AnalystDecision
+from distillguard.decide.analyst import columns as analyst_columns
 from distillguard.detect.base import DETECTORS, Detector, Features, build, check_detector, register
 from distillguard.detect.baselines import Baselines
 from distillguard.detect.detectors import DEFAULT_DETECTORS, FamilyDetector
@@ -51,7 +54,8 @@ def intel_columns(account_ids: np.ndarray, intel: Any) -> tuple[np.ndarray, np.n
 
 def score_accounts(account_ids: np.ndarray, features: Features, model: Model | None = None, intel: Any = None, *,
                    coordination: np.ndarray | None = None, coordination_reasons: list[str] | None = None,
-                   explain: bool = True, fit: bool = True) -> Scores:
+                   decisions: Mapping[str, AnalystDecision] | None = None, explain: bool = True,
+                   fit: bool = True) -> Scores:
     """Risk, verdict and reasons for every account (evidence -> :func:`distillguard.decide.decide`).
 
     With ``fit`` (batch detection) the model's baselines are measured on these same accounts, i.e. on the
@@ -66,6 +70,8 @@ def score_accounts(account_ids: np.ndarray, features: Features, model: Model | N
     record.coordination_reasons = coordination_reasons
     if intel is not None:
         record.intel_score, record.intel_corroborated, record.intel_reasons = intel_columns(account_ids, intel)
+    if decisions:
+        record.analyst, record.analyst_points, record.analyst_families = analyst_columns(account_ids, decisions)
     decisions: Decisions = decide(record, model.policy, explain=explain)
     components = dict(record.families)
     components.update({f"item:{name}": finding.points for name, finding in evidence.findings.items()})

@@ -67,7 +67,7 @@ def load_accounts(path: str | Path) -> dict[str, AccountInfo]:
 
 def build_scorer(policy: Policy, detections: str | Path | None = None, online: bool = True,
                  accounts: dict[str, AccountInfo] | None = None, background: bool = False,
-                 context: str | Path | None = None) -> Scorer:
+                 context: str | Path | None = None, decisions: str | Path | None = None) -> Scorer:
     """Batch evidence from ``detections`` (a detect output dir, reloaded on change), online evidence scored
     against that run's baselines (or ``context``, a ``context.json``), decided by the policy's ``decide``."""
     batch = BatchRisk(detections) if detections else None
@@ -88,5 +88,14 @@ def build_scorer(policy: Policy, detections: str | Path | None = None, online: b
             raise ConfigError(f"{context_path}: cannot read: no such file")
         online_evidence = OnlineFeatures(context=loaded, background=background, policy=policy.decide,
                                          accounts={a: info.record for a, info in (accounts or {}).items()})
-    return FusedScorer(batch=batch, online=online_evidence, policy=policy.decide)
+    analyst = None
+    if decisions:
+        from distillguard.decide.analyst import DecisionsError
+        from distillguard.gateway.scoring import DecisionsFile
+
+        try:
+            analyst = DecisionsFile(decisions)
+        except (DecisionsError, OSError) as exc:
+            raise ConfigError(str(exc)) from None
+    return FusedScorer(batch=batch, online=online_evidence, policy=policy.decide, analyst=analyst)
 

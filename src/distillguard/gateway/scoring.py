@@ -30,6 +30,7 @@ import numpy as np
 import orjson
 
 from distillguard.decide import COORDINATION, DEFAULT_POLICY, DecisionPolicy, Record, decide
+from distillguard.decide.analyst import AnalystDecision, load_decisions
 from distillguard.detect.evidence import FAMILIES
 from distillguard.intel.match import NO_INTEL, IntelScore
 
@@ -177,10 +178,12 @@ class FusedScorer:
     """Batch, online and intel evidence per account, decided by :func:`distillguard.decide.decide`."""
 
     def __init__(self, batch: BatchRisk | None = None, online: OnlineEvidence | None = None,
-                 policy: DecisionPolicy = DEFAULT_POLICY, intel: RequestIntelRisk | None = None) -> None:
+                 policy: DecisionPolicy = DEFAULT_POLICY, intel: RequestIntelRisk | None = None,
+                 analyst: Callable[[str], AnalystDecision | None] | None = None) -> None:
         self.batch, self.online = batch, online
         self.policy = policy
         self.intel = intel
+        self.analyst = analyst  # an analyst's decision in force for an account (console, --decisions)
         self._cache: dict[str, tuple[Any, Score]] = {}
         self._context_version = -1
         self._sync_online()
@@ -200,19 +203,21 @@ class FusedScorer:
             self._sync_online()
         online = self.online.evidence(account_id, now_ms) if self.online is not None else NO_ONLINE
         intel = self.intel.score(account_id, exchange_row) if self.intel is not None else NO_INTEL
-        if entry is None and not online.families and not online.coordination and not intel.score:
+        decision = self.analyst(account_id) if self.analyst is not None else None
+        if entry is None and not online.families and not online.coordination and not intel.score and decision is None:
             return _ALLOW
-        key = (entry, online, intel.score, intel.corroborated)
+        key = (entry, online, intel.score, intel.corroborated, decision)
         cached = self._cache.get(account_id)
         if cached is not None and cached[0] == key:
             return cached[1]
-        score = self._decide(entry, online, intel)
+        score = self._decide(entry, online, intel, decision)
         if len(self._cache) > 1_000_000:
             self._cache.clear()
         self._cache[account_id] = (key, score)
         return score
 
-    def _decide(self, entry: BatchEntry | None, online: Online, intel: IntelScore) -> Score:
+    def _decide(self, entry: BatchEntry | None, online: Online, intel: IntelScore,
+                decision: AnalystDecision | None = None) -> Score:
         batch_families = entry.families if entry is not None else {}
         families = {f: np.array([max(batch_families.get(f, 0.0), online.families.get(f, 0.0))])
                     for f in set(batch_families) | set(online.families)}
@@ -233,6 +238,10 @@ class FusedScorer:
             intel_score=np.array([intel.score]) if intel.score else None,
             intel_corroborated=np.array([intel.corroborated]) if intel.score else None,
             intel_reasons=["; ".join(intel.reasons)] if intel.score else None)
+        if decision is not None:
+            record.analyst = np.array([decision.action], dtype=object)
+            record.analyst_points = np.array([decision.points])
+            record.analyst_families = [decision.families]
         d = decide(record, self.policy, reasons_from=0.0)
         campaign = entry.campaign_id if entry is not None else None
         return Score(round(float(d.risk[0]), 4), tuple(d.reasons[0]), campaign, d.verdicts[0])
@@ -247,9 +256,10 @@ class FusedScorer:
         online = self.online.evidence(account_id, now_ms) if self.online is not None else NO_ONLINE
         current = getattr(self.intel, "current", None)
         intel = current(account_id) if current is not None else NO_INTEL
-        if entry is None and not online.families and not online.coordination and not intel.score:
+        decision = self.analyst(account_id) if self.analyst is not None else None
+        if entry is None and not online.families and not online.coordination and not intel.score and decision is None:
             return _ALLOW
-        return self._decide(entry, online, intel)
+        return self._decide(entry, online, intel, decision)
 
     def finish(self) -> None:
         """Score every account's final online state now (a replay's last exchanges may be unscored)."""
@@ -268,6 +278,34 @@ class FusedScorer:
         prime = getattr(self.online, "prime", None)
         if prime is not None:
             prime(rows)
+
+
+class DecisionsFile:
+    """Analysts' decisions from a JSON Lines file (``--decisions``), reloaded when it changes."""
+
+    def __init__(self, path: str | Path, check_every_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = Path(path)
+        self.check_every_s = check_every_s
+        self._clock = clock
+        self._mtime: float | None = None
+        self._next = 0.0
+        self.decisions: dict[str, AnalystDecision] = {}
+        self.reload()
+
+    def reload(self) -> None:
+        mtime = os.stat(self.path).st_mtime
+        if mtime != self._mtime:
+            self.decisions = load_decisions(self.path)
+            self._mtime = mtime
+
+    def __call__(self, account_id: str) -> AnalystDecision | None:
+        now = self._clock()
+        if now >= self._next:
+            self._next = now + self.check_every_s
+            with contextlib.suppress(OSError, ValueError):  # keep the last good decisions
+                self.reload()
+        return self.decisions.get(account_id)
 
 
 class FixedScorer:
