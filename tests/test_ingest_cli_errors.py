@@ -68,7 +68,7 @@ def test_intel_pull_and_publish_with_the_hub_down(tmp_path: Path, monkeypatch) -
     common = ["--url", url, "--collection", "c1", "--user", "u", "--state", str(tmp_path / "state.json")]
     result = CliRunner().invoke(main, ["intel", "pull", *common, "--group", str(group), "--out", str(tmp_path / "p")])
     assert result.exit_code == 1
-    assert f"{url}: cannot reach the TAXII hub (ConnectError" in _clean(result)
+    assert f"{url}: cannot reach the TAXII hub" in _clean(result)
     bundle = tmp_path / "bundle.json"
     bundle.write_text(json.dumps({"type": "bundle", "id": "bundle--0", "objects": []}))
     result = CliRunner().invoke(main, ["intel", "publish", *common, "--bundle", str(bundle)])
