@@ -84,10 +84,11 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
     Candidates are accounts whose own evidence reaches one family's worth (``family_floor`` points): a
     hydra's accounts may each look only mildly odd, and what they share is the evidence. Colleagues share
     cards, networks and prompt habits too, so linking alone proves nothing: a linked group's members get
-    coordination points (one more family for ``decide``) only when the group, on average, and the member
-    itself also show what harvesting costs or needs -- outputs taken or evasion (throwaway accounts, rotation,
-    client mixes: :data:`GROUP_FAMILIES`) -- and a group stays a campaign only while most of its members end up
-    restricted.
+    coordination points (one more family for ``decide``) only when the member itself takes outputs or is a
+    throwaway or disguised account (:data:`MEMBER_ITEMS`: an *eligible* member) and the group's eligible members,
+    on average, also show what harvesting costs or needs (:data:`GROUP_FAMILIES`, plus up to a point of
+    group-only identity evidence: one card, sign-up bursts, look-alike domains, a proxy pool); a group stays a
+    campaign only while most of its eligible members end up restricted.
     """
     from distillguard.attribution import AttributionConfig, campaign_id, find_campaigns
 
@@ -97,14 +98,20 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
     candidates = scores_table(first).set_column(1, "risk", pa.array(first.components["own"], pa.float64()))
     found = find_campaigns(con, candidates, features_table(ft), AttributionConfig(min_risk=gate, min_score=0.0))
     index = {a: i for i, a in enumerate(ft.account_ids)}
-    own = _harvest_or_evasion(first, len(ft.account_ids))
-    kept = [c for c in found if _group_evidence(c, own, index) >= GROUP_MIN]
-    eligible = own >= MEMBER_MIN
+    group = _points(first, len(ft.account_ids), GROUP_FAMILIES)
+    eligible = _points(first, len(ft.account_ids), ("harvest",), MEMBER_ITEMS) >= MEMBER_MIN
+    cfg = AttributionConfig()
+    kept = []
+    for camp in found:  # judged on the members that could be harvesters themselves, not on everyone linked
+        rows = [index[a] for a in camp.accounts if a in index and eligible[index[a]]]
+        if len(rows) >= cfg.min_accounts and float(group[rows].mean()) + _operation(camp) >= GROUP_MIN:
+            kept.append(camp)
     for _ in range(3):  # drop groups most of whose members are not restricted even with coordination, re-decide
         points, why = coordination_evidence(ft.account_ids, kept, model.policy.coordination_cap, eligible)
         scores = score_accounts(ft.account_ids, ft.features, model, intel, coordination=points,
                                 coordination_reasons=why, decisions=decisions, fit=False)
-        still = [c for c in kept if np.mean([flagged(scores.verdicts[index[a]]) for a in c.accounts]) >= 0.5]
+        still = [c for c in kept if np.mean([flagged(scores.verdicts[index[a]]) for a in c.accounts
+                                             if eligible[index[a]]] or [0.0]) >= 0.5]
         if len(still) == len(kept):
             break
         kept = still
@@ -112,7 +119,7 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
     # a campaign lists the members it restricts; a linked account the evidence does not restrict stays out
     for camp in kept:
         camp.accounts = [a for a in camp.accounts if flagged(scores.verdicts[index[a]])]
-    kept = [c for c in kept if len(c.accounts) >= AttributionConfig().min_accounts]
+    kept = [c for c in kept if len(c.accounts) >= cfg.min_accounts]
     for camp in kept:
         members = [index[a] for a in camp.accounts]
         camp.score = float(np.mean(scores.risk[members]))
@@ -121,41 +128,60 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
 
 
 # what separates a harvesting operation from colleagues who share a card, a network and prompt habits: what it
-# takes and who is asking. What its prompts say is not enough (eval labs and harvesters write alike).
-GROUP_FAMILIES = ("harvest", "identity")
-GROUP_MIN = 1.5  # mean points per member from the above before linking counts as coordination
-MEMBER_MIN = 0.5  # ... and what a member needs of it itself to be given coordination points
+# takes, and accounts made to be thrown away or to look like several clients. What its prompts say is not enough
+# (eval labs and harvesters write alike), nor, for a member, is rotating addresses (customers of a residential
+# proxy do, and the shared pool is the very link).
+GROUP_FAMILIES = ("harvest", "identity")  # a group's members on average: what they take, who they are
+GROUP_MIN = 1.5  # mean points per member from GROUP_FAMILIES before linking counts as coordination
+MEMBER_ITEMS = ("young_account", "client_mix")  # a member itself: besides what it takes, throwaway or disguise
+MEMBER_MIN = 0.5  # points a member needs of harvest + MEMBER_ITEMS to be given coordination points
 
 
-def _harvest_or_evasion(scores: Scores, n: int) -> np.ndarray:
-    """Per account: the evidence that separates a harvesting operation from colleagues who share a card."""
+def _operation(campaign: Any) -> float:
+    """Identity evidence only a group has (one card across accounts, sign-up bursts, look-alike e-mail domains,
+    a shared proxy pool): up to one point added to its members' mean."""
+    from distillguard.attribution import KINDS
+
+    weight = sum(e.weight for e in campaign.evidence if KINDS.get(e.kind, (0, ""))[1] == "identity")
+    return min(1.0, 2.0 * weight)
+
+
+def _points(scores: Scores, n: int, families: tuple[str, ...], items: tuple[str, ...] = ()) -> np.ndarray:
     total = np.zeros(n)
-    for family in GROUP_FAMILIES:
+    for family in families:
         total += scores.components.get(family, np.zeros(n))
+    for item in items:
+        total += scores.components.get(f"item:{item}", np.zeros(n))
     return total
-
-
-def _group_evidence(campaign: Any, own: np.ndarray, index: dict[str, int]) -> float:
-    rows = [index[a] for a in campaign.accounts if a in index]
-    return float(own[rows].mean()) if rows else 0.0
 
 
 def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: float,
                           eligible: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
-    """Cross-account points per member of the campaigns attribution found (linking strength times ``cap``);
-    members not ``eligible`` (no harvest or evasion evidence of their own) get none."""
+    """Cross-account points per member of the campaigns attribution found: ``cap`` times the campaign's linking
+    strength times how tied the member itself is (the weight of its own links inside the campaign, up to
+    :data:`TIED`): a core member of a hydra gets all of it, an account hanging on by one shared phrase little.
+    Members not ``eligible`` (no harvest or evasion evidence of their own) get none."""
     index = {a: i for i, a in enumerate(account_ids)}
     points = np.zeros(len(account_ids))
     why = [""] * len(account_ids)
     for camp in campaigns:
         kinds = ", ".join(dict.fromkeys(e.kind.replace("_", " ") for e in camp.evidence[:3])) or "linked"
-        value = cap * float(camp.strength)
+        tied: dict[str, float] = {}
+        for a, b, _, weight in getattr(camp, "edges", ()):
+            tied[a] = tied.get(a, 0.0) + weight
+            tied[b] = tied.get(b, 0.0) + weight
         for account in camp.accounts:
             i = index.get(account)
-            if i is not None and value > points[i] and (eligible is None or eligible[i]):
+            if i is None or (eligible is not None and not eligible[i]):
+                continue
+            value = cap * float(camp.strength) * min(1.0, tied.get(account, TIED) / TIED)
+            if value > points[i]:
                 points[i] = value
                 why[i] = f"member of {camp.id}: {len(camp.accounts)} linked accounts ({kinds})"
     return points, why
+
+
+TIED = 1.5  # total link weight at which a member counts as fully tied into its campaign
 
 
 def write_accounts_csv(path: Path, table: pa.Table) -> None:

@@ -88,8 +88,9 @@ def aggregate(con: duckdb.DuckDBPyConnection, cols: Columns, net: str, sync_buck
       ``_clients(account_id, tls_fp, user_agent, n)`` likewise, because a template, network or client key is
       evidence only when suspicious accounts dominate its holders;
     * ``_acct_min(account_id, x)`` (active time buckets) for the candidates (``_cand``) only;
-    * ``_acct_style(account_id, fp, n)``: phrasing min-hashes (signals ``style*``) an account's prompts
-      repeat (``n >= 2``: a generator's stock phrases recur, a payload's words do not), for every account.
+    * ``_acct_style(account_id, fp, n)``: phrasing min-hashes (signals ``style*``) of every account, kept only
+      for values that occur in at least three *different* prompts (templates) overall: a generator's stock
+      phrases do, while one prompt that several accounts happen to send (a popular question) does not.
     """
     cand = f"{cols.from_sql} SEMI JOIN _cand c ON c.account_id = e.account_id"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _acct AS
@@ -102,9 +103,12 @@ def aggregate(con: duckdb.DuckDBPyConnection, cols: Columns, net: str, sync_buck
         else []
     if styles:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _acct_style AS
-            SELECT account_id, fp, count(*) AS n FROM (
-                SELECT e.account_id, unnest([{", ".join(f"e.{c}" for c in styles)}]) AS fp FROM {cols.from_sql})
-            WHERE fp > 0 GROUP BY ALL HAVING count(*) >= 2""")
+            WITH s AS (
+                SELECT DISTINCT account_id, tpl, fp FROM (
+                    SELECT e.account_id, e.tpl, unnest([{", ".join(f"e.{c}" for c in styles)}]) AS fp
+                    FROM {cols.from_sql}) WHERE fp > 0),
+            phrase AS (SELECT fp FROM s GROUP BY fp HAVING count(DISTINCT tpl) >= 3)
+            SELECT account_id, fp, count(*) AS n FROM s SEMI JOIN phrase USING (fp) GROUP BY ALL""")
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE _acct_style (account_id VARCHAR, fp UINTEGER, n BIGINT)")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _acct_min AS

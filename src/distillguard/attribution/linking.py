@@ -72,7 +72,9 @@ class LinkConfig:
 
 _IPV4_NET = "regexp_extract({col}, '^(\\d+\\.\\d+\\.\\d+)\\.\\d+$', 1)"
 SET_KINDS = ("synchronised_activity", "shared_proxy_pool")
-PHRASE_WEIGHT = 0.1  # per stock phrase two accounts share, up to the kind's weight
+PHRASE_WEIGHT = 0.1  # per stock phrase two accounts share, up to the kind's weight ...
+PHRASE_ALONE = 4  # ... but below this many shared phrases, less than an edge on its own (min_edge): one task-style
+# instruction a customer happens to type the way a harvester's generator does must not link them
 
 
 def net_sql(col: str) -> str:
@@ -268,7 +270,9 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dic
         WITH weighed AS (
             SELECT a, b, kind, CASE kind {weights} END AS weight FROM _shared
             UNION ALL SELECT a, b, kind, (CASE kind {weights} END) * jac FROM _jac_arrow
-            UNION ALL SELECT a, b, 'shared_phrasing', least({KINDS["shared_phrasing"][0]}, {PHRASE_WEIGHT} * k)
+            UNION ALL SELECT a, b, 'shared_phrasing',
+                CASE WHEN k >= {PHRASE_ALONE} THEN least({KINDS["shared_phrasing"][0]}, {PHRASE_WEIGHT} * k)
+                     ELSE least({PHRASE_WEIGHT} * k, {cfg.min_edge} - 0.05) END
                 FROM _phrases WHERE k >= 2)
         SELECT least(ca.account_id, cb.account_id) AS a, greatest(ca.account_id, cb.account_id) AS b, p.kind,
                p.weight

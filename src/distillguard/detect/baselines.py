@@ -55,7 +55,7 @@ class Prior:
 PRIORS: dict[str, Prior] = {
     "log_tokens_per_req": Prior(5.8, 0.4),  # ~330 output tokens per request
     "amplification": Prior(0.2, 0.8),  # output about as long as the prompt
-    "log_reasoning_per_req": Prior(0.0, 1.0),
+    "log_reasoning_per_req": Prior(6.0, 0.6),  # ~400 tokens of returned reasoning, among accounts with any
     "ip_per_req": Prior(0.1, 0.1),
     "log_ip": Prior(1.1, 0.5),
     "log_prefix": Prior(0.9, 0.5),
@@ -80,6 +80,9 @@ PRIORS: dict[str, Prior] = {
     "cot": Prior(0.02, 0.05),
 }
 RATES = ("hit_cap", "logits", "coerce", "rubric", "synth", "length", "cot")
+# quantities most accounts do not have at all (returned reasoning: only reasoning models return it): the baseline
+# is what is usual among the accounts that have some, else a few hundred tokens would look extreme against zero
+CONDITIONAL = ("log_reasoning_per_req",)
 CONTINUOUS = tuple(name for name in PRIORS if name not in RATES)
 
 
@@ -174,6 +177,10 @@ class Baselines:
         n = np.expm1(column(features, "log_n"))[mask]
         for name in CONTINUOUS:
             values = column(features, name)[mask]
+            if name in CONDITIONAL:  # judged among the accounts that have any: most have none at all
+                values = values[values > 0]
+                if len(values) < MIN_ACCOUNTS:
+                    continue
             out[name] = _robust(values)
         for name in RATES:
             share = column(features, f"{name}_share")[mask]

@@ -128,7 +128,7 @@ def _amplification(finding: Finding, f: Features, i: int) -> str:
 
 
 def _reasoning(finding: Finding, f: Features, i: int) -> str:
-    return _vs(finding, i, f"~{_fmt_count(math.expm1(finding.observed[i]))} hidden reasoning tokens per request",
+    return _vs(finding, i, f"~{_fmt_count(math.expm1(finding.observed[i]))} tokens of returned reasoning per request",
                f"~{_fmt_count(math.expm1(finding.baseline[i]))}")
 
 
@@ -188,7 +188,8 @@ ITEMS: tuple[Item, ...] = (
     z_item("long_outputs", "harvest", "log_tokens_per_req", cap=3.0, says=_tokens),
     z_item("amplification", "harvest", "amplification", cap=2.0, says=_amplification),
     z_item("reasoning_volume", "harvest", "log_reasoning_per_req", cap=2.0, says=_reasoning),
-    rate_item("outputs_at_limit", "harvest", "hit_cap", cap=3.0, says=_rate_says("outputs cut at the token limit")),
+    rate_item("outputs_at_limit", "harvest", "hit_cap", cap=3.0,
+              says=_rate_says("long outputs (1,024+ tokens) cut at the token limit")),
     rate_item("logits", "harvest", "logits", cap=2.0, gate=_not_tiny_outputs,
               says=_rate_says("asks for token log-probabilities or several choices")),
     # what its prompts ask for

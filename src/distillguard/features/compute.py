@@ -137,7 +137,7 @@ def features_from_stats(stats: dict[str, np.ndarray], accounts: dict[str, np.nda
     f["log_tokens_per_req"] = np.log1p(stats["completion_tokens"] / n)
     f["log_prompt_per_req"] = np.log1p(stats["prompt_tokens"] / n)
     f["amplification"] = (stats["log_out"] - stats["log_in"]) / n
-    f["log_reasoning_per_req"] = np.log1p(stats["reasoning_tokens"] / n)
+    f["log_reasoning_per_req"] = np.log1p(stats["reasoning_chars"] / 4.0 / n)  # returned reasoning, in ~tokens
     f["reasoning_share"] = stats["reasoning_tokens"] / np.maximum(stats["completion_tokens"], 1.0)
     f["mean_log_max_tokens"] = stats["log_max_tokens"] / n
     for name in ("cot", "coerce", "rubric", "length", "synth", "probe", "logits", "hit_cap", "big_budget",

@@ -42,6 +42,8 @@ SUMS: tuple[Quantity, ...] = (
     Quantity("prompt_tokens", "coalesce(prompt_tokens, 0)", lambda e, s: _f(e.get("prompt_tokens"))),
     Quantity("completion_tokens", "coalesce(completion_tokens, 0)", lambda e, s: _f(e.get("completion_tokens"))),
     Quantity("reasoning_tokens", "coalesce(reasoning_tokens, 0)", lambda e, s: _f(e.get("reasoning_tokens"))),
+    # reasoning the response *returned* (characters): hidden reasoning tokens are billed, never harvested
+    Quantity("reasoning_chars", "coalesce(reasoning_chars, 0)", lambda e, s: _f(e.get("reasoning_chars"))),
     # log-scale output and input per exchange: their difference is how much the model generated per word asked
     Quantity("log_out", "ln(1 + coalesce(completion_tokens, 0))",
              lambda e, s: math.log1p(max(_f(e.get("completion_tokens")), 0.0))),

@@ -26,12 +26,13 @@ from distillguard.signals import cues
 from distillguard.signals.style import STYLE_K, style_hashes
 from distillguard.signals.text_model import SPEC_HASH, default_model
 
-VERSION = f"5-{SPEC_HASH[:6]}"  # the text classifiers' feature spec is part of the signal definitions
+VERSION = f"6-{SPEC_HASH[:6]}"  # the text classifiers' feature spec is part of the signal definitions
 TEXT_HEAD = 480  # characters of a prompt scanned from the start ...
 TEXT_TAIL = 240  # ... and from the end (instructions sit at either end of a template)
 TEMPLATE_CHARS = 48  # normalised characters hashed from each end for the template fingerprint
 TEMPLATE_SCAN = 256  # raw characters of the prompt normalised from each end for it
 BIG_BUDGET = 4096  # max_tokens at or above this asks for long outputs
+LONG_OUTPUT = 1024  # completion tokens at or above this make an output cut at the limit a harvested one
 
 SIGNAL_SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -49,7 +50,7 @@ SIGNAL_SCHEMA = pa.schema([
     *((f"style{k}", pa.uint32()) for k in range(STYLE_K)),  # phrasing min-hashes (0: too short), signals/style.py
     ("sys_fp", pa.uint64()),  # system prompt fingerprint (0 = none)
     ("params_fp", pa.uint64()),  # sampling parameters fingerprint (fixed params repeat it)
-    ("hit_cap", pa.bool_()),  # output stopped at the token limit
+    ("hit_cap", pa.bool_()),  # a long output (>= LONG_OUTPUT tokens) stopped at the token limit
     ("big_budget", pa.bool_()),  # max_tokens >= BIG_BUDGET
     ("single_turn", pa.bool_()),  # no earlier assistant turn: not a conversation
 ])
@@ -247,8 +248,9 @@ class Signals:
                       ^ (_effort_codes(effort).astype(np.uint64) << np.uint64(56)))
 
         completion = _num(table, "completion_tokens")
-        hit_cap = pc.equal(finish, "length").to_numpy(zero_copy_only=False) | (
-            (max_tokens > 0) & (completion >= 0.98 * max_tokens))
+        # a *long* output cut at its limit: a classifier asking for one token with logprobs hits its limit too
+        hit_cap = (pc.equal(finish, "length").to_numpy(zero_copy_only=False) | (
+            (max_tokens > 0) & (completion >= 0.98 * max_tokens))) & (completion >= LONG_OUTPUT)
         assistant_turns = _num(table, "n_assistant_turns")
 
         tpl = _template_fp(user_u)

@@ -77,10 +77,10 @@ _DICTIONARY_COLUMNS = [name for name in _STATISTICS_COLUMNS if name not in {
 # 2,600 files that positional-join union was ~50x slower than either scan alone.
 CARRIED = ("ts", "account_id", "api_key_id", "ip", "user_agent", "asn", "tls_fp", "model", "max_tokens", "temperature",
            "n_tools", "has_image", "n_assistant_turns", "prompt_tokens", "completion_tokens", "reasoning_tokens",
-           "status")
-# derived files with CARRIED columns (c2: with api_key_id, n_assistant_turns, reasoning_tokens); files written
-# before CARRIED existed are upgraded on read; any change to CARRIED needs a new layout name
-_DERIVED_LAYOUT = "c2"
+           "reasoning_chars", "status")
+# derived files with CARRIED columns (c3: with api_key_id, n_assistant_turns, reasoning tokens and characters);
+# files written before CARRIED existed are upgraded on read; any change to CARRIED needs a new layout name
+_DERIVED_LAYOUT = "c3"
 
 
 def _derived_table(derive: Derive, exchanges: pa.Table) -> pa.Table:
