@@ -51,9 +51,28 @@ def write_report(out_dir: Path, accounts: pa.Table, campaigns: list[Campaign], c
         "atlas_names": ATLAS_NAMES,
     }
     html = _ENV.get_template("report.html.j2").render(**context)
+    write_links(out_dir, campaigns)
     path = out_dir / "report.html"
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def write_links(out_dir: Path, campaigns: list[Campaign]) -> Path:
+    """``OUT/links.json``: each campaign's linking edges (account index pairs, evidence kind, weight), the data
+    of its evidence graph, for the analyst console (``campaigns.json`` carries no edges)."""
+    import orjson
+
+    doc: dict[str, Any] = {"campaigns": {}}
+    for c in campaigns:
+        ids = sorted(c.accounts)
+        index = {a: i for i, a in enumerate(ids)}
+        doc["campaigns"][c.id] = {"accounts": ids, "edges": [(index[a], index[b], kind, round(float(w), 4))
+                                                            for a, b, kind, w in c.edges if a in index and b in index]}
+    path = out_dir / "links.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_bytes(orjson.dumps(doc))
     os.replace(tmp, path)
     return path
 
