@@ -25,6 +25,8 @@ _COMMANDS: dict[str, str] = {
     "intel": "intel",
     "gateway": "gateway",
     "demo": "demo",
+    "console": "console",
+    "cases": "cases",
 }
 
 
