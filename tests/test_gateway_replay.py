@@ -83,16 +83,21 @@ def test_online_evidence_is_batch_detections_evidence():
     assert online.evidence("attacker", 0).families.get("elicitation", 0) > 1
 
 
-def test_links_add_coordination_evidence_never_a_restriction_alone():
+def test_links_add_coordination_evidence_only_to_eligible_accounts_never_a_restriction_alone():
+    from distillguard.gateway.scoring import Online
+
     online = OnlineFeatures(accounts={"a": {"payment_fp": "pfp_1"}, "b": {"payment_fp": "pfp_1"},
-                                      "c": {"payment_fp": "pfp_2"}})
+                                      "c": {"payment_fp": "pfp_2"}, "d": {"payment_fp": "pfp_1"}})
+    online.latest["b"] = Online(40.0, {"harvest": 2.0}, ("takes long outputs",), eligible=True)
+    online.latest["d"] = Online(40.0, {"elicitation": 3.0}, ("asks for grading",), eligible=False)
     assert online.evidence("b", 0).coordination == 0
     online.links.flag("a", online.accounts["a"])
     evidence = online.evidence("b", 0)
     assert evidence.coordination > 0 and "payment fingerprint" in evidence.coordination_reason
     assert online.evidence("a", 0).coordination == 0 and online.evidence("c", 0).coordination == 0
+    assert online.evidence("d", 0).coordination == 0  # a colleague sharing the card: no harvest, no link
     score = FusedScorer(online=online).score("b", {}, 0)
-    assert score.verdict in ("allow", "watch")  # cross-account evidence is one family: never alone
+    assert score.verdict in ("allow", "watch")  # one family of its own and the link: not yet restricted
 
 
 def test_replay_reports_bad_lines_with_file_line_field(tmp_path):

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from distillguard.decide import flagged
 from distillguard.detect import FAMILIES, Model, Scores, score_accounts
+from distillguard.detect.evidence import coordination_eligible
 from distillguard.features import FeatureTable, account_features, attach_signals
 from distillguard.model import format_ts
 from distillguard.signals import SIGNALS
@@ -85,7 +86,8 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
     hydra's accounts may each look only mildly odd, and what they share is the evidence. Colleagues share
     cards, networks and prompt habits too, so linking alone proves nothing: a linked group's members get
     coordination points (one more family for ``decide``) only when the member itself takes outputs or is a
-    throwaway or disguised account (:data:`MEMBER_ITEMS`: an *eligible* member) and the group's eligible members,
+    throwaway or disguised account (an *eligible* member, see ``detect.evidence.coordination_eligible``) and
+    the group's eligible members,
     on average, also show what harvesting costs or needs (:data:`GROUP_FAMILIES`, plus up to a point of
     group-only identity evidence: one card, sign-up bursts, look-alike domains, a proxy pool); a group stays a
     campaign only while most of its eligible members end up restricted.
@@ -99,7 +101,8 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
     found = find_campaigns(con, candidates, features_table(ft), AttributionConfig(min_risk=gate, min_score=0.0))
     index = {a: i for i, a in enumerate(ft.account_ids)}
     group = _points(first, len(ft.account_ids), GROUP_FAMILIES)
-    eligible = _points(first, len(ft.account_ids), ("harvest",), MEMBER_ITEMS) >= MEMBER_MIN
+    items = {k.split(":", 1)[1]: v for k, v in first.components.items() if k.startswith("item:")}
+    eligible = coordination_eligible(first.components, items)
     cfg = AttributionConfig()
     kept = []
     for camp in found:  # judged on the members that could be harvesters themselves, not on everyone linked
@@ -133,8 +136,6 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
 # proxy do, and the shared pool is the very link).
 GROUP_FAMILIES = ("harvest", "identity")  # a group's members on average: what they take, who they are
 GROUP_MIN = 1.5  # mean points per member from GROUP_FAMILIES before linking counts as coordination
-MEMBER_ITEMS = ("young_account", "client_mix")  # a member itself: besides what it takes, throwaway or disguise
-MEMBER_MIN = 0.5  # points a member needs of harvest + MEMBER_ITEMS to be given coordination points
 
 
 def _operation(campaign: Any) -> float:
@@ -146,12 +147,10 @@ def _operation(campaign: Any) -> float:
     return min(1.0, 2.0 * weight)
 
 
-def _points(scores: Scores, n: int, families: tuple[str, ...], items: tuple[str, ...] = ()) -> np.ndarray:
+def _points(scores: Scores, n: int, families: tuple[str, ...]) -> np.ndarray:
     total = np.zeros(n)
     for family in families:
         total += scores.components.get(family, np.zeros(n))
-    for item in items:
-        total += scores.components.get(f"item:{item}", np.zeros(n))
     return total
 
 

@@ -165,6 +165,15 @@ def _serve(upstream: str, policy_path: str | None, keys: str | None, state: str,
     server.run(app, host, port, limits, lifespan="on", proxy_headers=False)
 
 
+def _duration_ms(text: str) -> int | None:
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*", text)
+    if match is None or float(match.group(1)) <= 0:
+        return None
+    return int(float(match.group(1)) * {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}[match.group(2)])
+
+
 def _derive():
     """The per-exchange signal definitions, when the signals stage is installed."""
     try:
@@ -184,12 +193,15 @@ def _derive():
                    "shipped priors)")
 @click.option("--decisions", "decisions_path", type=click.Path(exists=True, dir_okay=False),
               help="analysts' decisions (JSON Lines, written by the console) applied by the decision stage")
+@click.option("--detect-every", "detect_every", default=None, metavar="DURATION",
+              help="run batch detection on the exchanges replayed so far every DURATION of recorded time (e.g. 6h, "
+                   "30m) and score with its latest run, as a deployment does on the gateway's spool")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="output directory")
 @click.option("--no-online", is_flag=True, help="score from batch detections only")
 @_intel_options
 def replay_command(logs: tuple[str, ...], accounts: str | None, policy_path: str | None, detections: str | None,
-                   context_path: str | None, decisions_path: str | None, out: str, no_online: bool,
-                   intel: tuple[str, ...], group_key: str | None, group: str | None) -> None:
+                   context_path: str | None, decisions_path: str | None, detect_every: str | None, out: str,
+                   no_online: bool, intel: tuple[str, ...], group_key: str | None, group: str | None) -> None:
     """Backtest a policy on recorded canonical exchanges (timestamp order, recorded time)."""
     from distillguard.gateway.config import ConfigError, build_scorer, load_accounts
     from distillguard.gateway.engine import Engine
@@ -204,7 +216,17 @@ def replay_command(logs: tuple[str, ...], accounts: str | None, policy_path: str
         fail(str(exc))
     _attach_intel(scorer, intel, group_key, group, account_info)
     engine = Engine(policy, scorer, accounts=account_info)
-    report = asyncio.run(replay(logs, engine, Path(out)))
+    detect = None
+    if detect_every:
+        from distillguard.gateway.replay import PeriodicDetection
+
+        every_ms = _duration_ms(detect_every)
+        if every_ms is None:
+            fail(f"--detect-every: expected a duration such as 6h, 30m or 1d, got {detect_every!r}", 2)
+        detect = PeriodicDetection(every_ms, Path(out) / "periodic", Path(accounts) if accounts else None)
+    report = asyncio.run(replay(logs, engine, Path(out), detect=detect))
+    if detect is not None:
+        console.print(f"batch detection ran {detect.runs} time(s) during the replay ({Path(out) / 'periodic'})")
     restricted = sum(1 for s in report.accounts.values() if s.first_restricted is not None)
     console.print(f"replayed {report.exchanges:,} exchanges from {len(report.accounts):,} accounts "
                   f"({restricted:,} reached throttle or block) -> {out}/decisions.csv, {out}/accounts.csv")

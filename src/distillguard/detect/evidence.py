@@ -218,6 +218,26 @@ ITEMS: tuple[Item, ...] = (
 )
 
 
+# Cross-account evidence is granted only to an account that could be a harvester itself: it takes outputs
+# (harvest), or it is a throwaway or disguised account. What its prompts say is not enough (eval labs and
+# harvesters write alike), nor is rotating addresses (customers of a residential proxy do, and a shared pool is
+# the very link). Batch attribution and the gateway's online links both use this one rule.
+COORDINATION_FAMILIES = ("harvest",)
+COORDINATION_ITEMS = ("young_account", "client_mix")
+COORDINATION_MIN = 0.5
+
+
+def coordination_eligible(families: dict[str, np.ndarray], items: dict[str, np.ndarray]) -> np.ndarray:
+    """Per account: may cross-account evidence count for it (see :data:`COORDINATION_FAMILIES`)."""
+    n = len(next(iter(families.values()))) if families else 0
+    total = np.zeros(n)
+    for family in COORDINATION_FAMILIES:
+        total = total + families.get(family, np.zeros(n))
+    for item in COORDINATION_ITEMS:
+        total = total + items.get(item, np.zeros(n))
+    return total >= COORDINATION_MIN
+
+
 @dataclass
 class Evidence:
     """Per-account evidence: item findings, family points (capped) and the volume behind them."""

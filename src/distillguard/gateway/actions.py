@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from distillguard.gateway.engine import Decision
-from distillguard.gateway.perturb import StreamPerturber, perturb_request, perturb_response
+from distillguard.gateway.perturb import (
+    ResponsesStreamPerturber,
+    StreamPerturber,
+    perturb_request,
+    perturb_response,
+    perturb_responses_request,
+    perturb_responses_response,
+)
 from distillguard.gateway.policy import Perturb
 
 
@@ -20,9 +27,10 @@ from distillguard.gateway.policy import Perturb
 class Flow:
     request: dict[str, Any]
     response: dict[str, Any] | None = None
-    stream: StreamPerturber | None = None  # set when a streamed response must be rewritten
+    stream: StreamPerturber | ResponsesStreamPerturber | None = None  # set when a stream must be rewritten
     refusal: tuple[int, bytes, dict[str, str]] | None = None  # (status, OpenAI error body, headers)
     changes: list[str] = field(default_factory=list)
+    api: str = "chat"  # chat (chat.completions bodies) | responses (Responses API bodies)
 
 
 class Action(Protocol):
@@ -49,10 +57,13 @@ class Degrade:
         self.p = p
 
     def apply(self, decision: Decision, flow: Flow) -> None:
+        responses = flow.api == "responses"
         if flow.response is None:
-            flow.changes.extend(perturb_request(flow.request, self.p))
+            flow.changes.extend((perturb_responses_request if responses else perturb_request)(flow.request, self.p))
             if flow.request.get("stream") is True:
-                flow.stream = StreamPerturber(self.p)
+                flow.stream = ResponsesStreamPerturber(self.p) if responses else StreamPerturber(self.p)
+        elif responses:
+            perturb_responses_response(flow.response, self.p)
         else:
             perturb_response(flow.response, self.p)
 

@@ -9,6 +9,7 @@ so a backtest exercises the same code the proxy does.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,12 +47,16 @@ class Decision:
     campaign_id: str | None = None
     status: int | None = None  # the error status the gateway answers with itself, when enforced
     perturb: bool = False  # responses get output defences
+    endpoint: str | None = None  # the API route decided on (e.g. /v1/chat/completions, /v1/files/{id})
 
     def audit_entry(self) -> dict[str, Any]:
-        return {"id": self.id, "account_id": self.account_id, "ts": format_ts(self.ts_ms), "action": self.action,
-                "tier": self.tier, "risk": self.risk, "reasons": self.reasons, "enforced": self.enforced,
-                "limited": self.limited, "retry_after_s": self.retry_after_s, "campaign_id": self.campaign_id,
-                "status": self.status, "perturb": self.perturb}
+        entry = {"id": self.id, "account_id": self.account_id, "ts": format_ts(self.ts_ms), "action": self.action,
+                 "tier": self.tier, "risk": self.risk, "reasons": self.reasons, "enforced": self.enforced,
+                 "limited": self.limited, "retry_after_s": self.retry_after_s, "campaign_id": self.campaign_id,
+                 "status": self.status, "perturb": self.perturb}
+        if self.endpoint is not None:
+            entry["endpoint"] = self.endpoint
+        return entry
 
     def error(self) -> tuple[int, bytes, dict[str, str]]:
         """The OpenAI-format refusal for an enforced block, throttle or fail-closed decision."""
@@ -79,6 +84,8 @@ class Engine:
         self.accounts = accounts or {}
         self.audit = audit
         self._tiers = {t.name: t for t in policy.tiers}
+        # notes about an account that belong in its decisions' reasons (e.g. online scoring shed under load)
+        self.annotate: Callable[[str], str | None] | None = None
 
     def exemption(self, account_id: str, org_id: str | None) -> str | None:
         p = self.policy
@@ -96,9 +103,30 @@ class Engine:
                      now_ms: int) -> Decision:
         """Decide for one request and append the decision to the audit log before it takes effect."""
         decision = await self._decide(exchange_id, account_id, org_id, row, now_ms)
+        endpoint = row.get("endpoint")
+        if isinstance(endpoint, str):
+            decision.endpoint = endpoint
+        if self.annotate is not None:
+            note = self.annotate(account_id)
+            if note:
+                decision.reasons.append(note)
         if self.audit is not None:
             self.audit.write(decision.audit_entry())
         return decision
+
+    def refused(self, request_id: str, now_ms: int, status: int, code: str | None, message: str, *,
+                account_id: str | None = None, api_key_id: str | None = None, client_ip: str | None = None,
+                method: str | None = None, endpoint: str | None = None) -> None:
+        """Audit a request the gateway refused before any decision (bad key, malformed body, unknown route...).
+
+        Key stuffing and probing show in the audit log this way; the key appears only as its id (a hash).
+        """
+        if self.audit is None:
+            return
+        self.audit.write({"id": request_id, "account_id": account_id, "ts": format_ts(now_ms), "action": "refuse",
+                          "tier": None, "risk": None, "reasons": [message[:300]], "enforced": True,
+                          "status": status, "code": code, "api_key_id": api_key_id, "client_ip": client_ip,
+                          "method": method, "endpoint": endpoint})
 
     async def _decide(self, exchange_id: str, account_id: str, org_id: str | None, row: dict[str, Any],
                       now_ms: int) -> Decision:
@@ -166,6 +194,9 @@ class Engine:
     def _failed(self, exchange_id: str, account_id: str, now_ms: int, why: str) -> Decision:
         if self.policy.fail == "open":
             return Decision(exchange_id, account_id, now_ms, "allow", "fail-open", 0.0, [why, "fail-open"])
+        if self.policy.mode == "shadow":  # shadow mode never enforces, not even its failure mode
+            return Decision(exchange_id, account_id, now_ms, "block", "fail-closed", 1.0,
+                            [why, "fail-closed", "shadow: not enforced"], enforced=False)
         return Decision(exchange_id, account_id, now_ms, "block", "fail-closed", 1.0, [why, "fail-closed"],
                         status=503)
 

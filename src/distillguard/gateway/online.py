@@ -41,6 +41,7 @@ import orjson
 
 from distillguard.decide import DEFAULT_POLICY, DecisionPolicy, decide, flagged
 from distillguard.detect.baselines import Baselines
+from distillguard.detect.evidence import coordination_eligible
 from distillguard.features.compute import Context
 from distillguard.features.state import AccountState, features_many
 from distillguard.gateway.scoring import NO_ONLINE, Online
@@ -72,13 +73,16 @@ class EvidenceScorer:
         if not features:
             return []
         columns = {name: np.array([f[name] for f in features]) for name in features[0]}
-        record = self.model.record(columns)
+        evidence = self.model.evidence(columns)
+        record = self.model.record(columns, evidence)
+        items = {name: finding.points for name, finding in evidence.findings.items()}
+        eligible = coordination_eligible(record.families, items)
         out = []
         for i in range(len(features)):
             families = {name: round(float(points[i]), 6) for name, points in record.families.items()
                         if points[i] > 0}
             reasons = tuple(f"online: {words}" for _, words in record.explain(i)) if families else ()
-            out.append(Online(float(record.n[i]), families, reasons))
+            out.append(Online(float(record.n[i]), families, reasons, eligible=bool(eligible[i])))
         return out
 
     def flags(self, evidence: Online) -> bool:
@@ -99,11 +103,11 @@ class Links:
     """Cheap cross-account evidence: accounts tied to already-flagged accounts or known campaigns.
 
     Sources: accounts flagged by batch detection (``--detections``: verdict throttle or
-    block, campaign membership), campaigns' payment fingerprints (``campaigns.json``),
-    and accounts the online evidence alone would restrict. An account that shares a payment
-    fingerprint with one of them gets ``LINK_POINTS`` of coordination evidence: as much as one
-    family, so it restricts only together with evidence of another family (a card shared inside
-    a company team is not enough).
+    block, campaign membership) and accounts the online evidence alone would restrict. An account
+    that shares a payment fingerprint with one of them gets ``LINK_POINTS`` of coordination evidence,
+    if it may get cross-account evidence at all (batch attribution's rule,
+    ``detect.evidence.coordination_eligible``): as much as one family, so it restricts only together
+    with evidence of another family (a card shared inside a company team is not enough).
 
     Not used: campaigns' template fingerprints (the ``tpl`` signal). Agentic harvesting imitates coding
     agents, so a template is no account link; shared intel compares keyed MinHash over whole prompts instead.
@@ -111,25 +115,13 @@ class Links:
 
     def __init__(self) -> None:
         self.payments: dict[str, set[str]] = {}  # payment fingerprint -> flagged accounts using it
-        self.payment_campaigns: dict[str, str] = {}  # payment fingerprint -> campaign id (from campaigns.json)
         self.flagged: set[str] = set()
 
     def seed(self, batch: Any, accounts: dict[str, dict[str, Any]]) -> None:
-        """Flagged accounts and campaign identifiers from batch detection (accounts.csv + campaigns.json)."""
+        """Accounts batch detection restricts or put in a campaign (accounts.csv)."""
         for account, entry in batch.entries.items():
             if flagged(entry.verdict) or entry.campaign_id:
                 self.flag(account, accounts.get(account))
-        campaigns = batch.path.parent / "campaigns.json"
-        if campaigns.exists():
-            try:
-                doc = orjson.loads(campaigns.read_bytes())
-            except orjson.JSONDecodeError:
-                log.warning("%s: not JSON, campaign identifiers not loaded", campaigns)
-                return
-            for camp in doc.get("campaigns", []):
-                cid = str(camp.get("id", "campaign"))
-                for fp in (camp.get("identifiers") or {}).get("payment_fps", []):
-                    self.payment_campaigns[str(fp)] = cid
 
     def flag(self, account: str, record: dict[str, Any] | None) -> None:
         self.flagged.add(account)
@@ -146,8 +138,6 @@ class Links:
         if others:
             return LINK_POINTS, (f"linked: shares a payment fingerprint with {len(others)} flagged account(s) "
                                  f"({min(others)})")
-        if payment in self.payment_campaigns:
-            return LINK_POINTS, f"linked: payment fingerprint of {self.payment_campaigns[payment]}"
         return 0.0, ""
 
 
@@ -217,9 +207,11 @@ class OnlineFeatures:
             if pending and now_ms - pending[0]["ts"] >= self.max_lag_ms:
                 self.flush()
         own = self.latest.get(account_id, NO_ONLINE)
+        if not own.eligible:
+            return own
         points, why = self.links.evidence(account_id, self.accounts.get(account_id))
         if points:
-            return Online(own.n, own.families, own.reasons, points, why)
+            return Online(own.n, own.families, own.reasons, points, why, own.eligible)
         return own
 
     def prime(self, rows: list[tuple]) -> None:
@@ -301,8 +293,9 @@ class OnlineFeatures:
                 if evidence.families:
                     shared = self._shared
                     if len(shared) < MAX_SHARED:
-                        evidence = Online(evidence.n, evidence.families, shared.setdefault(evidence.reasons,
-                                                                                             evidence.reasons))
+                        evidence = Online(evidence.n, evidence.families,
+                                          shared.setdefault(evidence.reasons, evidence.reasons),
+                                          eligible=evidence.eligible)
                     self.latest[account] = evidence
                 else:
                     self.latest.pop(account, None)
@@ -364,6 +357,10 @@ class ScorerProcess:
         self._in = b""
         self._flushed = 0
         self.dropped = 0
+        self.sent = 0
+        self.shed_total = 0
+        self.shedding = False
+        self.audit: Any = None  # the gateway's AuditLog: shedding is audited
         self.dead = False
 
     def send(self, row: dict[str, Any]) -> None:
@@ -381,6 +378,10 @@ class ScorerProcess:
         self._rows += 1
         if self._rows >= SEND_ROWS or time.monotonic() - self._oldest >= SEND_WAIT_S:
             self._drain()
+
+    def shed_note(self, account: str) -> str | None:
+        """The reason to add to the account's decisions while some of its exchanges go unscored (load shedding)."""
+        return None
 
     def send_control(self, message: list[Any]) -> None:
         """A control message (new baselines) for the worker, in order with the rows already sent."""
@@ -427,8 +428,8 @@ class ScorerProcess:
         for line in lines:
             message = orjson.loads(line)
             if message[0] == "scored":
-                self.owner.publish({a: Online(n, families, tuple(why)) for a, (n, families, why)
-                                    in message[1].items()})
+                self.owner.publish({a: Online(n, families, tuple(why), eligible=bool(ok))
+                                    for a, (n, families, why, ok) in message[1].items()})
             elif message[0] == "flushed":
                 self._flushed += 1
 
@@ -499,7 +500,7 @@ def _worker_main(in_fd: int, out_fd: int, config: dict[str, Any]) -> None:
     def write(message: Any) -> None:
         os.write(out_fd, orjson.dumps(message) + b"\n")  # blocking: only the worker waits
 
-    online.on_scored = lambda results: write(["scored", {a: [e.n, e.families, list(e.reasons)]
+    online.on_scored = lambda results: write(["scored", {a: [e.n, e.families, list(e.reasons), e.eligible]
                                                          for a, e in results.items()}])
     buffer = b""
     pending_since: float | None = None

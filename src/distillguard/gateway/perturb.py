@@ -115,3 +115,192 @@ class StreamPerturber:
             else:
                 delta[key] = value[:room]
                 self.reasoning_sent += len(delta[key])
+
+
+# ---- the Responses API (/v1/responses) ------------------------------------------------------------------------
+_RESPONSES_INCLUDE_DROPPED = ("reasoning.encrypted_content", "message.output_text.logprobs")
+
+
+def perturb_responses_request(body: dict[str, Any], p: Perturb) -> list[str]:
+    """Edit a Responses API request in place: no log-probabilities, no encrypted reasoning, capped output."""
+    changed = []
+    if p.strip_logprobs and body.pop("top_logprobs", None) is not None:
+        changed.append("dropped top_logprobs")
+    include = body.get("include")
+    if isinstance(include, list):
+        drop = {x for x, on in zip(_RESPONSES_INCLUDE_DROPPED, (p.reasoning != "keep", p.strip_logprobs),
+                                   strict=True) if on}
+        kept = [x for x in include if x not in drop]
+        if len(kept) != len(include):
+            body["include"] = kept
+            changed.append("include narrowed")
+    value = body.get("max_output_tokens")
+    if p.max_tokens_cap and isinstance(value, int) and value > p.max_tokens_cap:
+        body["max_output_tokens"] = p.max_tokens_cap
+        changed.append(f"max_output_tokens {value}->{p.max_tokens_cap}")
+    return changed
+
+
+def _summary_item(item: dict[str, Any], text: str) -> None:
+    """A reasoning item reduced to one summary part holding ``text`` (no raw reasoning, no encrypted content)."""
+    item["summary"] = [{"type": "summary_text", "text": text}] if text else []
+    item.pop("content", None)
+    item.pop("encrypted_content", None)
+
+
+def _reasoning_summary(item: dict[str, Any]) -> str:
+    parts = item.get("summary") if isinstance(item.get("summary"), list) else []
+    return "".join(part["text"] for part in parts if isinstance(part, dict) and isinstance(part.get("text"), str))
+
+
+def _strip_output_logprobs(item: dict[str, Any]) -> None:
+    for part in item.get("content") or [] if isinstance(item.get("content"), list) else []:
+        if isinstance(part, dict) and part.get("logprobs"):
+            part["logprobs"] = []
+
+
+def perturb_responses_response(body: dict[str, Any], p: Perturb) -> None:
+    """Edit a Responses API ``Response`` in place: reasoning items removed (or cut to a summary), logprobs stripped."""
+    output = body.get("output")
+    if not isinstance(output, list):
+        return
+    kept = []
+    budget = p.summary_chars
+    for item in output:
+        if not isinstance(item, dict):
+            kept.append(item)
+            continue
+        if item.get("type") == "reasoning" and p.reasoning != "keep":
+            if p.reasoning == "withhold":
+                continue
+            text = _reasoning_summary(item)
+            cut = summarise(text, budget) if text and budget > 0 else ""
+            budget -= len(cut)
+            _summary_item(item, cut)
+        elif item.get("type") == "message" and p.strip_logprobs:
+            _strip_output_logprobs(item)
+        kept.append(item)
+    body["output"] = kept
+
+
+_REASONING_EVENTS = ("response.reasoning_summary_part.", "response.reasoning_summary_text.",
+                     "response.reasoning_text.")
+_RESPONSE_EVENTS = frozenset({"response.created", "response.queued", "response.in_progress", "response.completed",
+                              "response.incomplete", "response.failed"})
+
+
+class ResponsesStreamPerturber:
+    """Rewrites a Responses API event stream one event at a time.
+
+    ``withhold``: reasoning output items and every event about them are dropped, the later items' ``output_index``
+    renumbered (the SDKs index their snapshot by it) and ``sequence_number`` kept contiguous; the ``response``
+    objects of lifecycle events lose their reasoning items. ``summarise``: summary deltas are cut to the summary
+    budget, raw reasoning text (``response.reasoning_text.*``) and encrypted content dropped. Log-probabilities are
+    emptied when the policy strips them.
+    """
+
+    def __init__(self, p: Perturb) -> None:
+        self.p = p
+        self.splitter = EventSplitter()
+        self.dropped: list[int] = []  # upstream output indices of withheld items, ascending
+        self.reasoning: set[int] = set()  # upstream output indices of reasoning items (summarise mode)
+        self.sent: dict[tuple[int, int], str] = {}  # (output_index, summary_index) -> summary text sent
+        self.budget = p.summary_chars
+        self.sequence = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(self._event(event) for event in self.splitter.feed(chunk))
+
+    def close(self) -> bytes:
+        rest = self.splitter.rest()
+        return self._event(rest) if rest.strip() else b""
+
+    def _index(self, index: int) -> int:
+        return index - sum(1 for d in self.dropped if d < index)
+
+    def _event(self, event: bytes) -> bytes:
+        data = data_of(event)
+        if data is None or data == b"[DONE]":
+            return event + b"\n\n"
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return event + b"\n\n"
+        if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+            return event + b"\n\n"
+        if not self._rewrite(obj):
+            return b""
+        if "sequence_number" in obj:
+            obj["sequence_number"] = self.sequence
+            self.sequence += 1
+        return b"event: " + obj["type"].encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
+
+    def _rewrite(self, obj: dict[str, Any]) -> bool:
+        """Edit one event in place; False: drop it."""
+        kind, p = obj["type"], self.p
+        if kind in _RESPONSE_EVENTS:
+            if isinstance(obj.get("response"), dict):
+                self._response(obj["response"])
+            return True
+        index = obj.get("output_index")
+        item = obj.get("item")
+        if kind == "response.output_item.added" and isinstance(item, dict) and isinstance(index, int) \
+                and item.get("type") == "reasoning" and p.reasoning != "keep":
+            if p.reasoning == "withhold":
+                self.dropped.append(index)
+                return False
+            self.reasoning.add(index)
+        if isinstance(index, int):
+            if index in self.dropped:
+                return False
+            if index in self.reasoning:
+                return self._summarise(obj, kind, index)
+            obj["output_index"] = self._index(index)
+        if p.strip_logprobs:
+            if "logprobs" in obj and kind.startswith("response.output_text."):
+                obj["logprobs"] = []
+            if isinstance(item, dict) and item.get("type") == "message":
+                _strip_output_logprobs(item)
+            part = obj.get("part")
+            if isinstance(part, dict) and part.get("logprobs"):
+                part["logprobs"] = []
+        return True
+
+    def _summarise(self, obj: dict[str, Any], kind: str, index: int) -> bool:
+        """Summarise mode, an event about a reasoning item: summary text up to the budget, nothing else."""
+        obj["output_index"] = self._index(index)
+        if kind.startswith("response.reasoning_text.") or kind.startswith("response.content_part."):
+            return False  # raw reasoning text
+        key = (index, obj.get("summary_index", 0) if isinstance(obj.get("summary_index"), int) else 0)
+        if kind == "response.reasoning_summary_text.delta":
+            delta = obj.get("delta") if isinstance(obj.get("delta"), str) else ""
+            room = max(0, self.budget)
+            if room <= 0:
+                return False
+            obj["delta"] = delta[:room]
+            self.budget -= len(obj["delta"])
+            self.sent[key] = self.sent.get(key, "") + obj["delta"]
+            return True
+        if kind == "response.reasoning_summary_text.done":
+            obj["text"] = self.sent.get(key, "")
+        elif kind.startswith("response.reasoning_summary_part.") and isinstance(obj.get("part"), dict):
+            obj["part"]["text"] = self.sent.get(key, "")
+        elif kind.startswith("response.output_item.") and isinstance(obj.get("item"), dict):
+            text = "".join(v for (i, _), v in sorted(self.sent.items()) if i == index)
+            _summary_item(obj["item"], text)
+        return True
+
+    def _response(self, response: dict[str, Any]) -> None:
+        output = response.get("output")
+        if not isinstance(output, list):
+            return
+        kept = []
+        for i, item in enumerate(output):
+            if isinstance(item, dict) and item.get("type") == "reasoning" and self.p.reasoning != "keep":
+                if self.p.reasoning == "withhold":
+                    continue
+                _summary_item(item, "".join(v for (j, _), v in sorted(self.sent.items()) if j == i))
+            elif isinstance(item, dict) and item.get("type") == "message" and self.p.strip_logprobs:
+                _strip_output_logprobs(item)
+            kept.append(item)
+        response["output"] = kept

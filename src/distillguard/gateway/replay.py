@@ -88,8 +88,61 @@ def load_rows(paths: Sequence[str | Path], report: ReplayReport) -> list[tuple]:
     return rows
 
 
+class PeriodicDetection:
+    """Batch detection run alongside the replayed gateway, as a deployment runs it on the gateway's spool.
+
+    Every ``every_ms`` of recorded time, the exchanges replayed so far are added to a scratch store and
+    ``distillguard detect`` runs on it; the gateway then scores with that run's evidence (coordination found by
+    attribution included) and baselines, exactly as ``gateway --detections`` does with a periodic batch job.
+    Only the past is used: a run at time t sees exchanges before t.
+    """
+
+    def __init__(self, every_ms: int, work: Path, accounts: Path | None = None, model: Any = None,
+                 decisions: Any = None) -> None:
+        from distillguard.signals import SIGNALS
+        from distillguard.store import Store
+
+        self.every_ms = every_ms
+        self.work = Path(work)
+        self.store = Store.open(self.work / "store")
+        self.derive = SIGNALS
+        self.model = model
+        self.decisions = decisions
+        self.runs = 0
+        self._pending: list[tuple] = []
+        self._next: int | None = None
+        if accounts is not None:
+            from distillguard.ingest.pipeline import ingest
+
+            ingest([], self.store, accounts=accounts)
+
+    def add(self, values: tuple, ts_ms: int) -> Path | None:
+        """Record a replayed exchange; returns a new detections directory when a run is due."""
+        if self._next is None:
+            self._next = ts_ms + self.every_ms
+        ran = None
+        if ts_ms >= self._next and self._pending:
+            ran = self.run()
+            while self._next <= ts_ms:
+                self._next += self.every_ms
+        self._pending.append(values)
+        return ran
+
+    def run(self) -> Path:
+        from distillguard.model import rows_to_table
+        from distillguard.pipeline import run_detection
+
+        self.store.write_exchanges([rows_to_table(self._pending)], derive=self.derive)
+        self._pending = []
+        self.runs += 1
+        out = self.work / f"detect-{self.runs:04d}"
+        run_detection(self.store, out, model=self.model, decisions=self.decisions)
+        return out
+
+
 async def replay(paths: Sequence[str | Path], engine: Engine, out: str | Path,
-                 on_progress: Callable[[int], None] | None = None) -> ReplayReport:
+                 on_progress: Callable[[int], None] | None = None,
+                 detect: PeriodicDetection | None = None) -> ReplayReport:
     report = ReplayReport()
     rows = load_rows(paths, report)
     out = Path(out)
@@ -102,6 +155,10 @@ async def replay(paths: Sequence[str | Path], engine: Engine, out: str | Path,
             if prime is not None and (i - 1) % PRIME_ROWS == 0:
                 prime(rows[i - 1:i - 1 + PRIME_ROWS])
             row = dict(zip(COLUMNS, values, strict=True))
+            if detect is not None:
+                ran = detect.add(values, row["ts"])
+                if ran is not None:
+                    engine.scorer.use_detections(ran)
             decision = await engine.decide(row["id"], row["account_id"], row["org_id"], request_view(row), row["ts"])
             await engine.complete(decision, row)
             writer.writerow((decision.id, decision.account_id, format_ts(decision.ts_ms), decision.action,

@@ -52,6 +52,7 @@ class Online:
     reasons: tuple[str, ...] = ()
     coordination: float = 0.0  # cross-account evidence the gateway found itself (payment links)
     coordination_reason: str = ""
+    eligible: bool = False  # may cross-account evidence count for it (detect.evidence.coordination_eligible)
 
 
 NO_ONLINE = Online(0.0, {})
@@ -186,6 +187,13 @@ class FusedScorer:
         self.analyst = analyst  # an analyst's decision in force for an account (console, --decisions)
         self._cache: dict[str, tuple[Any, Score]] = {}
         self._context_version = -1
+        self._sync_online()
+
+    def use_detections(self, detections: str | Path) -> None:
+        """Score with another detect run's output from now on (a periodic batch job's latest run)."""
+        self.batch = BatchRisk(detections)
+        self._context_version = -1
+        self._cache.clear()
         self._sync_online()
 
     def _sync_online(self) -> None:

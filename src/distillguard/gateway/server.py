@@ -11,7 +11,12 @@ limits to a subclass of uvicorn's own HTTP protocol (httptools, or h11):
 * a request body must be complete within ``body_timeout_s`` of its head; else the connection is closed
   (the app sees a disconnect);
 * at most ``max_connections`` open connections, ``max_connections_per_client`` from one client address;
-  a connection beyond them is answered 503 or 429 at once and closed.
+  a connection beyond them is answered 503 or 429 at once and closed;
+* a request target (URL) of at most ``max_url_bytes``, else 414.
+
+Whatever the HTTP layer refuses itself (a malformed request, a head or URL too large, a head too slow) is
+answered in the OpenAI error format (``{"error": {...}}``, JSON) rather than uvicorn's plain-text 400, and
+reported to the app's ``listener`` (the gateway audits and counts it, and the answer carries its request id).
 
 A request pipelined behind one still being answered is timed from when that answer is complete. The
 deadlines are checked by one timer per server every ``tick`` seconds, not a timer per request.
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +44,7 @@ class ServerLimits:
     body_timeout_s: float = 60.0  # whole request body, from the end of its head
     keep_alive_s: float = 5.0  # idle time between requests on a connection (uvicorn's timeout_keep_alive)
     max_head_bytes: int = 64 * 1024  # request line + headers
+    max_url_bytes: int = 8 * 1024  # request target
     max_connections: int = 4096  # open connections in all (0: no limit)
     max_connections_per_client: int = 128  # open connections from one client IP (0: no limit)
 
@@ -48,17 +55,29 @@ class ServerLimits:
                 raise ValueError(f"{name}: expected a positive number of seconds, got {value!r}")
         if self.max_head_bytes < 1024:
             raise ValueError(f"max_head_bytes: expected at least 1024, got {self.max_head_bytes!r}")
+        if self.max_url_bytes < 256:
+            raise ValueError(f"max_url_bytes: expected at least 256, got {self.max_url_bytes!r}")
         for name in ("max_connections", "max_connections_per_client"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected 0 (no limit) or more, got {getattr(self, name)!r}")
 
 
-def _reply(status: int, reason: str, message: str, code: str) -> bytes:
+def _reply(status: int, reason: str, message: str, code: str, request_id: str | None = None) -> bytes:
     """A complete ``connection: close`` response with an OpenAI-format error body."""
     body = orjson.dumps({"error": {"message": message, "type": "invalid_request_error" if status < 500
                                    else "service_unavailable", "param": None, "code": code}})
+    rid = f"x-request-id: {request_id}\r\n" if request_id else ""
     return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            "connection: close\r\n\r\n").encode() + body
+            f"{rid}connection: close\r\n\r\n").encode() + body
+
+
+# what the HTTP layer answers itself, by cause: (status, reason phrase, message, code)
+_REFUSALS = {
+    "invalid_http": (400, "Bad Request", "Invalid HTTP request received.", "invalid_http"),
+    "url_too_long": (414, "URI Too Long", "The request URL is too long.", "uri_too_long"),
+    "head_too_large": (431, "Request Header Fields Too Large", "The request head is too large.",
+                       "request_header_too_large"),
+}
 
 
 TOO_MANY_FROM_CLIENT = _reply(429, "Too Many Requests", "Too many open connections from this address.",
@@ -71,7 +90,11 @@ HEAD_TOO_LARGE = _reply(431, "Request Header Fields Too Large", "The request hea
 
 
 class _HeadTooLarge(Exception):
-    """Raised from a parser callback: uvicorn answers 400 and closes."""
+    """Raised from a parser callback: the parser stops and the answer is :attr:`cause` (431 or 414)."""
+
+    def __init__(self, message: str, cause: str = "head_too_large") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class ConnectionGuard:
@@ -84,6 +107,9 @@ class ConnectionGuard:
         self.tick = max(0.05, min(1.0, self.limits.header_timeout_s / 5, self.limits.body_timeout_s / 5))
         self.refused = 0  # connections refused over a limit
         self.expired = 0  # connections closed past a read deadline
+        self.malformed = 0  # requests refused by the HTTP layer (malformed, head or URL too large)
+        # (status, code, client address) -> request id: the app's hook for requests refused here
+        self.listener: Callable[[int, str, str | None], str | None] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     def protocol(self, http: str = "auto") -> type[asyncio.Protocol]:
@@ -114,6 +140,18 @@ class ConnectionGuard:
             self.refused += 1
             return TOO_MANY_FROM_CLIENT
         return None
+
+    def refusal(self, cause: str, client: str | None) -> bytes:
+        """The JSON answer to a request refused by the HTTP layer, after telling the listener."""
+        self.malformed += 1
+        status, reason, message, code = _REFUSALS[cause]
+        request_id = None
+        if self.listener is not None:
+            try:
+                request_id = self.listener(status, code, client)
+            except Exception:  # noqa: BLE001 - the answer goes out whatever the listener does
+                request_id = None
+        return _reply(status, reason, message, code, request_id)
 
     def release(self, conn: Any) -> None:
         if conn not in self.connections:
@@ -146,6 +184,7 @@ class _Guarded:
     _g_deadline: float | None = None
     _g_head_bytes = 0
     _g_client: str | None = None
+    _g_cause = "invalid_http"  # why the next 400 is sent (set before a parser callback refuses a request)
     transport: asyncio.Transport
     client: tuple[str, int] | None
     loop: asyncio.AbstractEventLoop
@@ -175,8 +214,15 @@ class _Guarded:
         if self._g_phase == HEAD:
             self._g_head_bytes += len(data)
             if self._g_head_bytes > self._guard.limits.max_head_bytes and not self.transport.is_closing():
-                self.transport.write(HEAD_TOO_LARGE)
+                self.transport.write(self._guard.refusal("head_too_large", self._g_client))
                 self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's plain-text 400 for a request it cannot parse, in the OpenAI JSON error format instead."""
+        if self.transport.is_closing():
+            return
+        self.transport.write(self._guard.refusal(self._g_cause, self._g_client))
+        self.transport.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # type: ignore[misc]
@@ -234,13 +280,20 @@ def _protocols() -> dict[str, type]:
         """h11 bounds only an *incomplete* head (max_incomplete_event_size): a complete one is measured here."""
 
         max_head_bytes = 0
+        max_url_bytes = 0
+        cause = "invalid_http"
 
         def next_event(self) -> Any:
             event = super().next_event()
             if type(event) is h11.Request:
                 size = len(event.method) + len(event.target) + sum(len(n) + len(v) + 4
                                                                    for n, v in event.headers.raw_items())
-                if size > self.max_head_bytes:  # uvicorn answers 400 and closes, before the app sees it
+                if len(event.target) > self.max_url_bytes:
+                    self.cause = "url_too_long"
+                    raise h11.RemoteProtocolError(f"request target of {len(event.target)} bytes",
+                                                  error_status_hint=414)
+                if size > self.max_head_bytes:  # refused (431) and closed, before the app sees it
+                    self.cause = "head_too_large"
                     raise h11.RemoteProtocolError(f"request head of {size} bytes", error_status_hint=431)
             return event
 
@@ -252,6 +305,11 @@ def _protocols() -> dict[str, type]:
             limit = self._guard.limits.max_head_bytes
             self.conn = LimitedConnection(h11.SERVER, max_incomplete_event_size=limit)
             self.conn.max_head_bytes = limit
+            self.conn.max_url_bytes = self._guard.limits.max_url_bytes
+
+        def send_400_response(self, msg: str) -> None:
+            self._g_cause = self.conn.cause
+            super().send_400_response(msg)
 
         def _g_pending(self) -> int:
             cycle = self.cycle
@@ -283,12 +341,20 @@ def _protocols() -> dict[str, type]:
 
         def on_message_begin(self) -> None:
             self._g_set(HEAD)
+            self._g_cause = "invalid_http"
             super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            super().on_url(url)
+            if len(self.url) > self._guard.limits.max_url_bytes:
+                self._g_cause = "url_too_long"
+                raise _HeadTooLarge(f"request target of {len(self.url)}+ bytes", "url_too_long")
 
         def on_headers_complete(self) -> None:
             size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
             if size > self._guard.limits.max_head_bytes:
-                raise _HeadTooLarge(f"request head of {size} bytes")  # httptools stops; uvicorn answers 400
+                self._g_cause = "head_too_large"
+                raise _HeadTooLarge(f"request head of {size} bytes")  # httptools stops; answered 431
             self._g_outstanding += 1
             self._g_set(BODY)
             super().on_headers_complete()
@@ -313,6 +379,9 @@ def uvicorn_config(app: Any, host: str, port: int, limits: ServerLimits | None =
                             timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
                             h11_max_incomplete_event_size=limits.max_head_bytes, **kwargs)
     config.guard = guard  # type: ignore[attr-defined]
+    attach = getattr(app, "attach_guard", None)
+    if attach is not None:  # the app counts (and audits) what the HTTP layer refuses
+        attach(guard)
     return config
 
 
