@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import re
 
 import orjson
 import pytest
@@ -11,7 +10,6 @@ from click.testing import CliRunner
 
 from conftest import make_record
 from distillguard.cli import main
-from distillguard.decide import WATCH
 from distillguard.gateway.engine import Engine
 from distillguard.gateway.intel import RequestIntel, _merge
 from distillguard.gateway.policy import load_policy
@@ -142,11 +140,9 @@ def test_replay_cli_loads_bundles(bundle, tmp_path):
     with open(tmp_path / "out" / "decisions.csv") as handle:
         decisions = list(csv.DictReader(handle))
     for row in decisions:
-        if row["account_id"] == "attacker" and row["action"] == "block":
-            # intel alone never blocks: only with our own online evidence at watch or above
-            own = re.search(r"online model risk ([0-9.]+)", row["reasons"])
-            assert own and float(own.group(1)) >= WATCH, row["reasons"]
-        if row["account_id"] == "benign":  # the online model judges it on its own; intel never matches it
+        if row["account_id"] == "attacker":  # one member's intel: throttle at most (its own evidence is weak)
+            assert row["action"] != "block", row["reasons"]
+        if row["account_id"] == "benign":  # judged on its own evidence; intel never matches it
             assert "intel " not in row["reasons"]
     missing = CliRunner().invoke(main, args[:-2])
     assert missing.exit_code == 2 and "--group-key" in missing.output
