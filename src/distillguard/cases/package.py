@@ -293,7 +293,6 @@ def _case_uco(case: Case, hashes: dict[str, dict[str, Any]], custody: list[dict[
         "uco-observable": "https://ontology.unifiedcyberontology.org/uco/observable/",
         "uco-tool": "https://ontology.unifiedcyberontology.org/uco/tool/",
         "uco-types": "https://ontology.unifiedcyberontology.org/uco/types/",
-        "uco-vocabulary": "https://ontology.unifiedcyberontology.org/uco/vocabulary/",
         "xsd": "http://www.w3.org/2001/XMLSchema#",
     }
     graph: list[dict[str, Any]] = []
@@ -318,8 +317,7 @@ def _case_uco(case: Case, hashes: dict[str, dict[str, Any]], custody: list[dict[
                  "uco-observable:sizeInBytes": {"@type": "xsd:integer", "@value": str(meta["bytes"])}},
                 {"@id": _node("content-facet"), "@type": "uco-observable:ContentDataFacet",
                  "uco-observable:hash": [{"@id": _node("hash"), "@type": "uco-types:Hash",
-                                          "uco-types:hashMethod": {"@type": "uco-vocabulary:HashNameVocab",
-                                                                   "@value": "SHA256"},
+                                          "uco-types:hashMethod": "SHA256",
                                           "uco-types:hashValue": {"@type": "xsd:hexBinary",
                                                                   "@value": meta["sha256"].upper()}}]}]})
         record = _node("provenance-record")
