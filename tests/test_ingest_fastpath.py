@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+from typing import Any
 
 import orjson
 import pytest
@@ -61,6 +63,8 @@ def test_mutations_never_disagree(seed: int) -> None:
     base = make_record(seed)
     base["request"]["tools"] = [{"type": "function", "function": {"name": "f"}}]
     base["response"]["choices"][0]["message"]["tool_calls"] = [{"id": "c"}]
+    if seed % 3:  # the token distribution parameters, so that mutations reach them
+        base["request"].update(n=2, logprobs=True, top_logprobs=5)
     taken = sum(_check(line) for line in mutated_lines(base, seed))
     assert 0 < taken < 400  # both paths were exercised
 
@@ -94,3 +98,40 @@ def test_out_of_range_integers_are_quarantined_not_fatal() -> None:
     table, errors = parse_chunk(raws)
     assert len(table) == 1
     assert [(index, field) for index, field, _ in errors] == [(1, "status"), (2, "latency_ms"), (3, "client.asn")]
+
+
+# n / logprobs / top_logprobs: each value valid, at a bound, one past it, or of the wrong kind (_ABSENT: no key)
+_ABSENT: Any = object()
+N_VALUES = [_ABSENT, None, 1, 2, 128, 2**31 - 1, 2**31, 0, -1, 1.0, 2.5, True, "2", [], {}, 10**30]
+LOGPROBS_VALUES = [_ABSENT, None, True, False, 0, 1, 5, 21, -1, "true", 1.5, [], 10**30]
+TOP_LOGPROBS_VALUES = [_ABSENT, None, 0, 1, 20, 21, -1, 5.0, True, "5", 2**63, 10**30]
+ENDPOINTS = ["/v1/chat/completions", None, "/v1/completions", "/v1/responses"]
+_N_OK = (_ABSENT, None, 1, 2, 128, 2**31 - 1)
+_LOGPROBS_OK = (_ABSENT, None, True, False)
+_TOP_OK = (_ABSENT, None, 0, 1, 20)
+
+
+def _is(value: Any, allowed: tuple) -> bool:  # identity for the sentinel and the booleans (True == 1), else equality
+    return any(value is ok or (type(value) is type(ok) and value == ok) for ok in allowed)
+
+
+def parameter_lines() -> tuple[list[bytes], int]:
+    """Every combination of the values above, as lines, and how many are in the common shape (a chat body with
+    values flatten accepts as they are: the compiled decoders must take those themselves)."""
+    lines, common = [], 0
+    for i, (endpoint, n, logprobs, top) in enumerate(itertools.product(
+            ENDPOINTS, N_VALUES, LOGPROBS_VALUES, TOP_LOGPROBS_VALUES)):
+        record = make_record(i)
+        record["endpoint"] = endpoint
+        for key, value in (("n", n), ("logprobs", logprobs), ("top_logprobs", top)):
+            if value is not _ABSENT:
+                record["request"][key] = value
+        lines.append(json.dumps(record).encode())
+        common += (endpoint != "/v1/responses" and _is(n, _N_OK) and _is(logprobs, _LOGPROBS_OK)
+                   and _is(top, _TOP_OK))
+    return lines, common
+
+
+def test_token_distribution_parameters_never_disagree() -> None:
+    lines, common = parameter_lines()
+    assert sum(_check(line) for line in lines) == common

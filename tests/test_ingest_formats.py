@@ -340,6 +340,60 @@ def test_litellm_ip_option_and_truncated_array(tmp_path: Path) -> None:
     assert lines[-1].error.startswith("<record>: invalid JSON")
 
 
+# --- token distribution parameters (n, logprobs, top_logprobs) in every format ------------------
+
+
+_PARAMS = ("n_choices", "logprobs", "top_logprobs")
+
+
+def _stored_params(store: Store) -> dict[str, tuple]:
+    rows = store.connect().execute(f"SELECT id, {', '.join(_PARAMS)} FROM exchanges").fetchall()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def test_batch_request_parameters_are_columns(tmp_path: Path) -> None:
+    """Chat, legacy Completions and Responses bodies of one batch; a bad value is an error line naming the field."""
+    bodies = {
+        "chat": ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "q"}], "n": 4,
+                                          "logprobs": True, "top_logprobs": 20}),
+        "plain": ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "q"}]}),
+        "legacy": ("/v1/completions", {"model": "m", "prompt": "q", "logprobs": 5, "n": 2}),
+        "responses": ("/v1/responses", {"model": "m", "input": "q", "top_logprobs": 3,
+                                        "include": ["message.output_text.logprobs"]}),
+        "bad": ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "q"}],
+                                         "top_logprobs": 25}),
+    }
+    inputs = [{"custom_id": cid, "method": "POST", "url": url, "body": body} for cid, (url, body) in bodies.items()]
+    path = tmp_path / "batch_input.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in inputs))
+    store = Store.open(tmp_path / "store")
+    report = ingest([path], store, options={**BATCH_OPTIONS, "ts": "2026-02-24T00:00:00Z"})
+    assert (report.ingested, report.quarantined) == (4, 1)
+    assert "request.top_logprobs: must be an integer from 0 to 20: 25" in report.errors[0]
+    assert _stored_params(store) == {"batch:chat": (4, True, 20), "batch:plain": (None, None, None),
+                                     "batch:legacy": (2, True, 5), "batch:responses": (None, True, 3)}
+
+
+def test_litellm_request_parameters_come_from_the_stored_request(tmp_path: Path) -> None:
+    """The request body LiteLLM keeps (``proxy_server_request``, with ``store_prompts_in_spend_logs``) holds them;
+    a row without it has none."""
+    rows = orjson.loads(LITELLM_JSON.read_bytes())
+    with_body = dict(rows[0])
+    with_body["proxy_server_request"] = orjson.dumps({
+        "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "q"}], "n": 3, "logprobs": True,
+        "top_logprobs": 10}).decode()
+    in_metadata = dict(rows[2], request_id="from-metadata")
+    in_metadata["metadata"] = {**in_metadata["metadata"],
+                               "proxy_server_request": orjson.dumps({"model": "x", "top_logprobs": 2}).decode()}
+    path = tmp_path / "spend.json"
+    path.write_bytes(orjson.dumps([with_body, rows[0] | {"request_id": "without"}, in_metadata]))
+    store = Store.open(tmp_path / "store")
+    report = ingest([path], store)
+    assert (report.ingested, report.quarantined) == (3, 0), report.errors
+    assert _stored_params(store) == {"chatcmpl-AbC123def456GhI789jkl": (3, True, 10), "without": (None, None, None),
+                                     "from-metadata": (None, None, 2)}
+
+
 # --- through the pipeline ------------------------------------------------------------------------
 
 

@@ -149,6 +149,8 @@ def test_mutations_never_disagree(seed: int) -> None:
     base["response"]["choices"][0]["message"]["tool_calls"] = [{"id": "c"}]
     if seed % 2:  # an unknown top-level field, kept in extra_json
         base["region"] = {"name": "eu", "ids": [1, 2]}
+    if seed % 4 < 2:  # the token distribution parameters, so that mutations reach them
+        base["request"].update(n=2, logprobs=True, top_logprobs=5)
     lines = mutated_lines(base, seed)
     taken = _same(b"\n".join(lines))
     assert 0 < taken < 400  # both paths were exercised
@@ -235,3 +237,31 @@ def test_unknown_top_level_fields_are_kept_natively_as_flatten_keeps_them() -> N
               .to_pylist()]
     assert extras == [{"region": "eu", "tags": ["a", {"b": None}], "n": -1500.0}, {"note": None},
                       {"x": {"y": [1, 2, {"z": "é"}]}}, {"between": True}, {"abc": 1}, {"dup": 2}]
+
+
+def test_token_distribution_parameters_are_decoded_natively_and_identically() -> None:
+    """n, logprobs and top_logprobs with every kind of value, under every endpoint: the C decoder takes the chat lines
+    whose values flatten accepts as they are (not the slow path for every line that has them), and hands back the
+    rest (bad values, the legacy Completions API's integer logprobs, Responses bodies), with the same results."""
+    from test_ingest_fastpath import parameter_lines
+
+    lines, common = parameter_lines()
+    assert _same(b"\n".join(lines)) == common
+    base = orjson.dumps(make_record(1))
+    spelled = [
+        base.replace(b'"temperature":0.7', b'"temperature":0.7,"n":0,"n":2'),  # the last value counts
+        base.replace(b'"temperature":0.7', b'"temperature":0.7,"n":2,"n":0'),
+        base.replace(b'"temperature":0.7', b'"temperature":0.7 , "n" :\t3 ,"logprobs" : true'),
+        base.replace(b'"temperature":0.7', b'"temperature":0.7,"top_logprobs":20,"top_logprobs":21'),
+        base.replace(b'"temperature":0.7', b'"temperature":0.7,"\\u006e":3,"top_logprob\\u0073":4'),
+        base.replace(b'"temperature":0.7', b'"temperature":0.7,"n":-0,"top_logprobs":1e1'),
+        base.replace(b'"temperature":0.7', b'"temperature":0.7,"n":1E0'),
+        base.replace(b'"temperature":0.7', b'"temperature":0.7,"logprobs":null,"top_logprobs":null,"n":null'),
+    ]
+    assert _same(b"\n".join(spelled)) == 4
+    table = decode_block(b"\n".join(spelled), native=True).table
+    assert table.select(["n_choices", "logprobs", "top_logprobs"]).to_pylist() == [
+        {"n_choices": 2, "logprobs": None, "top_logprobs": None},
+        {"n_choices": 3, "logprobs": True, "top_logprobs": None},
+        {"n_choices": 3, "logprobs": None, "top_logprobs": 4},
+        {"n_choices": None, "logprobs": None, "top_logprobs": None}]

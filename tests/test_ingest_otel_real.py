@@ -145,8 +145,9 @@ def _span_lines(mode: str, **extra_attributes: object) -> bytes:
             for ss in rs["scopeSpans"]:
                 for span in ss["spans"]:
                     for key, value in extra_attributes.items():
-                        kind = {bool: "boolValue", str: "stringValue"}[type(value)]
-                        span["attributes"].append({"key": key, "value": {kind: value}})
+                        kind = {bool: "boolValue", str: "stringValue", int: "intValue"}[type(value)]
+                        encoded = str(value) if kind == "intValue" else value  # OTLP/JSON writes int64 as a string
+                        span["attributes"].append({"key": key, "value": {kind: encoded}})
         out.append(orjson.dumps(request))
     return b"\n".join(out) + b"\n"
 
@@ -161,6 +162,23 @@ def test_stream_flag_and_client_address_validation(tmp_path: Path) -> None:
     report = ingest([path], store, options={"account_attribute": "tenant.id"})
     assert (report.ingested, report.quarantined) == (0, 5)
     assert "client.ip: not an IPv4 or IPv6 address: 'fe80::1%eth0'" in report.errors[0]
+
+
+def test_choice_count_is_n_and_the_conventions_have_no_logprobs(tmp_path: Path) -> None:
+    """``gen_ai.request.choice.count`` is chat's ``n``; the GenAI conventions define no log-probability request
+    attributes, so spans leave ``logprobs``/``top_logprobs`` null."""
+    path = tmp_path / "traces.jsonl"
+    path.write_bytes(_span_lines("spans", **{"gen_ai.request.choice.count": 3}))
+    store = Store.open(tmp_path / "store")
+    report = ingest([path], store, options={"account_attribute": "tenant.id", "ip": "10.0.0.1"})
+    assert (report.ingested, report.quarantined) == (5, 0)
+    rows = store.connect().execute("SELECT DISTINCT n_choices, logprobs, top_logprobs FROM exchanges").fetchall()
+    assert rows == [(3, None, None)]
+    path.write_bytes(_span_lines("spans", **{"gen_ai.request.choice.count": 0}))
+    report = ingest([path], Store.open(tmp_path / "other"), options={"account_attribute": "tenant.id",
+                                                                     "ip": "10.0.0.1"})
+    assert (report.ingested, report.quarantined) == (0, 5)
+    assert "request.n: must be a positive integer: 0" in report.errors[0]
 
 
 def _instrumentation_available() -> bool:

@@ -45,13 +45,15 @@ def _check(rows: dict[str, dict]) -> None:
     assert grader["reasoning_chars"] == len(grader["reasoning_text"])
     assert (grader["prompt_tokens"], grader["completion_tokens"], grader["reasoning_tokens"]) == (412, 1630, 256)
     assert (grader["finish_reason"], grader["n_tool_calls"], grader["status"]) == ("stop", 0, 200)
-    assert orjson.loads(grader["request_json"])["top_logprobs"] == 5  # kept (no column holds it)
+    # top_logprobs 5 and include ["message.output_text.logprobs", ...]: asks for token distributions; no `n`
+    assert (grader["n_choices"], grader["logprobs"], grader["top_logprobs"]) == (None, True, 5)
 
     tool = rows["resp-tool"]
     assert (tool["n_messages"], tool["n_user_turns"], tool["user_text"]) == (1, 1, "What is the weather in Paris?")
     assert (tool["n_tools"], tool["max_tokens"], tool["top_p"], tool["reasoning_effort"]) == (1, 256, 0.9, None)
     assert (tool["response_text"], tool["n_tool_calls"], tool["finish_reason"]) == (None, 1, "tool_calls")
     assert (tool["prompt_tokens"], tool["completion_tokens"], tool["reasoning_tokens"]) == (61, 18, 0)
+    assert (tool["n_choices"], tool["logprobs"], tool["top_logprobs"]) == (None, None, None)
 
     agent = rows["resp-agent"]
     # instructions, user, [reasoning + function_call] (one assistant turn), function_call_output,
@@ -114,7 +116,9 @@ def test_endpoint_decides_the_body_shape() -> None:
     ({"instructions": {"x": 1}}, "request.instructions"), ({"reasoning": "high"}, "request.reasoning"),
     ({"reasoning": {"effort": 3}}, "request.reasoning.effort"),
     ({"max_output_tokens": "9"}, "request.max_output_tokens"),
-    ({"top_logprobs": -1}, "request.top_logprobs"), ({"stream": "false"}, "request.stream"),
+    ({"top_logprobs": -1}, "request.top_logprobs"), ({"top_logprobs": 21}, "request.top_logprobs"),
+    ({"top_logprobs": 2.0}, "request.top_logprobs"), ({"top_logprobs": True}, "request.top_logprobs"),
+    ({"include": "message.output_text.logprobs"}, "request.include"), ({"stream": "false"}, "request.stream"),
 ])
 def test_bad_responses_requests_name_the_field(body: dict, field: str) -> None:
     record = {"id": "x", "ts": "2026-02-23T14:03:11Z", "account_id": "a", "client": {"ip": "10.0.0.1"},
@@ -122,6 +126,28 @@ def test_bad_responses_requests_name_the_field(body: dict, field: str) -> None:
     with pytest.raises(FieldError) as caught:
         flatten(record)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ({}, (None, None, None)),
+    ({"top_logprobs": 20}, (None, True, 20)),
+    ({"top_logprobs": 0}, (None, False, 0)),  # no alternatives asked for, nor the chosen tokens' logprobs
+    ({"include": ["message.output_text.logprobs"]}, (None, True, None)),
+    ({"include": ["message.output_text.logprobs"], "top_logprobs": 0}, (None, True, 0)),
+    ({"include": ["reasoning.encrypted_content"]}, (None, False, None)),
+    ({"include": [], "top_logprobs": None}, (None, False, None)),
+    ({"include": None, "n": 5, "logprobs": True}, (None, None, None)),  # chat's fields mean nothing here
+])
+def test_responses_requests_ask_for_logprobs_with_include_or_top_logprobs(body: dict, expected: tuple) -> None:
+    record = {"id": "x", "ts": "2026-02-23T14:03:11Z", "account_id": "a", "client": {"ip": "10.0.0.1"},
+              "endpoint": "/v1/responses", "request": {"input": "q", **body}}
+    row = dict(zip(COLUMNS, flatten(record), strict=True))
+    assert (row["n_choices"], row["logprobs"], row["top_logprobs"]) == expected
+    block = orjson.dumps(record) + b"\n"
+    python = decode_block(block, native=False).table.select(["n_choices", "logprobs", "top_logprobs"]).to_pylist()
+    assert [tuple(r.values()) for r in python] == [expected]
+    if NATIVE:
+        assert decode_block(block, native=True).table.to_pylist() == decode_block(block, native=False).table.to_pylist()
 
 
 @pytest.mark.parametrize(("response", "field"), [

@@ -41,6 +41,17 @@ def test_max_completion_tokens_preferred() -> None:
         (lambda r: r["request"].update(messages={"role": "user"}), "request.messages"),
         (lambda r: r.update(response=[1]), "response"),
         (lambda r: r.update(status=True), "status"),
+        (lambda r: r["request"].update(n=0), "request.n"),
+        (lambda r: r["request"].update(n=-2), "request.n"),
+        (lambda r: r["request"].update(n=2.0), "request.n"),
+        (lambda r: r["request"].update(n=True), "request.n"),
+        (lambda r: r["request"].update(n=2**31), "request.n"),
+        (lambda r: r["request"].update(logprobs="true"), "request.logprobs"),
+        (lambda r: r["request"].update(logprobs=1), "request.logprobs"),
+        (lambda r: r["request"].update(top_logprobs=-1), "request.top_logprobs"),
+        (lambda r: r["request"].update(top_logprobs=21), "request.top_logprobs"),
+        (lambda r: r["request"].update(top_logprobs="5"), "request.top_logprobs"),
+        (lambda r: r.update(endpoint="/v1/completions") or r["request"].update(logprobs=6 * 4), "request.logprobs"),
     ],
 )
 def test_flatten_names_the_bad_field(mutate, field: str) -> None:
@@ -49,6 +60,39 @@ def test_flatten_names_the_bad_field(mutate, field: str) -> None:
     with pytest.raises(FieldError) as info:
         flatten(record)
     assert info.value.field == field
+
+
+def test_token_distribution_parameters() -> None:
+    """n, logprobs, top_logprobs: columns of their own (appended to the schema), null when not asked for."""
+    assert list(COLUMNS[-3:]) == ["n_choices", "logprobs", "top_logprobs"]
+    row = dict(zip(COLUMNS, flatten(make_record(1)), strict=True))
+    assert (row["n_choices"], row["logprobs"], row["top_logprobs"]) == (None, None, None)
+    record = make_record(1)
+    record["request"].update(n=8, logprobs=True, top_logprobs=20)
+    row = dict(zip(COLUMNS, flatten(record), strict=True))
+    assert (row["n_choices"], row["logprobs"], row["top_logprobs"]) == (8, True, 20)
+    record["request"].update(n=1, logprobs=False, top_logprobs=0)
+    row = dict(zip(COLUMNS, flatten(record), strict=True))
+    assert (row["n_choices"], row["logprobs"], row["top_logprobs"]) == (1, False, 0)
+    record["request"].update(n=None, logprobs=None, top_logprobs=None)
+    row = dict(zip(COLUMNS, flatten(record), strict=True))
+    assert (row["n_choices"], row["logprobs"], row["top_logprobs"]) == (None, None, None)
+    table = rows_to_table([flatten(record)])
+    assert table.schema.field("logprobs").type == "bool" and table.schema.field("n_choices").type == "int32"
+
+
+def test_legacy_completions_logprobs_is_a_count() -> None:
+    """/v1/completions' ``logprobs`` (0-5 in the API) is how many alternatives to return: top_logprobs, asked for."""
+    record = make_record(1, endpoint="/v1/completions", request={"model": "m", "prompt": "x", "logprobs": 5, "n": 3})
+    row = dict(zip(COLUMNS, flatten(record), strict=True))
+    assert (row["n_choices"], row["logprobs"], row["top_logprobs"]) == (3, True, 5)
+    record["request"]["logprobs"] = 0
+    row = dict(zip(COLUMNS, flatten(record), strict=True))
+    assert (row["logprobs"], row["top_logprobs"]) == (True, 0)
+    record["endpoint"] = "/v1/chat/completions"  # chat's logprobs is a boolean
+    with pytest.raises(FieldError) as info:
+        flatten(record)
+    assert info.value.field == "request.logprobs"
 
 
 def test_round_trip_to_record() -> None:

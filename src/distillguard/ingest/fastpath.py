@@ -24,11 +24,13 @@ import msgspec
 import xxhash
 from msgspec import Meta, Raw, Struct
 
-from distillguard.model.exchange import INT32_MAX, INT64_MAX, parse_ts, valid_ip
+from distillguard.model.exchange import INT32_MAX, INT64_MAX, TOP_LOGPROBS_MAX, parse_ts, valid_ip
 
 Int64 = Annotated[int, Meta(ge=-INT64_MAX - 1, le=INT64_MAX)]
 Int32 = Annotated[int, Meta(ge=-INT32_MAX - 1, le=INT32_MAX)]
 Count = Annotated[int, Meta(ge=0, le=INT64_MAX)]  # tokens, milliseconds: flatten refuses negative ones
+Choices = Annotated[int, Meta(ge=1, le=INT32_MAX)]  # n
+TopLogprobs = Annotated[int, Meta(ge=0, le=TOP_LOGPROBS_MAX)]
 _NULL = Raw(b"null")
 
 
@@ -64,6 +66,9 @@ class _Request(Struct, gc=False):
     top_p: float | None = None
     reasoning_effort: str | None = None
     tools: list[Raw] | None = None
+    n: Choices | None = None
+    logprobs: bool | None = None  # an integer is the legacy Completions API's: flatten reads it
+    top_logprobs: TopLogprobs | None = None
 
 
 class _ReplyMessage(Struct, gc=False):
@@ -187,10 +192,11 @@ def decode_row(raw: bytes) -> tuple:
                 reasoning_tokens = usage.completion_tokens_details.reasoning_tokens
 
     if request is None:
-        model = reasoning_effort = max_tokens = temperature = top_p = None
+        model = reasoning_effort = max_tokens = temperature = top_p = n_choices = logprobs = top_logprobs = None
         stream, n_tools, request_json = False, 0, None
     else:
         model, stream, reasoning_effort = request.model, request.stream, request.reasoning_effort
+        n_choices, logprobs, top_logprobs = request.n, request.logprobs, request.top_logprobs
         max_tokens = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
         temperature, top_p = request.temperature, request.top_p
         n_tools = len(request.tools) if request.tools else 0
@@ -239,4 +245,7 @@ def decode_row(raw: bytes) -> tuple:
         request_json.decode() if request_json is not None else None,
         response_raw.decode() if response is not None else None,
         None,
+        n_choices,
+        logprobs,
+        top_logprobs,
     )

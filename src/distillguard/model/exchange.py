@@ -63,6 +63,11 @@ EXCHANGE_SCHEMA = pa.schema(
         ("request_json", pa.string()),
         ("response_json", pa.string()),
         ("extra_json", pa.string()),  # unknown top-level fields, kept not rejected
+        # what a request asked of the token distribution (harvesting it is distillation): appended, so files and
+        # code that know the columns above by position keep working; stores written before them read them as null
+        ("n_choices", pa.int32()),  # chat/completions `n` (choices returned); null when absent
+        ("logprobs", pa.bool_()),  # chat `logprobs`; Responses: `include` asks for them or `top_logprobs` > 0
+        ("top_logprobs", pa.int32()),  # 0..20
     ]
 )
 COLUMNS: tuple[str, ...] = tuple(EXCHANGE_SCHEMA.names)
@@ -176,6 +181,37 @@ def _bool(record: dict, key: str, field: str) -> bool:
     return value
 
 
+def _opt_bool(record: dict, key: str, field: str) -> bool | None:
+    """An optional boolean kept as given: null or absent is None (not false)."""
+    value = record.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise FieldError(field, f"expected a boolean, got {type(value).__name__}: {value!r}"[:200])
+
+
+TOP_LOGPROBS_MAX = 20  # the OpenAI API's bound on top_logprobs (chat and Responses)
+
+
+def _top_logprobs(record: dict, key: str, field: str) -> int | None:
+    """``top_logprobs``: an integer from 0 to :data:`TOP_LOGPROBS_MAX`."""
+    value = _int(record, key, field)
+    if value is not None and not 0 <= value <= TOP_LOGPROBS_MAX:
+        raise FieldError(field, f"must be an integer from 0 to {TOP_LOGPROBS_MAX}: {value}")
+    return value
+
+
+def _n_choices(request: dict) -> int | None:
+    """``n``, the number of choices asked for: a positive integer."""
+    value = _int(request, "n", "request.n", INT32_MAX)
+    if value is not None and value < 1:
+        raise FieldError("request.n", f"must be a positive integer: {value}")
+    return value
+
+
+# Responses API ``include`` value that returns log probabilities with the output text
+RESPONSES_LOGPROBS = "message.output_text.logprobs"
+
+
 def _num(record: dict, key: str, field: str) -> float | None:
     value = record.get(key)
     if value is None:
@@ -215,6 +251,15 @@ def is_responses_endpoint(endpoint: Any) -> bool:
     """Whether an exchange's bodies are OpenAI Responses API bodies (``/v1/responses``, also behind a prefix or
     with a query string) rather than ``chat.completions`` ones."""
     return isinstance(endpoint, str) and endpoint.partition("?")[0].rstrip("/").endswith("/responses")
+
+
+def is_legacy_completions_endpoint(endpoint: Any) -> bool:
+    """Whether an exchange is a legacy Completions API call (``/v1/completions``), whose ``logprobs`` is the number
+    of most likely tokens to return (an integer), not chat's boolean."""
+    if not isinstance(endpoint, str):
+        return False
+    path = endpoint.partition("?")[0].rstrip("/")
+    return path.endswith("/completions") and not path.endswith("/chat/completions")
 
 
 # Responses API items the model produced (an assistant turn is a run of them, as one chat assistant message holds
@@ -458,6 +503,7 @@ def flatten(record: Any) -> tuple:
         request = {}
     elif not isinstance(request, dict):
         raise FieldError("request", "expected an object")
+    logprobs: bool | None
     if responses:
         prompt = _responses_prompt(request)
         max_tokens = _int(request, "max_output_tokens", "request.max_output_tokens")
@@ -465,13 +511,30 @@ def flatten(record: Any) -> tuple:
         if reasoning is not None and not isinstance(reasoning, dict):
             raise FieldError("request.reasoning", "expected an object")
         effort = _str(reasoning, "effort", "request.reasoning.effort") if reasoning else None
-        _int(request, "top_logprobs", "request.top_logprobs", count=True)  # kept in request_json; no column
+        n_choices = None  # the Responses API returns one output
+        top_logprobs = _top_logprobs(request, "top_logprobs", "request.top_logprobs")
+        include = request.get("include")
+        if include is not None and not isinstance(include, list):
+            raise FieldError("request.include", f"expected a list, got {type(include).__name__}")
+        if (include is not None and RESPONSES_LOGPROBS in include) or (top_logprobs or 0) > 0:
+            logprobs = True
+        else:  # asked for other things (or for no alternatives) only: false; asked nothing about them: null
+            logprobs = False if include is not None or top_logprobs is not None else None
     else:
         prompt = _chat_prompt(request)
         max_tokens = _int(request, "max_completion_tokens", "request.max_completion_tokens")
         if max_tokens is None:
             max_tokens = _int(request, "max_tokens", "request.max_tokens")
         effort = _str(request, "reasoning_effort", "request.reasoning_effort")
+        n_choices = _n_choices(request)
+        count = request.get("logprobs")
+        if isinstance(count, int | float) and not isinstance(count, bool) and is_legacy_completions_endpoint(endpoint):
+            # /v1/completions: `logprobs` is the number of alternatives (chat's top_logprobs), and asks for them
+            top_logprobs = _top_logprobs(request, "logprobs", "request.logprobs")
+            logprobs = True
+        else:
+            logprobs = _opt_bool(request, "logprobs", "request.logprobs")
+            top_logprobs = _top_logprobs(request, "top_logprobs", "request.top_logprobs")
     tools = request.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise FieldError("request.tools", "expected a list")
@@ -527,6 +590,9 @@ def flatten(record: Any) -> tuple:
         _dumps(request, "request") if request else None,
         _dumps(response, "response") if response is not None else None,
         _dumps(extra, "<record>") if extra else None,
+        n_choices,
+        logprobs,
+        top_logprobs,
     )
 
 

@@ -102,7 +102,7 @@ enum col {
     C_N_USER_TURNS, C_N_ASSISTANT_TURNS, C_N_TOOLS, C_HAS_IMAGE, C_SYSTEM_TEXT, C_USER_TEXT, C_PROMPT_CHARS,
     C_RESPONSE_TEXT, C_REASONING_TEXT, C_RESPONSE_CHARS, C_REASONING_CHARS, C_N_TOOL_CALLS, C_FINISH_REASON,
     C_PROMPT_TOKENS, C_COMPLETION_TOKENS, C_REASONING_TOKENS, C_STATUS, C_LATENCY_MS, C_REQUEST_JSON,
-    C_RESPONSE_JSON, C_EXTRA_JSON, N_COLS
+    C_RESPONSE_JSON, C_EXTRA_JSON, C_N_CHOICES, C_LOGPROBS, C_TOP_LOGPROBS, N_COLS
 };
 
 static const char *const COL_NAMES[N_COLS] = {
@@ -111,7 +111,7 @@ static const char *const COL_NAMES[N_COLS] = {
     "n_user_turns", "n_assistant_turns", "n_tools", "has_image", "system_text", "user_text", "prompt_chars",
     "response_text", "reasoning_text", "response_chars", "reasoning_chars", "n_tool_calls", "finish_reason",
     "prompt_tokens", "completion_tokens", "reasoning_tokens", "status", "latency_ms", "request_json",
-    "response_json", "extra_json"};
+    "response_json", "extra_json", "n_choices", "logprobs", "top_logprobs"};
 
 static const enum kind COL_KINDS[N_COLS] = {
     K_STR, K_U64, K_I64, K_STR, K_STR, K_STR, K_STR, K_STR, K_I64, K_STR, K_STR,
@@ -119,7 +119,7 @@ static const enum kind COL_KINDS[N_COLS] = {
     K_I32, K_I32, K_I32, K_BOOL, K_STR, K_STR, K_I64,
     K_STR, K_STR, K_I64, K_I64, K_I32, K_STR,
     K_I64, K_I64, K_I64, K_I32, K_I64, K_STR,
-    K_STR, K_STR};
+    K_STR, K_STR, K_I32, K_BOOL, K_I32};
 
 typedef struct {
     buf_t values;  /* fixed-width values, or string bytes */
@@ -154,6 +154,7 @@ typedef struct {
 #define NO_MEMORY -1
 #define TS_MIN_MS 0
 #define TS_MAX_MS INT64_C(4102444800000) /* 2100-01-01T00:00:00Z */
+#define TOP_LOGPROBS_MAX 20                /* model.exchange.TOP_LOGPROBS_MAX */
 
 static inline int is_null_or_missing(yyjson_val *v) { return v == NULL || yyjson_is_null(v); }
 
@@ -559,6 +560,7 @@ static int set_int(cell_t *c, int64_t v) {
 static int read_request(state_t *st, yyjson_val *request, line_t *ln) {
     cell_t *c = ln->c;
     for (int k = C_MODEL; k <= C_REASONING_EFFORT; k++) c[k].valid = 0;
+    c[C_N_CHOICES].valid = c[C_LOGPROBS].valid = c[C_TOP_LOGPROBS].valid = 0;
     set_int(&c[C_STREAM], 0);
     set_int(&c[C_N_MESSAGES], 0);
     set_int(&c[C_N_USER_TURNS], 0);
@@ -571,7 +573,8 @@ static int read_request(state_t *st, yyjson_val *request, line_t *ln) {
     if (is_null_or_missing(request)) return 0; /* flatten reads null as {} and stores no body */
     if (!yyjson_is_obj(request)) return UNUSUAL;
     yyjson_val *model = NULL, *stream = NULL, *messages = NULL, *mct = NULL, *mt = NULL, *temperature = NULL,
-               *top_p = NULL, *effort = NULL, *tools = NULL, *key;
+               *top_p = NULL, *effort = NULL, *tools = NULL, *n = NULL, *logprobs = NULL, *top_logprobs = NULL,
+               *key;
     yyjson_obj_iter it;
     yyjson_obj_iter_init(request, &it);
     while ((key = yyjson_obj_iter_next(&it))) {
@@ -585,6 +588,9 @@ static int read_request(state_t *st, yyjson_val *request, line_t *ln) {
         else if (KEY(key, "top_p")) top_p = v;
         else if (KEY(key, "reasoning_effort")) effort = v;
         else if (KEY(key, "tools")) tools = v;
+        else if (KEY(key, "n")) n = v;
+        else if (KEY(key, "logprobs")) logprobs = v;
+        else if (KEY(key, "top_logprobs")) top_logprobs = v;
     }
     TRY(opt_str(model, &c[C_MODEL]));
     if (!is_null_or_missing(stream)) { /* bool(value): only booleans are common */
@@ -596,6 +602,16 @@ static int read_request(state_t *st, yyjson_val *request, line_t *ln) {
     TRY(opt_num(temperature, &c[C_TEMPERATURE]));
     TRY(opt_num(top_p, &c[C_TOP_P]));
     TRY(opt_str(effort, &c[C_REASONING_EFFORT]));
+    /* n: a positive int32; logprobs: a boolean (an integer is the legacy Completions API's count, which Python
+     * reads); top_logprobs: 0..20. Anything else is a bad line or an odd one: Python decides. */
+    TRY(opt_int(n, &c[C_N_CHOICES], INT32_MAX));
+    if (c[C_N_CHOICES].valid && c[C_N_CHOICES].i < 1) return UNUSUAL;
+    if (!is_null_or_missing(logprobs)) {
+        if (!yyjson_is_bool(logprobs)) return UNUSUAL;
+        set_int(&c[C_LOGPROBS], yyjson_get_bool(logprobs));
+    }
+    TRY(opt_int(top_logprobs, &c[C_TOP_LOGPROBS], INT32_MAX));
+    if (c[C_TOP_LOGPROBS].valid && (c[C_TOP_LOGPROBS].i < 0 || c[C_TOP_LOGPROBS].i > TOP_LOGPROBS_MAX)) return UNUSUAL;
     if (!is_null_or_missing(tools)) {
         if (!yyjson_is_arr(tools)) return UNUSUAL;
         c[C_N_TOOLS].i = (int64_t)yyjson_arr_size(tools);
