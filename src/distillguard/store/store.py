@@ -103,6 +103,36 @@ class StagedPart:
     moves: list[tuple[Path, Path]]  # derived signals first: an exchange file is never visible without them
 
 
+# Exchange files written before a column was appended to EXCHANGE_SCHEMA lack it: readers take it as null.
+_SCHEMA_NAMES = frozenset(EXCHANGE_SCHEMA.names)
+_FILE_COLUMNS: dict[tuple[str, int, int], frozenset[str]] = {}  # published files never change: read each footer once
+
+
+def file_columns(path: str | os.PathLike[str]) -> frozenset[str]:
+    """The columns a Parquet file holds (from its footer, cached per path, size and modification time)."""
+    stat = os.stat(path)
+    key = (os.fspath(path), stat.st_size, stat.st_mtime_ns)
+    names = _FILE_COLUMNS.get(key)
+    if names is None:
+        names = _FILE_COLUMNS[key] = frozenset(pq.read_schema(path).names)
+    return names
+
+
+def read_exchange_file(path: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
+    """``columns`` (default: all of :data:`EXCHANGE_SCHEMA`) of an exchange file, in that order; a column the file
+    predates (a store written before it was added) is read as nulls of its type."""
+    wanted = list(EXCHANGE_SCHEMA.names) if columns is None else columns
+    present = file_columns(path)
+    if all(name in present for name in wanted):
+        return pq.read_table(path, columns=wanted)
+    table = pq.read_table(path, columns=[name for name in wanted if name in present])
+    for index, name in enumerate(wanted):
+        if name not in present:
+            field = EXCHANGE_SCHEMA.field(name)
+            table = table.add_column(index, field, pa.nulls(len(table), field.type))
+    return table
+
+
 def write_exchange_file(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, compression="zstd", row_group_size=128_000, use_dictionary=_DICTIONARY_COLUMNS,
                    write_statistics=_STATISTICS_COLUMNS)
@@ -298,13 +328,13 @@ class Store:
             if not target.exists():
                 legacy = self._derived_dir(derive, "") / src.parent.name / src.name
                 if legacy.exists():  # signals without CARRIED: the exchange file still has those columns
-                    table = _with_carried(pq.read_table(legacy), pq.read_table(src, columns=list(CARRIED)))
+                    table = _with_carried(pq.read_table(legacy), read_exchange_file(src, list(CARRIED)))
                 elif not self.content:
                     raise StoreError(f"{target}: signals missing in a no-content store (ingested with "
                                      f"another signal version?); re-ingest from the original logs")
                 else:
                     columns = list(dict.fromkeys((*derive.inputs, *CARRIED)))
-                    table = _derived_table(derive, pq.read_table(src, columns=columns))
+                    table = _derived_table(derive, read_exchange_file(src, columns))
                 tmp = self._own_staging() / f"derived-{src.name}"
                 pq.write_table(table, tmp, compression="zstd")
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -348,12 +378,7 @@ class Store:
         # DuckDB creates it only if a query spills; cleanups keep it while this process runs
         spill = self.root / "_staging" / f"pid-{os.getpid()}-duckdb"
         con.execute(f"SET temp_directory = '{_sql_str(str(spill))}'")
-        files = self.exchange_files()
-        if files:
-            con.execute(f"CREATE VIEW exchanges AS SELECT * FROM read_parquet({_sql_list(files)})")
-        else:
-            con.register("_empty_exchanges", EXCHANGE_SCHEMA.empty_table())
-            con.execute("CREATE VIEW exchanges AS SELECT * FROM _empty_exchanges")
+        con.execute(f"CREATE VIEW exchanges AS {self._exchanges_sql(con)}")
         accounts = self.root / "accounts" / "accounts.parquet"
         if accounts.exists():
             con.execute(f"CREATE VIEW accounts AS SELECT * FROM read_parquet('{_sql_str(str(accounts))}')")
@@ -361,6 +386,23 @@ class Store:
             con.register("_empty_accounts", ACCOUNT_SCHEMA.empty_table())
             con.execute("CREATE VIEW accounts AS SELECT * FROM _empty_accounts")
         return con
+
+    def _exchanges_sql(self, con: duckdb.DuckDBPyConnection) -> str:
+        """The query behind view ``exchanges``. Files from before a column was added to :data:`EXCHANGE_SCHEMA`
+        lack it (DuckDB would refuse to read them with newer files): they are read apart and unioned by name
+        with an empty table of the schema, so their missing columns are nulls of the right type."""
+        files = self.exchange_files()
+        current = [f for f in files if file_columns(f) >= _SCHEMA_NAMES]
+        if files and len(current) == len(files):
+            return f"SELECT * FROM read_parquet({_sql_list(files)})"
+        con.register("_empty_exchanges", EXCHANGE_SCHEMA.empty_table())
+        parts = ["SELECT * FROM _empty_exchanges"]
+        if current:
+            parts.append(f"SELECT * FROM read_parquet({_sql_list(current)})")
+        older = sorted(set(files) - set(current))
+        if older:  # they may lack different columns: each is filled in from the union of the others' names
+            parts.append(f"SELECT * FROM read_parquet({_sql_list(older)}, union_by_name = true)")
+        return " UNION ALL BY NAME ".join(parts)
 
     def exchanges(self, columns: list[str] | None = None, con: duckdb.DuckDBPyConnection | None = None
                   ) -> duckdb.DuckDBPyRelation:
