@@ -92,6 +92,7 @@ def test_signals_and_detection_run_on_an_old_store(tmp_path: Path) -> None:
     """``Store.derived`` reads ``SIGNALS.inputs`` (which name the new columns) from files that lack them."""
     from distillguard.pipeline import run_detection
 
+    assert set(NEW) <= set(SIGNALS.inputs)
     store = _old_store(tmp_path / "store")
     _ingest_new(store, tmp_path)
     files = store.derived(SIGNALS)

@@ -189,7 +189,7 @@ class Signals:
     inputs: tuple[str, ...] = (
         "id", "model", "max_tokens", "temperature", "top_p", "reasoning_effort", "n_assistant_turns", "n_tools",
         "has_image", "system_text", "user_text", "response_text", "n_tool_calls", "finish_reason",
-        "completion_tokens", "status",
+        "completion_tokens", "status", "n_choices", "logprobs", "top_logprobs",
     )
     schema = SIGNAL_SCHEMA
 
