@@ -13,6 +13,7 @@ hand-over waits for the scheduler, which on a busy core adds to the tail latency
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -55,6 +56,15 @@ class AuditLog:
 def syncer_main() -> None:
     """``python -c '...syncer_main()' PATH FSYNC_MS PARENT_PID``: fsync PATH when it grew, until the parent is gone."""
     path, period, parent = sys.argv[1], float(sys.argv[2]) / 1000.0, int(sys.argv[3])
+    from distillguard.gateway.lifeline import die_with_parent
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)  # through ``finally``: one last fsync
+
+    signal.signal(signal.SIGTERM, stop)
+    die_with_parent(signal.SIGTERM)  # a kill -9'd proxy: the kernel tells us (the loop below checks too)
+    if os.getppid() != parent:
+        return
     fd = os.open(path, os.O_RDONLY)
     synced = -1
     try:

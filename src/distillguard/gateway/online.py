@@ -338,7 +338,7 @@ class ScorerProcess:
                   "policy": owner.policy.to_json()}
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from distillguard.gateway.online import worker_entry; worker_entry()",
-             str(rx_child), str(tx_child)], stdin=subprocess.PIPE, pass_fds=(rx_child, tx_child))
+             str(rx_child), str(tx_child), str(os.getpid())], stdin=subprocess.PIPE, pass_fds=(rx_child, tx_child))
         idle_priority(self.process.pid)
         os.close(rx_child)
         os.close(tx_child)
@@ -479,10 +479,16 @@ WORKER_BATCH_ROWS, WORKER_WAIT_S = 512, 0.25  # a worker folds this many rows, o
 
 
 def worker_entry() -> None:
-    """``python -c 'from distillguard.gateway.online import worker_entry; worker_entry()' RX_FD TX_FD``,
-    configuration pickled on stdin (written by :class:`ScorerProcess`, the parent)."""
+    """``python -c 'from distillguard.gateway.online import worker_entry; worker_entry()' RX_FD TX_FD PARENT``,
+    configuration pickled on stdin (written by :class:`ScorerProcess`, the parent). It dies with the parent,
+    even a ``kill -9``'d one (:mod:`distillguard.gateway.lifeline`)."""
     import pickle
     import sys
+
+    from distillguard.gateway.lifeline import tie_to_parent
+
+    if len(sys.argv) > 3:
+        tie_to_parent(int(sys.argv[3]))
 
     config = pickle.loads(sys.stdin.buffer.read())
     _worker_main(int(sys.argv[1]), int(sys.argv[2]), config)

@@ -32,9 +32,13 @@ _worker_store: Store | None = None
 _worker_derive: Derive | None = None
 
 
-def _worker_init(root: str, with_signals: bool) -> None:
+def _worker_init(root: str, with_signals: bool, parent: int | None = None) -> None:
     global _worker_store, _worker_derive
+    from distillguard.gateway.lifeline import tie_to_parent
     from distillguard.gateway.online import idle_priority
+
+    if parent is not None:  # dies with the gateway, even a kill -9'd one (then the resource tracker follows)
+        tie_to_parent(parent)
 
     idle_priority(os.getpid())  # background work: it only gets CPU the proxy's event loop leaves
     _worker_store = Store.open(root)
@@ -120,7 +124,7 @@ class Spool:
         if self._executor is None:
             self._executor = concurrent.futures.ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-                initargs=(str(self.store.root), self.derive is not None))
+                initargs=(str(self.store.root), self.derive is not None, os.getpid()))
         return self._executor.submit(_worker_ingest, str(self.dir))
 
     def flush(self) -> int:
