@@ -25,6 +25,7 @@ _COMMANDS: dict[str, str] = {
     "intel": "intel",
     "gateway": "gateway",
     "demo": "demo",
+    "lab": "lab", "provenance": "provenance",  # distillation resistance (resist/, lab/)
     "console": "console",
     "cases": "cases",
 }

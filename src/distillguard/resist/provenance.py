@@ -1,0 +1,314 @@
+"""Provenance: was a suspect model trained on our watermarked outputs? (watermark radioactivity)
+
+The test of Sander et al. ("Watermarking makes language models radioactive", NeurIPS 2024, arXiv 2402.14904) for
+the KGW watermark our engines apply (:class:`~distillguard.resist.decode.KeyedWatermark`):
+
+1. Collect the suspect's tokens with their watermark window (the previous token, for left-hash width 1):
+   *generation mode* (closed model: an endpoint or a file of its generations, prompted with our prompts) or
+   *reading mode* (open model: a local model reads our watermarked texts; each position's top-1 prediction is
+   scored against the text's previous token).
+2. **De-duplicate**: each {window, token} tuple is scored once, however often the suspect repeats it; without
+   this, repetitive but clean models look radioactive.
+3. **Exclude copies of the prompt**: a tuple that already occurs in the suspect's input (our watermarked prompt
+   or text) is not scored: a clean model that copies it would inherit our green tokens without any training.
+   Context token 0 is never scored (transformers seeds it with 0 for every key).
+4. Optionally **filter** (supervised setting): score only tuples whose window occurs in the watermarked outputs we
+   served to the suspected accounts (the windows the suspect can have trained on).
+5. Under H0 (the suspect is independent of our key) each scored tuple is green with probability gamma, so the
+   number of green tuples is Binomial(N, gamma) and the p-value is its upper tail.
+
+Controls: the same tuples scored with ``control_keys`` random keys (p-values must be uniform: a suspect that only
+looks radioactive because of how it writes fails here too), and, when given, a clean control model or text scored
+with our key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distillguard.resist.keys import WatermarkKey, random_key
+
+SKIP_CONTEXTS = frozenset({0})
+
+
+def binomial_pvalue(green: int, n: int, gamma: float) -> float:
+    """P(X >= green) for X ~ Binomial(n, gamma): the one-sided p-value of the green count."""
+    if n <= 0 or green <= 0:
+        return 1.0
+    if green > n:
+        raise ValueError("green > n")
+    from scipy.special import betainc
+
+    return float(betainc(green, n - green + 1, gamma))
+
+
+def z_score(green: int, n: int, gamma: float) -> float:
+    return (green - gamma * n) / math.sqrt(n * gamma * (1 - gamma)) if n else 0.0
+
+
+@dataclass
+class Tuples:
+    """The de-duplicated {window, token} tuples to score, and what was left out and why."""
+
+    pairs: list[tuple[int, int]] = field(default_factory=list)
+    seen_tokens: int = 0
+    duplicates: int = 0
+    in_prompt: int = 0
+    filtered: int = 0
+    skipped_context: int = 0
+    order: list[int] = field(default_factory=list)  # index of the sequence each pair came from
+
+    def counts(self) -> dict[str, int]:
+        return {"tokens": self.seen_tokens, "scored": len(self.pairs), "duplicates": self.duplicates,
+                "in_prompt": self.in_prompt, "filtered": self.filtered, "context_0": self.skipped_context}
+
+
+def _bigrams(ids: Sequence[int]) -> set[tuple[int, int]]:
+    return {(ids[i], ids[i + 1]) for i in range(len(ids) - 1)}
+
+
+def generation_tuples(items: Iterable[tuple[Sequence[int], Sequence[int]]], *,
+                      filter_contexts: set[int] | None = None,
+                      skip_contexts: frozenset[int] = SKIP_CONTEXTS) -> Tuples:
+    """Tuples from (prompt ids, generated ids) pairs (generation mode). The first generated token's window is the
+    prompt's last token; tuples found in the prompt are excluded."""
+    out, seen = Tuples(), set()
+    for n, (prompt, generated) in enumerate(items):
+        prompt_pairs = _bigrams(list(prompt))
+        ids = list(prompt[-1:]) + list(generated)
+        for i in range(1, len(ids)):
+            out.seen_tokens += 1
+            pair = (ids[i - 1], ids[i])
+            if pair[0] in skip_contexts:
+                out.skipped_context += 1
+            elif pair in prompt_pairs:
+                out.in_prompt += 1
+            elif filter_contexts is not None and pair[0] not in filter_contexts:
+                out.filtered += 1
+            elif pair in seen:
+                out.duplicates += 1
+            else:
+                seen.add(pair)
+                out.pairs.append(pair)
+                out.order.append(n)
+    return out
+
+
+def reading_tuples(texts: Iterable[Sequence[int]], predictions: Iterable[Sequence[int]], *,
+                   filter_contexts: set[int] | None = None,
+                   skip_contexts: frozenset[int] = SKIP_CONTEXTS) -> Tuples:
+    """Tuples from a model reading our texts (reading mode): ``predictions[i]`` is its top-1 guess for ``text[i+1]``,
+    scored against the window ``text[i]``; a tuple that already occurred in the text before is excluded."""
+    out, seen = Tuples(), set()
+    for n, (text, preds) in enumerate(zip(texts, predictions, strict=True)):
+        earlier: set[tuple[int, int]] = set()
+        for i in range(len(text) - 1):
+            out.seen_tokens += 1
+            pair = (text[i], preds[i])
+            if pair[0] in skip_contexts:
+                out.skipped_context += 1
+            elif pair in earlier:
+                out.in_prompt += 1
+            elif filter_contexts is not None and pair[0] not in filter_contexts:
+                out.filtered += 1
+            elif pair in seen:
+                out.duplicates += 1
+            else:
+                seen.add(pair)
+                out.pairs.append(pair)
+                out.order.append(n)
+            earlier.add((text[i], text[i + 1]))
+    return out
+
+
+GreenFn = Callable[[WatermarkKey, Sequence[tuple[int, int]]], list[bool]]
+
+
+def torch_green(vocab_size: int) -> GreenFn:
+    """Green membership from transformers' processor itself (the one the engine ran)."""
+    from distillguard.resist.decode import KeyedWatermark
+
+    def green(key: WatermarkKey, pairs: Sequence[tuple[int, int]]) -> list[bool]:
+        wm = KeyedWatermark(key, vocab_size, cache_size=1 << 30)
+        by_ctx: dict[int, list[int]] = defaultdict(list)
+        for i, (ctx, _) in enumerate(pairs):
+            by_ctx[ctx].append(i)
+        out = [False] * len(pairs)
+        for ctx, idx in by_ctx.items():
+            mask = wm.green_mask(ctx)
+            for i in idx:
+                tok = pairs[i][1]
+                out[i] = bool(mask[tok]) if 0 <= tok < vocab_size else False
+        return out
+
+    return green
+
+
+@dataclass
+class KeyScore:
+    key_id: str
+    gamma: float
+    scored: int
+    green: int
+    pvalue: float
+    z: float
+
+    @property
+    def green_fraction(self) -> float:
+        return self.green / self.scored if self.scored else float("nan")
+
+
+def score(tuples: Tuples, key: WatermarkKey, green_fn: GreenFn) -> tuple[KeyScore, list[bool]]:
+    flags = green_fn(key, tuples.pairs)
+    g, n = sum(flags), len(flags)
+    return KeyScore(key.id, key.greenlist_ratio, n, g, binomial_pvalue(g, n, key.greenlist_ratio),
+                    z_score(g, n, key.greenlist_ratio)), flags
+
+
+def control_keys(key: WatermarkKey, count: int, seed: int = 0) -> list[WatermarkKey]:
+    """``count`` random keys with our key's gamma (reproducible), for the random-key control."""
+    return [random_key(f"control-{seed}-{i}", rng_seed=1_000_003 * (seed + 1) + i,
+                       greenlist_ratio=key.greenlist_ratio, bias=key.bias) for i in range(count)]
+
+
+@dataclass
+class ProvenanceResult:
+    suspect: str
+    key: dict[str, Any]
+    mode: str
+    counts: dict[str, int]
+    score: KeyScore
+    alpha: float
+    control_keys: list[KeyScore] = field(default_factory=list)
+    clean_control: dict[str, Any] | None = None
+    cumulative_z: list[tuple[int, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def radioactive(self) -> bool:
+        return self.score.pvalue < self.alpha and self.controls_ok
+
+    @property
+    def control_false_positive_rate(self) -> float:
+        if not self.control_keys:
+            return float("nan")
+        return sum(c.pvalue < 0.01 for c in self.control_keys) / len(self.control_keys)
+
+    @property
+    def controls_ok(self) -> bool:
+        """Random-key controls behave as H0 says (<= 5 % below 0.01 allows for chance on a few dozen keys), and
+        the clean control, if any, is not radioactive."""
+        keys_ok = not self.control_keys or self.control_false_positive_rate <= 0.05
+        clean_ok = self.clean_control is None or self.clean_control["score"]["pvalue"] >= 0.01
+        return keys_ok and clean_ok
+
+    @property
+    def empirical_pvalue(self) -> float:
+        """(1 + number of control keys scoring at least our z) / (1 + number of control keys)."""
+        if not self.control_keys:
+            return float("nan")
+        return (1 + sum(c.z >= self.score.z for c in self.control_keys)) / (1 + len(self.control_keys))
+
+    def verdict(self) -> str:
+        if self.score.scored == 0:
+            return "inconclusive: no token could be scored"
+        if not self.controls_ok:
+            return "inconclusive: the controls do not behave as a clean model should (see below)"
+        if self.radioactive:
+            return (f"radioactive: the suspect's text carries our watermark (key {self.key['id']}), evidence that it "
+                    f"was trained on our watermarked outputs (p = {self.score.pvalue:.2e} < {self.alpha:g})")
+        return (f"no evidence: p = {self.score.pvalue:.2e} >= {self.alpha:g}; this does not prove the suspect was "
+                "not trained on our outputs (too few tokens, paraphrasing, or watermark neutralisation)")
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["verdict"] = self.verdict()
+        out["radioactive"] = self.radioactive
+        out["control_false_positive_rate"] = self.control_false_positive_rate
+        out["empirical_pvalue"] = self.empirical_pvalue
+        return out
+
+
+def cumulative(flags: list[bool], gamma: float, points: int = 60) -> list[tuple[int, float]]:
+    n = len(flags)
+    if n == 0:
+        return []
+    step = max(1, n // points)
+    out, green = [], 0
+    for i, f in enumerate(flags, 1):
+        green += f
+        if i % step == 0 or i == n:
+            out.append((i, z_score(green, i, gamma)))
+    return out
+
+
+def test(tuples: Tuples, key: WatermarkKey, green_fn: GreenFn, *, suspect: str, mode: str, alpha: float = 1e-3,
+         n_control_keys: int = 100, clean: Tuples | None = None, clean_name: str = "clean control",
+         notes: Sequence[str] = ()) -> ProvenanceResult:
+    main, flags = score(tuples, key, green_fn)
+    controls = [score(tuples, k, green_fn)[0] for k in control_keys(key, n_control_keys)]
+    clean_result = None
+    if clean is not None:
+        clean_score, _ = score(clean, key, green_fn)
+        clean_result = {"name": clean_name, "counts": clean.counts(), "score": asdict(clean_score)}
+    return ProvenanceResult(suspect=suspect, key=key.public(), mode=mode, counts=tuples.counts(), score=main,
+                            alpha=alpha, control_keys=controls, clean_control=clean_result,
+                            cumulative_z=cumulative(flags, key.greenlist_ratio), notes=list(notes))
+
+
+# -- where the suspect's tokens come from ---------------------------------------------------------------------------
+
+def read_generations(path: str | Path, encode: Callable[[str], list[int]] | None) -> list[tuple[list[int], list[int]]]:
+    """A file of the suspect's generations: JSON Lines with ``prompt``/``completion`` (or ``text``) strings, or
+    ``prompt_ids``/``token_ids`` lists; a ``.txt`` file is one generation per line without prompt."""
+    path = Path(path)
+    out: list[tuple[list[int], list[int]]] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            if path.suffix == ".txt":
+                if encode is None:
+                    raise ValueError(f"{path}: a text file needs --tokenizer")
+                out.append(([], encode(line.rstrip("\n"))))
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{lineno}: not JSON: {exc}") from None
+            if "token_ids" in obj:
+                out.append((list(obj.get("prompt_ids") or []), list(obj["token_ids"])))
+                continue
+            text = obj.get("completion", obj.get("text"))
+            if not isinstance(text, str):
+                raise ValueError(f"{path}:{lineno}: completion: expected a string (or token_ids)")
+            if encode is None:
+                raise ValueError(f"{path}:{lineno}: text generations need --tokenizer (our model's tokenizer)")
+            prompt = obj.get("prompt") or ""
+            out.append((encode(prompt) if prompt else [], encode(text)))
+    return out
+
+
+def query_endpoint(base_url: str, model: str, prompts: Sequence[str], *, api_key: str | None = None,
+                   max_tokens: int = 256, temperature: float = 1.0, timeout: float = 120.0) -> list[str]:
+    """Completions from an OpenAI-compatible endpoint (``/v1/chat/completions``), one per prompt."""
+    import httpx
+
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    url = base_url.rstrip("/") + ("/chat/completions" if base_url.rstrip("/").endswith("/v1")
+                                  else "/v1/chat/completions")
+    out = []
+    with httpx.Client(timeout=timeout, headers=headers) as client:
+        for prompt in prompts:
+            resp = client.post(url, json={"model": model, "messages": [{"role": "user", "content": prompt}],
+                                          "max_tokens": max_tokens, "temperature": temperature})
+            resp.raise_for_status()
+            message = resp.json()["choices"][0]["message"]
+            out.append((message.get("reasoning_content") or "") + (message.get("content") or ""))
+    return out

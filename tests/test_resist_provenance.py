@@ -1,0 +1,130 @@
+"""Provenance (radioactivity) test: p-values, de-duplication, prompt exclusion, controls, report, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from distillguard.resist import provenance as prov
+
+VOCAB = 64
+
+
+def test_binomial_pvalue_is_the_upper_tail():
+    stats = pytest.importorskip("scipy.stats")
+    for green, n, gamma in [(30, 100, 0.25), (1, 1, 0.25), (0, 10, 0.25), (500, 1000, 0.25), (26, 100, 0.25)]:
+        expect = 1.0 if green == 0 else stats.binom.sf(green - 1, n, gamma)
+        assert prov.binomial_pvalue(green, n, gamma) == pytest.approx(expect, rel=1e-9, abs=1e-300)
+    assert prov.binomial_pvalue(0, 0, 0.25) == 1.0
+
+
+def test_generation_tuples_dedup_prompt_and_context_zero():
+    items = [([5, 6, 7], [8, 9, 8, 9]),  # (7,8) (8,9) (9,8) (8,9)dup
+             ([1, 2], [3, 0, 4, 1, 2])]  # (2,3) (3,0) (0,4)ctx0 (4,1) (1,2) in prompt
+    t = prov.generation_tuples(items)
+    assert t.pairs == [(7, 8), (8, 9), (9, 8), (2, 3), (3, 0), (4, 1)]
+    assert t.counts() == {"tokens": 9, "scored": 6, "duplicates": 1, "in_prompt": 1, "filtered": 0, "context_0": 1}
+    f = prov.generation_tuples(items, filter_contexts={7, 8})
+    assert f.pairs == [(7, 8), (8, 9)] and f.filtered == 4
+
+
+def test_reading_tuples_exclude_pairs_already_in_the_text():
+    text = [5, 6, 5, 6, 9]
+    preds = [6, 5, 6, 7, 1]  # predictions for positions 1..5: (5,6) (6,5) (5,6)seen-in-text (6,7)
+    t = prov.reading_tuples([text], [preds])
+    assert t.pairs == [(5, 6), (6, 5), (6, 7)]
+    assert t.in_prompt == 1
+
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from distillguard.resist.decode import KeyedWatermark  # noqa: E402
+from distillguard.resist.keys import random_key  # noqa: E402
+
+
+def _texts(n: int, length: int, key=None, seed: int = 0) -> list[tuple[list[int], list[int]]]:
+    """Sequences from a uniform 'model', watermarked with ``key`` when given."""
+    g = torch.Generator().manual_seed(seed)
+    wm = KeyedWatermark(key, VOCAB) if key is not None else None
+    out = []
+    for _ in range(n):
+        seq = [int(torch.randint(1, VOCAB, (1,), generator=g))]
+        for _ in range(length):
+            scores = torch.zeros(1, VOCAB)
+            if wm is not None:
+                scores = wm(torch.tensor([seq]), scores)
+            seq.append(int(torch.multinomial(torch.softmax(scores[0], -1), 1, generator=g)))
+        out.append((seq[:1], seq[1:]))
+    return out
+
+
+def test_watermarked_text_detected_clean_text_not_and_controls_calibrated():
+    key = random_key("ours", rng_seed=1, bias=2.0)
+    green = prov.torch_green(VOCAB)
+    marked = prov.test(prov.generation_tuples(_texts(40, 40, key)), key, green, suspect="marked", mode="generation",
+                       n_control_keys=50)
+    assert marked.score.pvalue < 1e-10 and marked.radioactive
+    assert marked.control_false_positive_rate <= 0.05
+    clean_tuples = prov.generation_tuples(_texts(40, 40, None, seed=1))
+    clean = prov.test(clean_tuples, key, green, suspect="clean", mode="generation", n_control_keys=50,
+                      clean=clean_tuples)
+    assert clean.score.pvalue > 1e-3 and not clean.radioactive
+    assert clean.verdict().startswith("no evidence")
+    # someone else's watermark is not ours
+    other = random_key("theirs", rng_seed=2, bias=2.0)
+    theirs = prov.test(prov.generation_tuples(_texts(40, 40, other, seed=2)), key, green, suspect="other",
+                       mode="generation", n_control_keys=0)
+    assert theirs.score.pvalue > 1e-3
+
+
+def test_without_dedup_a_repetitive_clean_text_would_look_radioactive():
+    key = random_key("ours", rng_seed=1)
+    green = prov.torch_green(VOCAB)
+    # a clean "model" that repeats one green pair a thousand times
+    wm = KeyedWatermark(key, VOCAB)
+    ctx = 9
+    tok = int(wm.greenlist(ctx)[0])
+    items = [([ctx], [tok, ctx] * 500)]
+    t = prov.generation_tuples(items)
+    assert len(t.pairs) <= 2  # (ctx,tok) and (tok,ctx) once each
+    assert prov.score(t, key, green)[0].pvalue > 0.01
+
+
+def test_report_is_self_contained(tmp_path):
+    from distillguard.resist.report import write_html
+
+    key = random_key("ours", rng_seed=1, bias=2.0)
+    r = prov.test(prov.generation_tuples(_texts(20, 30, key)), key, prov.torch_green(VOCAB), suspect="s",
+                  mode="generation", n_control_keys=20)
+    html = write_html(r, tmp_path / "r.html").read_text()
+    assert "data:image/png;base64," in html and "radioactive" in html
+    assert "src=\"http" not in html and "hashing_key" not in html
+
+
+def test_cli_keygen_and_test(tmp_path):
+    from distillguard.cli import main
+    from distillguard.resist.keys import load_keyring
+
+    runner = CliRunner()
+    keys = tmp_path / "keys.yaml"
+    assert runner.invoke(main, ["provenance", "keygen", "--id", "k1", "--keys", str(keys)]).exit_code == 0
+    assert runner.invoke(main, ["provenance", "keygen", "--id", "k2", "--keys", str(keys)]).exit_code == 0
+    ring = load_keyring(keys)
+    assert ring.active.id == "k2" and len(ring.keys) == 2
+    gens = tmp_path / "gens.jsonl"
+    gens.write_text("".join(json.dumps({"prompt_ids": p, "token_ids": c}) + "\n"
+                            for p, c in _texts(30, 40, ring.get("k1"))))
+    out = tmp_path / "out"
+    res = runner.invoke(main, ["provenance", "test", "--keys", str(keys), "--key", "k1", "--generations", str(gens),
+                               "--vocab-size", str(VOCAB), "--control-keys", "20", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["radioactive"] and summary["pvalue"] < 1e-6
+    assert (out / "provenance.html").exists()
+    assert json.loads((out / "provenance.json").read_text())["key"]["id"] == "k1"
+    res2 = runner.invoke(main, ["provenance", "test", "--keys", str(keys), "--generations", str(gens),
+                                "--vocab-size", str(VOCAB), "--control-keys", "20", "--out", str(out)])
+    assert res2.exit_code == 0 and not json.loads(res2.stdout.strip().splitlines()[-1])["radioactive"]  # k2
