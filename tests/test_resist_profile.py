@@ -152,3 +152,32 @@ def test_profile_without_watermark_key():
     assert p.directive("throttle").antidistillation == 1.0
     with pytest.raises(ProfileError, match=r"r.yaml:3: tiers.watch.watermark: true but"):
         parse_profile("distillguard_resistance: 1\ntiers:\n  watch: {watermark: true}\n", "r.yaml")
+
+
+def test_key_id_recorded_per_exchange_survives_ingest(tmp_path, profile_dir):
+    """The gateway hook's `resistance` record is kept by ingest (extra_json) and found again per key."""
+    import json
+
+    from click.testing import CliRunner
+
+    from distillguard.cli import main
+    from distillguard.resist.served import served_under_key
+
+    p = load_profile(profile_dir / "resistance.yaml")
+    lines = []
+    for i, (account, verdict) in enumerate([("acct_a", "watch"), ("acct_b", "allow"), ("acct_a", "throttle")]):
+        record = {"id": f"gw-{i}", "ts": f"2026-03-01T10:00:0{i}Z", "account_id": account,
+                  "client": {"ip": "10.0.0.1", "user_agent": "t"}, "endpoint":
+                  "/v1/chat/completions", "request": {"model": "m", "messages": [{"role": "user", "content": f"q{i}"}]},
+                  "response": {"id": "r", "object": "chat.completion", "model": "m", "choices": [
+                      {"index": 0, "message": {"role": "assistant", "content": f"a{i}"}, "finish_reason": "stop"}]},
+                  "status": 200}
+        p.on_request(verdict, verdict, record["request"], {}, record)
+        lines.append(json.dumps(record))
+    (tmp_path / "ex.jsonl").write_text("\n".join(lines) + "\n")
+    res = CliRunner().invoke(main, ["ingest", "--store", str(tmp_path / "st"), str(tmp_path / "ex.jsonl")])
+    assert res.exit_code == 0, res.output
+    rows = list(served_under_key(tmp_path / "st", "acme-2026-03"))
+    assert [(r["exchange_id"], r["prompt"], r["completion"]) for r in rows] == [("gw-0", "q0", "a0"),
+                                                                                 ("gw-2", "q2", "a2")]
+    assert [r["exchange_id"] for r in served_under_key(tmp_path / "st", "acme-2026-03", ["acct_b"])] == []

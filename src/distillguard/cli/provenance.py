@@ -48,6 +48,25 @@ def keygen(key_id: str, keys_path: str, provider: str, greenlist_ratio: float, b
     console.print(f"{path}: key {key_id} added and active")
 
 
+@command.command("served")
+@click.option("--store", "store_dir", type=click.Path(exists=True, file_okay=False), required=True)
+@click.option("--key", "key_id", required=True, help="watermark key id, as recorded per exchange")
+@click.option("--account", "accounts", multiple=True, help="only these accounts (repeat), e.g. a campaign's")
+@click.option("--limit", type=int, default=None)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True)
+def served(store_dir: str, key_id: str, accounts: tuple[str, ...], limit: int | None, out_path: str) -> None:
+    """Export the exchanges served under KEY (prompt/completion JSON Lines): prompts for `provenance test
+    --prompts` and the served outputs for `--filter-served`."""
+    from distillguard.resist.served import served_under_key, write_jsonl
+    from distillguard.store import StoreError
+
+    try:
+        n = write_jsonl(served_under_key(store_dir, key_id, accounts or None, limit), out_path)
+    except StoreError as exc:
+        fail(str(exc))
+    console.print(f"{out_path}: {n} exchanges served under key {key_id}")
+
+
 def _tokenizer(path: str | None):
     if path is None:
         return None
