@@ -26,7 +26,7 @@ from distillguard.signals import SIGNALS
 from distillguard.store import Store
 
 ACCOUNTS_HEADER = ("account_id", "risk", "verdict", "campaign_id", "signals", "exchanges", "first_seen", "last_seen",
-                   *(f"points_{f}" for f in FAMILIES), "points_coordination")
+                   *(f"points_{f}" for f in FAMILIES), "points_coordination", "campaign_note")
 Progress = Callable[[str, float], None]  # (stage, fraction of that stage done)
 
 
@@ -75,6 +75,9 @@ def accounts_table(ft: FeatureTable, scores: Scores, campaigns: list[Any]) -> pa
         "first_seen": [format_ts(int(t)) for t in ft.stats["first_ts"][order]],
         "last_seen": [format_ts(int(t)) for t in ft.stats["last_ts"][order]],
         **points,
+        # why a restricted account is in no campaign (attribution's own words)
+        "campaign_note": pa.array([str(v) for v in scores.components.get(
+            "campaign_note", np.full(len(ids), "", dtype=object))[order]], pa.string()),
     })
 
 
@@ -104,29 +107,49 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
     items = {k.split(":", 1)[1]: v for k, v in first.components.items() if k.startswith("item:")}
     eligible = coordination_eligible(first.components, items)
     cfg = AttributionConfig()
-    kept = []
+    kept, note = [], {}
     for camp in found:  # judged on the members that could be harvesters themselves, not on everyone linked
         rows = [index[a] for a in camp.accounts if a in index and eligible[index[a]]]
         if len(rows) >= cfg.min_accounts and float(group[rows].mean()) + _operation(camp) >= GROUP_MIN:
             kept.append(camp)
-    for _ in range(3):  # drop groups most of whose members are not restricted even with coordination, re-decide
-        points, why = coordination_evidence(ft.account_ids, kept, model.policy.coordination_cap, eligible)
+        else:
+            for a in camp.accounts:
+                note[a] = (f"linked with {len(camp.accounts) - 1} account(s), but not as an operation: too few of "
+                           "them take outputs or are throwaway accounts")
+    linked = {id(c): list(c.accounts) for c in kept}  # every account linked into a campaign keeps its coordination
+    for _ in range(5):
+        # a campaign lists the members it restricts, and stands only while most of its eligible members are
+        # restricted and at least ``min_accounts`` remain; decide again until that is stable
+        points, why = coordination_evidence(ft.account_ids, kept, model.policy.coordination_cap, eligible, linked)
         scores = score_accounts(ft.account_ids, ft.features, model, intel, coordination=points,
                                 coordination_reasons=why, decisions=decisions, fit=False)
-        still = [c for c in kept if np.mean([flagged(scores.verdicts[index[a]]) for a in c.accounts
-                                             if eligible[index[a]]] or [0.0]) >= 0.5]
-        if len(still) == len(kept):
-            break
+        still, changed = [], False
+        for camp in kept:
+            eligible_flags = [flagged(scores.verdicts[index[a]]) for a in camp.accounts if eligible[index[a]]]
+            members = [a for a in camp.accounts if flagged(scores.verdicts[index[a]])]
+            if np.mean(eligible_flags or [0.0]) >= 0.5 and len(members) >= cfg.min_accounts:
+                if members != camp.accounts:
+                    for a in set(camp.accounts) - set(members):
+                        note[a] = f"linked to {len(members)} restricted account(s), but not restricted itself"
+                    camp.accounts = members
+                    camp.id = campaign_id(members)
+                    changed = True
+                still.append(camp)
+            else:
+                changed = True
+                for a in camp.accounts:
+                    note[a] = (f"linked with {len(camp.accounts) - 1} account(s), too few of them restricted to "
+                               "make a campaign")
         kept = still
+        if not changed:
+            break
     scores.components["coordination"] = points
-    # a campaign lists the members it restricts; a linked account the evidence does not restrict stays out
+    members = {a for c in kept for a in c.accounts}
+    scores.components["campaign_note"] = np.array(
+        ["" if a in members or not flagged(v) else note.get(a, "linked to no other suspicious account")
+         for a, v in zip(ft.account_ids, scores.verdicts, strict=True)], dtype=object)
     for camp in kept:
-        camp.accounts = [a for a in camp.accounts if flagged(scores.verdicts[index[a]])]
-    kept = [c for c in kept if len(c.accounts) >= cfg.min_accounts]
-    for camp in kept:
-        members = [index[a] for a in camp.accounts]
-        camp.score = float(np.mean(scores.risk[members]))
-        camp.id = campaign_id(camp.accounts)
+        camp.score = float(np.mean(scores.risk[[index[a] for a in camp.accounts]]))
     return scores, sorted(kept, key=lambda c: (-c.score, c.id))
 
 
@@ -155,11 +178,13 @@ def _points(scores: Scores, n: int, families: tuple[str, ...]) -> np.ndarray:
 
 
 def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: float,
-                          eligible: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+                          eligible: np.ndarray | None = None, linked: dict[int, list[str]] | None = None
+                          ) -> tuple[np.ndarray, list[str]]:
     """Cross-account points per member of the campaigns attribution found: ``cap`` times the campaign's linking
     strength times how tied the member itself is (the weight of its own links inside the campaign, up to
     :data:`TIED`): a core member of a hydra gets all of it, an account hanging on by one shared phrase little.
-    Members not ``eligible`` (no harvest or evasion evidence of their own) get none."""
+    Members not ``eligible`` (no harvest or evasion evidence of their own) get none. ``linked`` (campaign object
+    id -> accounts) lists everyone linked into a campaign when its listed members are only those it restricts."""
     index = {a: i for i, a in enumerate(account_ids)}
     points = np.zeros(len(account_ids))
     why = [""] * len(account_ids)
@@ -169,7 +194,7 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
         for a, b, _, weight in getattr(camp, "edges", ()):
             tied[a] = tied.get(a, 0.0) + weight
             tied[b] = tied.get(b, 0.0) + weight
-        for account in camp.accounts:
+        for account in (linked or {}).get(id(camp), camp.accounts):
             i = index.get(account)
             if i is None or (eligible is not None and not eligible[i]):
                 continue
