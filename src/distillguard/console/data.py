@@ -399,7 +399,8 @@ def evidence_graph(accounts: list[str], edges: list, verdicts: dict[str, str] | 
 
     * per evidence kind, each connected group of accounts it links becomes one *hub* ("shared payment, 37
       accounts") joined to its members: n + 1 edges instead of up to n(n-1)/2;
-    * accounts with the same hubs (linked by exactly the same evidence) collapse into one node ("12 accounts");
+    * accounts linked by exactly the same identity and behaviour evidence collapse into one node ("12 accounts"),
+      joined to each hub with a width by how many of them it holds;
     * hubs sit in one compound node per evidence group (identity, behaviour, infrastructure); infrastructure
       hubs are marked so the page can collapse them into one node (infrastructure corroborates, never links
       alone).
@@ -413,49 +414,52 @@ def evidence_graph(accounts: list[str], edges: list, verdicts: dict[str, str] | 
         g = ig.Graph(n=len(accounts), edges=by_kind[kind])
         for k, comp in enumerate(c for c in g.connected_components() if len(c) >= 2):
             hubs.append((f"hub:{kind}:{k}", kind, comp))
-    signature: dict[int, list[str]] = defaultdict(list)
+    group_of_hub = {hub_id: KIND_GROUP.get(kind, "behaviour") for hub_id, kind, _ in hubs}
+    signature: dict[int, list[str]] = defaultdict(list)  # linking (non-infrastructure) hubs of each account
+    member_hubs: dict[int, list[str]] = defaultdict(list)
     for hub_id, _, comp in hubs:
         for i in comp:
-            signature[i].append(hub_id)
+            member_hubs[i].append(hub_id)
+            if group_of_hub[hub_id] != "infrastructure":
+                signature[i].append(hub_id)
     groups: dict[tuple[str, ...], list[int]] = defaultdict(list)
     for i in range(len(accounts)):
         groups[tuple(sorted(signature.get(i, [])))].append(i)
     nodes: list[dict[str, Any]] = []
     out_edges: list[dict[str, Any]] = []
-    present = set()
-    for kind in by_kind:
-        present.add(KIND_GROUP.get(kind, "behaviour"))
-    for group in sorted(present):
+    for group in sorted(set(group_of_hub.values())):
         nodes.append({"data": {"id": f"group:{group}", "label": group, "kind_group": group}, "classes": "group"})
-    hub_of: dict[str, str] = {}
     for hub_id, kind, comp in hubs:
-        group = KIND_GROUP.get(kind, "behaviour")
-        hub_of[hub_id] = group
+        group = group_of_hub[hub_id]
         nodes.append({"data": {"id": hub_id, "label": f"{kind.replace('_', ' ')} ({len(comp)})", "kind": kind,
                                "kind_group": group, "parent": f"group:{group}", "size": len(comp)},
                       "classes": "hub" + (" infra" if group == "infrastructure" else "")})
-    infra_groups: list[str] = []
-    for n, (sig, members) in enumerate(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))):
+    infra_groups: list[tuple[str, int]] = []
+    for n, (_sig, members) in enumerate(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))):
         ids = [accounts[i] for i in members]
         node_id = f"acct:{ids[0]}" if len(ids) == 1 else f"accts:{n}"
         worst = max((verdicts.get(a, "allow") for a in ids), key=_verdict_rank)
         label = ids[0] if len(ids) == 1 else f"{len(ids)} accounts"
         nodes.append({"data": {"id": node_id, "label": label, "accounts": ids[:500], "count": len(ids),
                                "verdict": worst}, "classes": "account" + (" many" if len(ids) > 1 else "")})
-        has_infra = False
-        for hub_id in sig:
+        reach: dict[str, int] = defaultdict(int)  # hub -> members of this node in it
+        for i in members:
+            for hub_id in member_hubs.get(i, []):
+                reach[hub_id] += 1
+        infra_members = 0
+        for hub_id, count in sorted(reach.items()):
             kind = hub_id.split(":")[1]
-            infra = hub_of[hub_id] == "infrastructure"
-            has_infra |= infra
+            infra = group_of_hub[hub_id] == "infrastructure"
+            infra_members = max(infra_members, count) if infra else infra_members
             out_edges.append({"data": {"id": f"e:{node_id}:{hub_id}", "source": node_id, "target": hub_id,
-                                       "kind": kind, "weight": len(ids)}, "classes": "infra" if infra else ""})
-        if has_infra:
-            infra_groups.append(node_id)
+                                       "kind": kind, "weight": count}, "classes": "infra" if infra else ""})
+        if infra_members:
+            infra_groups.append((node_id, infra_members))
     if infra_groups:  # the collapsed stand-in for every infrastructure hub
         nodes.append({"data": {"id": "infra:all", "label": "infrastructure (collapsed)", "kind": "infrastructure",
                                "kind_group": "infrastructure"}, "classes": "hub infra-collapsed"})
-        out_edges += [{"data": {"id": f"e:{n}:infra", "source": n, "target": "infra:all", "kind": "infrastructure"},
-                       "classes": "infra-collapsed"} for n in infra_groups]
+        out_edges += [{"data": {"id": f"e:{n}:infra", "source": n, "target": "infra:all", "kind": "infrastructure",
+                                "weight": w}, "classes": "infra-collapsed"} for n, w in infra_groups]
     return {"elements": nodes + out_edges, "accounts": len(accounts), "hubs": len(hubs),
             "account_nodes": len(groups), "kinds": sorted(by_kind)}
 

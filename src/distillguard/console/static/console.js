@@ -31,14 +31,20 @@
           "label": "data(label)", "text-valign": "top", "font-size": 11, "font-weight": "bold" } },
         { selector: "node.hub", style: { "shape": "diamond", "width": "mapData(size, 2, 200, 16, 46)",
           "height": "mapData(size, 2, 200, 16, 46)", "background-color": function (n) { return colour(n.data("kind")); } } },
-        { selector: "node.account", style: { "width": 12, "height": 12, "background-color": function (n) { return VERDICT[n.data("verdict")] || "#555"; }, "font-size": 8 } },
-        { selector: "node.many", style: { "width": "mapData(count, 2, 300, 16, 60)", "height": "mapData(count, 2, 300, 16, 60)", "font-size": 10 } },
-        { selector: "edge", style: { "width": "mapData(weight, 1, 100, 1, 6)", "line-color": function (e) { return colour(e.data("kind")); }, "opacity": 0.7, "curve-style": "haystack" } },
+        { selector: "node.account", style: { "width": 12, "height": 12, "background-color": function (n) { return VERDICT[n.data("verdict")] || "#555"; }, "label": "" } },
+        { selector: "node.account:selected", style: { "label": "data(label)", "font-size": 8 } },
+        { selector: "node.many", style: { "width": "mapData(count, 2, 300, 16, 60)", "height": "mapData(count, 2, 300, 16, 60)", "label": "data(label)", "font-size": 10 } },
+        { selector: "edge", style: { "width": "mapData(weight, 1, 100, 1, 8)", "line-color": function (e) { return colour(e.data("kind")); }, "opacity": 0.6, "curve-style": "haystack" } },
         { selector: ".hidden", style: { "display": "none" } },
         { selector: ":selected", style: { "border-width": 3, "border-color": "#111" } }
       ],
-      layout: { name: "cose", animate: false, randomize: false, nodeRepulsion: 9000, idealEdgeLength: 60, numIter: 800, fit: true, padding: 20 }
+      layout: { name: "preset" }
     });
+    function layout() {
+      cy.elements(":visible").layout({ name: "cose", animate: false, randomize: false, nodeRepulsion: 20000,
+        idealEdgeLength: 90, nodeOverlap: 20, componentSpacing: 80, nestingFactor: 0.8, numIter: 1000, fit: true,
+        padding: 24 }).run();
+    }
     var toggle = document.getElementById("collapse-infra");
     function apply() {
       var collapsed = toggle.checked;
@@ -48,8 +54,9 @@
         cy.nodes("#group\\:infrastructure").toggleClass("hidden", collapsed);
       });
     }
-    toggle.addEventListener("change", apply);
+    toggle.addEventListener("change", function () { apply(); layout(); });
     apply();
+    layout();
     var detail = document.getElementById("graph-detail");
     cy.on("tap", "node", function (evt) {
       var d = evt.target.data();
