@@ -38,6 +38,10 @@ def data_uri(fig: Figure) -> str:
 
 
 def risk_histogram(risk: np.ndarray, verdicts: np.ndarray) -> str:
+    return data_uri(risk_figure(risk, verdicts))
+
+
+def risk_figure(risk: np.ndarray, verdicts: np.ndarray) -> Figure:
     """Risk distribution by verdict, in two panels so the flagged accounts stay visible.
 
     Left: every account, count axis logarithmic from 0.5 (a bin of one account is a visible bar), verdicts side
@@ -73,10 +77,15 @@ def risk_histogram(risk: np.ndarray, verdicts: np.ndarray) -> str:
     zoom.set_ylabel("accounts")
     zoom.set_title("watch and above (linear)", fontsize=9)
     fig.tight_layout()
-    return data_uri(fig)
+    return fig
 
 
 def timelines(series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], releases: dict[str, datetime]) -> str:
+    return data_uri(timeline_figure(series, releases))
+
+
+def timeline_figure(series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], releases: dict[str, datetime]
+                    ) -> Figure:
     """Exchanges per hour for each campaign (rows), one bar per active hour stacked by model; dashed lines mark
     model releases. Hours without traffic are drawn as nothing: a gap shows as a gap (a filled step curve
     would join two lone hours a week apart into a band across the week)."""
@@ -112,7 +121,7 @@ def timelines(series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], relea
                           title_fontsize=7)
     axes[-1, 0].set_xlabel("time (UTC), exchanges per hour (one bar per hour with traffic)")
     fig.autofmt_xdate()
-    return data_uri(fig)
+    return fig
 
 
 def capability_heatmap(campaigns: Sequence[Campaign]) -> str:
@@ -132,6 +141,10 @@ def capability_heatmap(campaigns: Sequence[Campaign]) -> str:
 
 
 def link_graph(campaign: Campaign, max_nodes: int = 150, seed: int = 1) -> str:
+    return data_uri(link_figure(campaign, max_nodes, seed))
+
+
+def link_figure(campaign: Campaign, max_nodes: int = 150, seed: int = 1) -> Figure:
     """The campaign's linking graph, drawn so a hundred accounts stay readable.
 
     Per evidence kind, each connected group of accounts the kind links is drawn as a hub (a diamond in the kind's
@@ -175,7 +188,7 @@ def link_graph(campaign: Campaign, max_nodes: int = 150, seed: int = 1) -> str:
         else f"{len(campaign.accounts)} accounts"
     ax.set_title(f"{campaign.id}: {shown}; diamonds: shared evidence", fontsize=9)
     ax.set_axis_off()
-    return data_uri(fig)
+    return fig
 
 
 def _seed_layout(n: int, seed: int) -> list[list[float]]:
