@@ -16,7 +16,7 @@ from distillguard.cli._common import console, fail
 
 _SERVE_OPTIONS = ("upstream", "policy_path", "keys", "state", "accounts", "detections", "store", "audit", "host",
                   "port", "upstream_key_env", "trust_forwarded", "flush_every", "fsync_ms", "no_online", "intel",
-                  "group_key", "group", "limits")
+                  "group_key", "group", "limits", "online_shed")
 _LIMIT_OPTIONS = ("header_timeout", "body_timeout", "keep_alive_timeout", "max_connections",
                   "max_connections_per_client")
 
@@ -107,6 +107,9 @@ def _attach_intel(scorer, intel: tuple[str, ...], group_key: str | None, group: 
 @click.option("--flush-every", default=5.0, show_default=True, help="seconds between spool -> store flushes")
 @click.option("--fsync-ms", default=50.0, show_default=True, help="audit fsync group-commit window (0 = every one)")
 @click.option("--no-online", is_flag=True, help="score from batch detections and intel only")
+@click.option("--online-shed", type=click.Choice(["sample", "off"]), default="sample", show_default=True,
+              help="when online scoring falls behind: sample the exchanges of accounts without evidence (counted, "
+                   "audited, named in their decisions), or fold everything until the buffer is full")
 @_intel_options
 @server_limit_options()
 @click.pass_context
@@ -132,7 +135,7 @@ def _load_policy(path: str | None):
 def _serve(upstream: str, policy_path: str | None, keys: str | None, state: str, accounts: str | None,
            detections: str | None, store: str, audit: str, host: str, port: int, upstream_key_env: str,
            trust_forwarded: bool, flush_every: float, fsync_ms: float, no_online: bool, intel: tuple[str, ...] = (),
-           group_key: str | None = None, group: str | None = None, limits=None) -> None:
+           group_key: str | None = None, group: str | None = None, limits=None, online_shed: str = "sample") -> None:
     from distillguard.gateway import server
     from distillguard.gateway.app import Gateway
     from distillguard.gateway.audit import AuditLog
@@ -151,6 +154,9 @@ def _serve(upstream: str, policy_path: str | None, keys: str | None, state: str,
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
     _attach_intel(scorer, intel, group_key, group, account_info)
+    worker = getattr(getattr(scorer, "online", None), "worker", None)
+    if worker is not None:
+        worker.set_shed(online_shed)
     spool = Spool(Store.open(store), derive=_derive())
     engine = Engine(policy, scorer, state=backend, accounts=account_info, audit=AuditLog(audit, fsync_ms=fsync_ms))
     try:

@@ -171,10 +171,12 @@ class Gateway:
             self.metrics.gauge("distillguard_online_backlog_bytes",
                                "Rows buffered in the proxy for the online scorer.", lambda: len(worker._out))
             self.metrics.gauge("distillguard_online_exchanges_total",
-                               "Exchanges handed to online scoring, by outcome (sent to the scorer, shed by "
-                               "the load policy, dropped with a full buffer).",
-                               lambda: {("sent",): worker.sent, ("shed",): worker.shed_total,
-                                        ("dropped",): worker.dropped}, ("outcome",))
+                               "Exchanges handed to online scoring, by outcome (sent to the scorer, folded by it, "
+                               "shed by the load policy, dropped with a full buffer).",
+                               lambda: {("sent",): worker.sent, ("folded",): worker.folded,
+                                        ("shed",): worker.shed_total, ("dropped",): worker.dropped}, ("outcome",))
+            self.metrics.gauge("distillguard_online_lag_seconds", "Age of the rows the online scorer read last.",
+                               lambda: worker.lag_ms / 1000.0)
             self.metrics.gauge("distillguard_online_shedding", "1 while online scoring sheds load.",
                                lambda: 1 if worker.shedding else 0)
 
@@ -190,7 +192,8 @@ class Gateway:
         self.metrics.gauge("distillguard_connections_open", "Open client connections.", lambda: len(guard.connections))
         self.metrics.gauge("distillguard_connections_closed_total",
                            "Client connections closed by the server limits, by reason.",
-                           lambda: {("over_limit",): guard.refused, ("read_deadline",): guard.expired}, ("reason",))
+                           lambda: {("over_limit",): guard.refused, ("read_deadline",): guard.expired}, ("reason",),
+                           "counter")
         guard.listener = self._http_refused
 
     def _http_refused(self, status: int, code: str, client: str | None) -> str:

@@ -79,15 +79,16 @@ class Histogram:
 
 
 class Gauge:
-    """A value read when scraped (``read`` returns a number, or label values -> number)."""
+    """A value read when scraped (``read`` returns a number, or label values -> number); ``kind`` ``counter`` for a
+    running total kept elsewhere (e.g. by the online scorer's handle)."""
 
     def __init__(self, name: str, doc: str, read: Callable[[], float | dict[tuple, float]],
-                 labels: tuple[str, ...] = ()) -> None:
-        self.name, self.doc, self.read, self.labels = name, doc, read, labels
+                 labels: tuple[str, ...] = (), kind: str = "gauge") -> None:
+        self.name, self.doc, self.read, self.labels, self.kind = name, doc, read, labels, kind
 
     def render(self) -> list[str]:
         value = self.read()
-        lines = [f"# HELP {self.name} {self.doc}", f"# TYPE {self.name} gauge"]
+        lines = [f"# HELP {self.name} {self.doc}", f"# TYPE {self.name} {self.kind}"]
         if isinstance(value, dict):
             lines += [f"{self.name}{_labels(self.labels, k)} {_number(v)}" for k, v in sorted(value.items(), key=str)]
         else:
@@ -118,8 +119,8 @@ class Metrics:
         self.extra: list[Gauge | Counter] = []
 
     def gauge(self, name: str, doc: str, read: Callable[[], float | dict[tuple, float]],
-              labels: tuple[str, ...] = ()) -> None:
-        self.extra.append(Gauge(name, doc, read, labels))
+              labels: tuple[str, ...] = (), kind: str = "gauge") -> None:
+        self.extra.append(Gauge(name, doc, read, labels, kind))
 
     def render(self) -> bytes:
         lines = ["# HELP distillguard_start_time_seconds When the gateway process started (Unix time).",

@@ -45,7 +45,7 @@ from distillguard.detect.evidence import coordination_eligible
 from distillguard.features.compute import Context
 from distillguard.features.state import AccountState, features_many
 from distillguard.gateway.scoring import NO_ONLINE, Online
-from distillguard.model import COLUMNS, rows_to_table
+from distillguard.model import COLUMNS, format_ts, rows_to_table
 from distillguard.signals import SIGNALS
 
 log = logging.getLogger("distillguard.gateway")
@@ -306,7 +306,7 @@ class OnlineFeatures:
 
 
 MAX_SHARED = 100_000
-MAX_BACKLOG_BYTES = 64 << 20  # rows buffered for a worker that cannot keep up; beyond this they are dropped
+MAX_BACKLOG_BYTES = 64 << 20  # rows buffered for a worker that cannot keep up; beyond this dropped (and audited)
 SEND_ROWS, SEND_WAIT_S = 32, 0.02  # rows go to the worker in groups: one write(2) and one wake-up per group
 POLL_EVERY_S = 0.005
 
@@ -314,16 +314,27 @@ POLL_EVERY_S = 0.005
 class ScorerProcess:
     """The proxy's side of the online-scoring worker process.
 
-    Rows go to the worker as JSON lines on a non-blocking pipe, ``SEND_ROWS`` or ``SEND_WAIT_S``
-    worth at a time (checked on each send and each decision: one ``write(2)`` and one wake-up
-    of the worker per group, not per row); the worker folds them in micro-batches
-    (``WORKER_BATCH_ROWS`` or ``WORKER_WAIT_S``, whichever first: each account's state is
-    deserialised once per batch, so larger batches cost less per row) and sends
-    back the risks it computed, which :meth:`poll` applies before decisions (one
-    non-blocking ``read(2)`` at most every ``POLL_EVERY_S``). The worker runs at idle CPU
-    priority (``SCHED_IDLE``), so it only uses CPU the event loop leaves; if it cannot keep up its input is buffered
-    here (up to ``MAX_BACKLOG_BYTES``, then dropped and logged). If it dies, :meth:`poll`
-    raises and the policy's ``fail`` mode decides.
+    Rows go to the worker on a non-blocking pipe, ``SEND_ROWS`` or ``SEND_WAIT_S`` worth at a time
+    (checked on each send and each decision: one ``write(2)`` and one wake-up of the worker per
+    group, not per row), each line ``R<TAB>account<TAB>queued-at ms<TAB>protected<TAB>row JSON``
+    with the row's request/response bodies left out (:data:`NOT_SHIPPED`: online signals and
+    features never read them). The worker folds them in micro-batches (``WORKER_BATCH_ROWS`` or
+    ``WORKER_WAIT_S``, whichever first; up to ``WORKER_MAX_BATCH_ROWS`` when more input is already
+    waiting: each account's state is deserialised once per batch, so larger batches cost less per row)
+    and sends back the evidence it computed, which :meth:`poll` applies before decisions (one
+    non-blocking ``read(2)`` at most every ``POLL_EVERY_S``). The worker runs at idle CPU priority
+    (``SCHED_IDLE``), so it only uses CPU the event loop leaves.
+
+    **Load shedding** (``shed`` mode ``sample``, the default): when the worker is more than
+    ``SHED_START_MS`` behind (the age of the rows it reads), it stops folding every exchange of
+    accounts that show nothing: an account's first ``FOLD_FIRST`` exchanges are always folded (every
+    account reaches the early rescoring points), and so is every exchange of an account with online
+    evidence or flagged by batch detection or a link (*protected*, decided here); beyond that one
+    exchange in ``SAMPLE_EVERY`` is folded and the rest are counted per account, not folded. It stops
+    below ``SHED_STOP_MS``. Shedding starts and stops are audit events, and every later decision on an
+    account with unfolded exchanges names how many (:meth:`shed_note`). Mode ``off`` never samples.
+    Either way, rows beyond ``MAX_BACKLOG_BYTES`` buffered here are dropped, counted per account and
+    audited the same way. If the worker dies, :meth:`poll` raises and the policy's ``fail`` mode decides.
     """
 
     def __init__(self, owner: OnlineFeatures, model: Any) -> None:
@@ -356,32 +367,70 @@ class ScorerProcess:
         self._next_read = 0.0  # poll() reads the results pipe at most every POLL_EVERY_S
         self._in = b""
         self._flushed = 0
-        self.dropped = 0
-        self.sent = 0
-        self.shed_total = 0
+        self.sent = 0  # rows handed to the worker
+        self.dropped = 0  # rows dropped here (buffer full)
+        self.dropped_by_account: dict[str, int] = {}
+        self.shed_total = 0  # rows the worker counted and did not fold (load shedding)
+        self.shed_by_account: dict[str, int] = {}
+        self.folded = 0  # rows the worker folded
+        self.lag_ms = 0  # age of the rows the worker read last
         self.shedding = False
-        self.audit: Any = None  # the gateway's AuditLog: shedding is audited
+        self.shed_mode = "sample"
+        self.audit: Any = None  # the gateway's AuditLog: shedding and dropping are audited
         self.dead = False
+
+    def set_shed(self, mode: str, start_ms: float | None = None, stop_ms: float | None = None) -> None:
+        """Load shedding ``sample`` (default) or ``off``; thresholds in milliseconds behind (tests, tuning)."""
+        if mode not in SHED_MODES:
+            raise ValueError(f"online shed mode: expected {' or '.join(SHED_MODES)}, got {mode!r}")
+        self.shed_mode = mode
+        self.send_control(["shed", mode, start_ms, stop_ms])
 
     def send(self, row: dict[str, Any]) -> None:
         if self.dead:
             return
-        line = orjson.dumps(row) + b"\n"
+        account = row["account_id"]
+        owner = self.owner
+        protected = account in owner.latest or account in owner.links.flagged
+        line = b"".join((b"R\t", orjson.dumps(account), b"\t%d\t%d\t" % (time.time() * 1000, protected),
+                         orjson.dumps({**row, **_BLANK}), b"\n"))
         if len(self._out) + len(line) > MAX_BACKLOG_BYTES:
-            self.dropped += 1
-            if self.dropped & (self.dropped - 1) == 0:  # 1, 2, 4, 8, ...: logged, not flooding the log
-                log.warning("online scorer behind: %d exchanges not folded", self.dropped)
+            self._drop(account)
             return
         if not self._out:
             self._oldest = time.monotonic()
         self._out += line
         self._rows += 1
+        self.sent += 1
         if self._rows >= SEND_ROWS or time.monotonic() - self._oldest >= SEND_WAIT_S:
             self._drain()
 
+    def _drop(self, account: str) -> None:
+        self.dropped += 1
+        self.dropped_by_account[account] = self.dropped_by_account.get(account, 0) + 1
+        if self.dropped & (self.dropped - 1) == 0:  # 1, 2, 4, 8, ...: logged and audited, not flooding either
+            log.warning("online scorer behind: %d exchanges dropped (buffer of %d MiB full)", self.dropped,
+                        MAX_BACKLOG_BYTES >> 20)
+            self._audit_event("online_dropped", f"online scoring buffer full: {self.dropped} exchanges dropped "
+                                                f"so far (counted per account, named in its decisions)")
+
+    def _audit_event(self, event: str, why: str) -> None:
+        if self.audit is None:
+            return
+        with contextlib.suppress(Exception):
+            self.audit.write({"id": f"online-{event}-{time.time_ns()}", "account_id": None,
+                              "ts": format_ts(int(time.time() * 1000)), "action": event, "event": event,
+                              "reasons": [why], "lag_ms": self.lag_ms, "mode": self.shed_mode, "sent": self.sent,
+                              "folded": self.folded, "shed": self.shed_total, "dropped": self.dropped})
+
     def shed_note(self, account: str) -> str | None:
-        """The reason to add to the account's decisions while some of its exchanges go unscored (load shedding)."""
-        return None
+        """The reason to add to the account's decisions once some of its exchanges went unfolded under load."""
+        shed = self.shed_by_account.get(account, 0)
+        dropped = self.dropped_by_account.get(account, 0)
+        if not shed and not dropped:
+            return None
+        return (f"online scoring under load: {shed + dropped} of this account's exchanges not folded "
+                f"({shed} shed by sampling, {dropped} dropped)")
 
     def send_control(self, message: list[Any]) -> None:
         """A control message (new baselines) for the worker, in order with the rows already sent."""
@@ -427,11 +476,32 @@ class ScorerProcess:
         self._in = lines.pop()
         for line in lines:
             message = orjson.loads(line)
-            if message[0] == "scored":
-                self.owner.publish({a: Online(n, families, tuple(why), eligible=bool(ok))
-                                    for a, (n, families, why, ok) in message[1].items()})
-            elif message[0] == "flushed":
+            kind = message[0]
+            if kind == "scored":
+                self.owner.publish({a: Online(n, families, tuple(why)) for a, (n, families, why)
+                                    in message[1].items()})
+            elif kind == "load":
+                self._load(message[1])
+            elif kind == "flushed":
                 self._flushed += 1
+
+    def _load(self, load: dict[str, Any]) -> None:
+        """The worker's progress: rows folded, lag, rows shed per account, shedding started or stopped."""
+        self.folded, self.lag_ms = load["folded"], load["lag_ms"]
+        shed = self.shed_by_account
+        for account, n in load.get("shed", {}).items():
+            shed[account] = shed.get(account, 0) + n
+            self.shed_total += n
+        if load["shedding"] != self.shedding:
+            self.shedding = load["shedding"]
+            if self.shedding:
+                log.warning("online scorer %.1f s behind: shedding load (mode %s)", self.lag_ms / 1000,
+                            self.shed_mode)
+            self._audit_event("online_shedding_start" if self.shedding else "online_shedding_stop",
+                              f"online scorer {self.lag_ms / 1000:.1f} s behind: "
+                              + ("exchanges of accounts without evidence sampled 1 in "
+                                 f"{SAMPLE_EVERY} after their first {FOLD_FIRST}" if self.shedding
+                                 else "every exchange folded again"))
 
     def flush(self, timeout_s: float = 60.0) -> None:
         """Have the worker fold everything sent so far; returns once its results are applied."""
@@ -475,7 +545,16 @@ class ScorerProcess:
         os.close(self._in_fd)
 
 
+# columns the proxy does not ship to the worker (set to None): online signals and features never read the raw
+# request/response bodies (tests/test_gateway_online_load.py checks that folding gives the same evidence)
+NOT_SHIPPED = ("request_json", "response_json", "extra_json")
+_BLANK = dict.fromkeys(NOT_SHIPPED)
 WORKER_BATCH_ROWS, WORKER_WAIT_S = 512, 0.25  # a worker folds this many rows, or what it has after this long
+WORKER_MAX_BATCH_ROWS = 4096  # ... or up to this many when more input is already waiting (catching up)
+SHED_MODES = ("sample", "off")
+SHED_START_MS, SHED_STOP_MS = 3000.0, 500.0  # shedding starts this far behind, stops below the other
+FOLD_FIRST, SAMPLE_EVERY = 32, 8  # while shedding: every account's first exchanges, then 1 in SAMPLE_EVERY
+REPORT_EVERY_S = 1.0  # the worker reports its progress at least this often while it has work
 
 
 def worker_entry() -> None:
@@ -489,56 +568,136 @@ def worker_entry() -> None:
 
     if len(sys.argv) > 3:
         tie_to_parent(int(sys.argv[3]))
-
     config = pickle.loads(sys.stdin.buffer.read())
     _worker_main(int(sys.argv[1]), int(sys.argv[2]), config)
 
 
+class _Shedder:
+    """The worker's load-shedding rule (see :class:`ScorerProcess`): fold or count each row as it is read."""
+
+    def __init__(self) -> None:
+        self.mode = "sample"
+        self.start_ms, self.stop_ms = SHED_START_MS, SHED_STOP_MS
+        self.active = False
+        self.lag_ms = 0
+        self.ready_ms = int(time.time() * 1000)  # set again once the worker has loaded the model
+        self.seen: dict[str, int] = {}  # rows read per account (folded or not)
+        self.shed: dict[str, int] = {}  # rows not folded per account since the last report
+
+    def fold(self, account: str, queued_ms: int, protected: bool, now_ms: int) -> bool:
+        # how long the row waited for this worker: rows queued while it was starting count from when it was ready
+        lag = self.lag_ms = now_ms - max(queued_ms, self.ready_ms)
+        if self.active and lag < self.stop_ms:
+            self.active = False
+        elif not self.active and lag > self.start_ms and self.mode == "sample":
+            self.active = True
+        seen = self.seen.get(account, 0)
+        self.seen[account] = seen + 1
+        if not self.active or protected or seen < FOLD_FIRST or (seen - FOLD_FIRST) % SAMPLE_EVERY == 0:
+            return True
+        self.shed[account] = self.shed.get(account, 0) + 1
+        return False
+
+
 def _worker_main(in_fd: int, out_fd: int, config: dict[str, Any]) -> None:
-    """The scorer process: the same :class:`OnlineFeatures`, inline, fed from the pipe."""
+    """The scorer process: the same :class:`OnlineFeatures`, inline, fed from the pipe; it decides when to fold
+    (micro-batches, larger ones when catching up) and what to shed under load."""
     idle_priority(os.getpid())  # again, for threads started by imports before the parent set it
     online = OnlineFeatures(scorer=config["scorer"], model=config["model"], accounts=config["accounts"],
                             context=Context.from_json(config["context"]),
-                            batch_rows=max(config["batch_rows"], WORKER_BATCH_ROWS),
-                            max_lag_ms=max(config["max_lag_ms"], int(WORKER_WAIT_S * 1000)), keep_evidence=False,
+                            batch_rows=WORKER_MAX_BATCH_ROWS, keep_evidence=False,
+                            max_lag_ms=max(config["max_lag_ms"], int(WORKER_WAIT_S * 1000)),  # the exchange clock
                             policy=DecisionPolicy.from_mapping(config["policy"]))
+    wait_s = WORKER_WAIT_S
+    min_batch = max(config["batch_rows"], WORKER_BATCH_ROWS)
+    shedder = _Shedder()  # created after the model loaded: its ready time is now
+    evidence: set[str] = set()  # accounts whose latest online evidence is not empty: never shed
+    folded = 0
+    last_report = 0.0
 
     def write(message: Any) -> None:
         os.write(out_fd, orjson.dumps(message) + b"\n")  # blocking: only the worker waits
 
-    online.on_scored = lambda results: write(["scored", {a: [e.n, e.families, list(e.reasons), e.eligible]
-                                                         for a, e in results.items()}])
+    def scored(results: dict[str, Online]) -> None:
+        for account, e in results.items():
+            if e.families:
+                evidence.add(account)
+            else:
+                evidence.discard(account)
+        write(["scored", {a: [e.n, e.families, list(e.reasons)] for a, e in results.items()}])
+
+    def report() -> None:
+        nonlocal last_report
+        last_report = time.monotonic()
+        shed, shedder.shed = shedder.shed, {}
+        write(["load", {"folded": folded, "lag_ms": shedder.lag_ms, "shedding": shedder.active, "shed": shed}])
+
+    def fold() -> None:
+        online.flush()
+        report()
+
+    def observe(row: dict[str, Any]) -> None:
+        nonlocal folded, pending_since
+        if not online._pending:
+            pending_since = time.monotonic()
+        online.observe(row)  # folds by itself when a batch spans max_lag_ms of exchange time, as inline
+        folded += 1
+
+    online.on_scored = scored
     buffer = b""
-    pending_since: float | None = None
+    pending_since = 0.0
+    was_active = False
     while True:
-        wait = None if pending_since is None else max(0.0, pending_since + WORKER_WAIT_S - time.monotonic())
+        pending = len(online._pending)
+        wait = None if not pending else max(0.0, pending_since + wait_s - time.monotonic())
         readable, _, _ = select.select([in_fd], [], [], wait)
-        if not readable:
-            online.flush()
-            pending_since = None
-            continue
-        data = os.read(in_fd, 1 << 20)
-        if not data:  # the proxy closed the pipe: fold the rest and exit
-            online.flush()
-            return
-        lines = (buffer + data).split(b"\n")
-        buffer = lines.pop()
-        for line in lines:
-            if line == b'"flush"':
-                online.flush()
-                pending_since = None
-                write(["flushed"])
-                continue
-            try:
-                message = orjson.loads(line)
-                if isinstance(message, list) and message and message[0] == "context":
-                    online.flush()  # evidence so far was scored against the old baselines
-                    online.refresh(message[1])
-                    continue
-                online.observe(message)
-            except Exception:  # noqa: BLE001 - one bad row must not stop online scoring
-                log.exception("online scorer: exchange(s) not folded")
-        pending_since = (pending_since or time.monotonic()) if online._pending else None
+        if readable:
+            data = os.read(in_fd, 1 << 20)
+            if not data:  # the proxy closed the pipe: fold the rest and exit
+                fold()
+                return
+            lines = (buffer + data).split(b"\n")
+            buffer = lines.pop()
+            now_ms = int(time.time() * 1000)
+            for line in lines:
+                try:
+                    if line.startswith(b"R\t"):
+                        _, account, queued, protected, body = line.split(b"\t", 4)
+                        account_id = orjson.loads(account)
+                        if account_id in evidence or account_id in online.links.flagged:
+                            protected = b"1"
+                        if shedder.fold(account_id, int(queued), protected == b"1", now_ms):
+                            observe(orjson.loads(body))
+                    elif line == b'"flush"':
+                        fold()
+                        write(["flushed"])
+                    elif line.startswith(b"["):
+                        message = orjson.loads(line)
+                        if message[0] == "context":
+                            fold()  # evidence so far was scored against the old baselines
+                            online.refresh(message[1])
+                        elif message[0] == "shed":
+                            shedder.mode = message[1]
+                            shedder.start_ms = SHED_START_MS if message[2] is None else message[2]
+                            shedder.stop_ms = SHED_STOP_MS if message[3] is None else message[3]
+                            shedder.active = shedder.active and shedder.mode == "sample"
+                    elif line:
+                        observe(orjson.loads(line))  # a bare row (no queue time, never shed)
+                except Exception:  # noqa: BLE001 - one bad row must not stop online scoring
+                    log.exception("online scorer: exchange(s) not folded")
+            if shedder.active != was_active:  # tell the proxy at once (it audits the change)
+                was_active = shedder.active
+                report()
+            pending = len(online._pending)
+            more = bool(select.select([in_fd], [], [], 0)[0])
+            if pending < WORKER_MAX_BATCH_ROWS and more and time.monotonic() - pending_since < wait_s:
+                continue  # catching up: read on, fold a larger batch (each account's state once)
+            if pending >= min_batch or (pending and time.monotonic() - pending_since >= wait_s):
+                fold()
+            elif shedder.shed and time.monotonic() - last_report >= REPORT_EVERY_S:
+                report()
+        elif pending:
+            fold()
 
 
 def idle_priority(pid: int) -> None:
