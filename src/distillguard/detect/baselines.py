@@ -32,6 +32,7 @@ import numpy as np
 
 from distillguard.detect.base import Features, column
 from distillguard.model import TIERS
+from distillguard.signals import TEXT_DIMS
 
 MIN_ACCOUNTS = 25  # a cohort with fewer accounts (with enough traffic) borrows its parent's baseline
 MIN_N = 5  # accounts with fewer exchanges do not shape baselines (their shares are too noisy)
@@ -68,6 +69,8 @@ PRIORS: dict[str, Prior] = {
     "hour_entropy": Prior(0.5, 0.12),
     "gap_cv": Prior(1.5, 0.4),
     "tpl_ratio": Prior(0.9, 0.15),
+    # where an account's prompts sit, on average, in the text classifiers' representation (the distribution test)
+    **{f"text_emb_{k}": Prior(0.0, 0.1) for k in range(TEXT_DIMS)},
     # rates of rare events: (typical, floor)
     "hit_cap": Prior(0.02, 0.03),
     "logits": Prior(0.0, 0.01),

@@ -28,6 +28,7 @@ from scipy.stats import binom
 
 from distillguard.detect.base import Features, column
 from distillguard.detect.baselines import Baselines, describe_cohort
+from distillguard.signals import TEXT_DIMS
 
 FAMILIES: dict[str, str] = {
     "harvest": "what it takes",
@@ -173,6 +174,24 @@ def _young_says(finding: Finding, f: Features, i: int) -> str:
     return f"account first used {finding.observed[i]:.1f} days after sign-up"
 
 
+def _text_distance(f: Features, b: Baselines) -> Finding:
+    """The distribution test: how far the account's typical prompt sits from its cohort's, in the text
+    classifiers' learned representation (robust deviations, root mean square over the kept dimensions)."""
+    squares = np.zeros(len(f["log_n"]))
+    used = np.full(len(squares), "shipped prior", dtype=object)
+    for k in range(TEXT_DIMS):
+        loc, scale, used = b.lookup(f, f"text_emb_{k}")
+        squares += ((column(f, f"text_emb_{k}") - loc) / scale) ** 2
+    distance = np.sqrt(squares / TEXT_DIMS)
+    points = np.where(_n(f) >= 20, np.clip(0.5 * (distance - 3.0), 0.0, 1.0), 0.0)
+    return Finding(points, distance, np.full(len(distance), 3.0), used)
+
+
+def _text_distance_says(finding: Finding, f: Features, i: int) -> str:
+    return (f"its prompts sit {finding.observed[i]:.1f} robust deviations from the typical prompt of "
+            f"{describe_cohort(str(finding.cohort[i]))}")
+
+
 def _new_model(f: Features, b: Baselines) -> Finding:
     speed, share = column(f, "new_model_speed"), column(f, "new_model_share")
     points = np.where((speed >= 0.5) & (share >= 0.4) & (_n(f) >= 10), 1.0 + 0.5 * (share >= 0.6), 0.0)
@@ -209,6 +228,7 @@ ITEMS: tuple[Item, ...] = (
     z_item("capability_sweep", "coverage", "cap_entropy", cap=2.0, min_n=20,
            says=_share_says("evenness of its capability coverage")),
     z_item("many_languages", "coverage", "n_scripts", cap=1.0, min_n=10, says=_count_says("writing systems", "")),
+    Item("unusual_text", "coverage", _text_distance, _text_distance_says, 1.0),
     # how it converses
     z_item("single_shot", "session", "single_turn_share", cap=1.0, min_n=10, z0=1.5,
            says=_share_says("single-turn requests")),

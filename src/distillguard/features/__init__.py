@@ -27,7 +27,7 @@ from distillguard.signals import SIGNAL_SCHEMA
 from distillguard.store import Store
 
 _DUCK = {pa.float32(): "FLOAT", pa.bool_(): "BOOLEAN", pa.int8(): "TINYINT", pa.uint64(): "UBIGINT",
-         pa.uint32(): "UINTEGER", pa.string(): "VARCHAR"}
+         pa.uint32(): "UINTEGER", pa.int8(): "TINYINT", pa.string(): "VARCHAR"}
 
 
 @dataclass

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from distillguard.features.stats import DISTINCT_NAMES, GAP_BINS, HOUR_BINS
+from distillguard.features.stats import DISTINCT_NAMES, GAP_BINS, HOUR_BINS, TEXT_DIMS
 from distillguard.model import TIERS
 from distillguard.signals.cues import CAPABILITIES, SCRIPTS
 
@@ -33,6 +33,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     # coverage and templating
     *(f"cap_{name}" for name in CAPABILITIES), "cap_entropy", "cap_max_share", "cap_coverage",
     "script_entropy", "nonlatin_share", "n_scripts", "tpl_ratio", "log_tpl", "log_sys", "params_ratio", "log_params",
+    *(f"text_emb_{k}" for k in range(TEXT_DIMS)),
     # timing and models
     "hour_entropy", "hour_max_share", "gap_cv", "lgap_mean", "lgap_std", "gap_entropy", "burst_share",
     "new_model_share", "new_model_speed",
@@ -144,6 +145,8 @@ def features_from_stats(stats: dict[str, np.ndarray], accounts: dict[str, np.nda
                  "single_turn"):
         f[f"{name}_share"] = stats[name] / n
     f["mean_turns"] = stats["turns"] / n
+    for k in range(TEXT_DIMS):  # the mean of the account's prompts in the text classifiers' representation
+        f[f"text_emb_{k}"] = stats[f"temb_{k}"] / n
     f["tool_share"] = stats["tools"] / n
     f["image_share"] = stats["image"] / n
     f["error_share"] = stats["errors"] / n

@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from distillguard.signals import TEXT_DIMS
 from distillguard.signals.cues import CAPABILITIES, SCRIPTS
 
 GAP_EDGES = (1.0, 10.0, 60.0, 600.0, 3600.0, 21600.0, 86400.0)  # seconds; 8 bins of inter-arrival time
@@ -65,6 +66,8 @@ SUMS: tuple[Quantity, ...] = (
     Quantity("errors", "(coalesce(status, 200) >= 400)::INT", lambda e, s: float(_f(e.get("status"), 200) >= 400)),
     Quantity("log_max_tokens", "log2(1 + coalesce(max_tokens, 0))",
              lambda e, s: math.log2(1 + _f(e.get("max_tokens")))),
+    *(Quantity(f"temb_{k}", f"temb{k} / 127.0", lambda e, s, k=k: _f(s[f"temb{k}"]) / 127.0)
+      for k in range(TEXT_DIMS)),
     *(Quantity(f"cap_{i}", f"(cap = {i})::INT", lambda e, s, i=i: float(s["cap"] == i))
       for i in range(len(CAPABILITIES))),
     *(Quantity(f"script_{i}", f"(script = {i})::INT", lambda e, s, i=i: float(s["script"] == i))

@@ -26,13 +26,14 @@ from distillguard.signals import cues
 from distillguard.signals.style import STYLE_K, style_hashes
 from distillguard.signals.text_model import SPEC_HASH, default_model
 
-VERSION = f"6-{SPEC_HASH[:6]}"  # the text classifiers' feature spec is part of the signal definitions
+VERSION = f"7-{SPEC_HASH[:6]}"  # the text classifiers' feature spec is part of the signal definitions
 TEXT_HEAD = 480  # characters of a prompt scanned from the start ...
 TEXT_TAIL = 240  # ... and from the end (instructions sit at either end of a template)
 TEMPLATE_CHARS = 48  # normalised characters hashed from each end for the template fingerprint
 TEMPLATE_SCAN = 256  # raw characters of the prompt normalised from each end for it
 BIG_BUDGET = 4096  # max_tokens at or above this asks for long outputs
 LONG_OUTPUT = 1024  # completion tokens at or above this make an output cut at the limit a harvested one
+TEXT_DIMS = 4  # dimensions of the text representation kept per exchange (the distribution test)
 
 SIGNAL_SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -48,6 +49,8 @@ SIGNAL_SCHEMA = pa.schema([
     ("script", pa.int8()),  # script of the prompt, index into cues.SCRIPTS
     ("tpl", pa.uint64()),  # template fingerprint: normalised prompt head + tail
     *((f"style{k}", pa.uint32()) for k in range(STYLE_K)),  # phrasing min-hashes (0: too short), signals/style.py
+    # where the user text sits in the text classifiers' representation: TEXT_DIMS projections x 127 (distribution)
+    *((f"temb{k}", pa.int8()) for k in range(TEXT_DIMS)),
     ("sys_fp", pa.uint64()),  # system prompt fingerprint (0 = none)
     ("params_fp", pa.uint64()),  # sampling parameters fingerprint (fixed params repeat it)
     ("hit_cap", pa.bool_()),  # a long output (>= LONG_OUTPUT tokens) stopped at the token limit
@@ -262,7 +265,8 @@ class Signals:
             pc.cast(_col(table, "id"), pa.string()),
             *(pa.array(asks[head]) for head in ("cot", "coerce", "rubric", "length", "synth")),
             pa.array(probe), pa.array(logits), pa.array(cap),
-            pa.array(script), pa.array(tpl), *(pa.array(style[:, k]) for k in range(STYLE_K)), pa.array(sys_fp),
+            pa.array(script), pa.array(tpl), *(pa.array(style[:, k]) for k in range(STYLE_K)),
+            *(pa.array(asks["temb"][:, k]) for k in range(TEXT_DIMS)), pa.array(sys_fp),
             pa.array(params), pa.array(hit_cap), pa.array(big_budget), pa.array(assistant_turns == 0),
         ]
         return pa.Table.from_arrays(arrays, schema=SIGNAL_SCHEMA)
@@ -276,7 +280,7 @@ def _ask(system: pa.Array, user: pa.Array) -> dict[str, np.ndarray]:
     capability of the user text (of the system prompt when there is no user text)."""
     model = default_model()
     both = pa.concat_arrays([_chunk(user), _chunk(system)])
-    scores = model.predict(both)
+    scores = model.predict(both, embed_dims=TEXT_DIMS)
     n = len(user)
     out: dict[str, np.ndarray] = {}
     for head in model.heads:
@@ -285,6 +289,7 @@ def _ask(system: pa.Array, user: pa.Array) -> dict[str, np.ndarray]:
     names = [_CAP[c] for c in model.capabilities]
     cap = np.asarray(names, dtype=np.int8)[scores["cap"]]
     out["cap"] = np.where(scores["cap_p"][:n] > 0, cap[:n], cap[n:]).astype(np.int8)
+    out["temb"] = np.rint(scores["embed"][:n] * 127).astype(np.int8)
     return out
 
 

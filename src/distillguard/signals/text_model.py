@@ -213,11 +213,14 @@ class TextModel:
     # ---------------------------------------------------------------- scoring
     def _embed_weights(self) -> np.ndarray:
         with self._lock:
-            if self._embed_table is None:
-                bits = _splitmix(np.arange(1 << BITS, dtype=np.uint64))
-                signs = ((bits[:, None] >> np.arange(EMBED_DIM, dtype=np.uint64)[None, :]) & np.uint64(1))
-                self._embed_table = (signs.astype(np.float32) * 2.0 - 1.0)
-            return self._embed_table
+            return self._embed_weights_unlocked()
+
+    def _embed_weights_unlocked(self) -> np.ndarray:
+        if self._embed_table is None:
+            bits = _splitmix(np.arange(1 << BITS, dtype=np.uint64))
+            signs = ((bits[:, None] >> np.arange(EMBED_DIM, dtype=np.uint64)[None, :]) & np.uint64(1))
+            self._embed_table = (signs.astype(np.float32) * 2.0 - 1.0)
+        return self._embed_table
 
     def logits(self, texts: TextInput) -> tuple[np.ndarray, np.ndarray]:
         """(n, heads + capabilities) float32 linear scores before calibration, and the empty-text mask."""
@@ -231,8 +234,42 @@ class TextModel:
             empty[lo:hi] = emp
         return out, empty
 
-    def predict(self, texts: TextInput) -> dict[str, np.ndarray]:
+    def _joint_table(self, dims: int) -> np.ndarray:
+        """The heads' table with the first ``dims`` embedding projections appended: one sparse product for both."""
+        with self._lock:
+            joint = getattr(self, "_joint", None)
+            if joint is None or joint.shape[1] != self._table.shape[1] + dims:
+                signs = self._embed_weights_unlocked()[:, :dims]
+                joint = np.ascontiguousarray(np.hstack([self._table, signs]), dtype=np.float32)
+                self._joint = joint
+            return joint
+
+    def predict(self, texts: TextInput, embed_dims: int = 0) -> dict[str, np.ndarray]:
+        """Per head a probability, ``cap``/``cap_p``; with ``embed_dims``, also ``embed``: the first dimensions of
+        :meth:`embed`'s projection, L2-normalised over those dimensions, from the same sparse product."""
+        if embed_dims:
+            arr = _as_array(texts)
+            table = self._joint_table(embed_dims)
+            width = self._table.shape[1]
+            z = np.zeros((len(arr), width), dtype=np.float32)
+            emb = np.zeros((len(arr), embed_dims), dtype=np.float32)
+            empty = np.ones(len(arr), dtype=bool)
+            for lo, hi in _blocks(arr):
+                counts, scale, emp = _raw(arr.slice(lo, hi - lo))
+                y = np.asarray(counts @ table).reshape(len(NGRAMS), hi - lo, -1).sum(axis=0)
+                z[lo:hi] = y[:, :width] * scale[:, None] + self._bias[None, :]
+                e = y[:, width:].astype(np.float64)
+                norm = np.sqrt((e ** 2).sum(axis=1, keepdims=True))
+                emb[lo:hi] = np.where(norm > 0, e / np.maximum(norm, 1e-12), 0.0)
+                empty[lo:hi] = emp
+            emb[empty] = 0.0
+            result = self._calibrate(z, empty)
+            result["embed"] = emb
+            return result
         z, empty = self.logits(texts)
+        return self._calibrate(z, empty)
+
+    def _calibrate(self, z: np.ndarray, empty: np.ndarray) -> dict[str, np.ndarray]:
         k = len(self.heads)
         result: dict[str, np.ndarray] = {}
         for i, head in enumerate(self.heads):
