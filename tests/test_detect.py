@@ -94,14 +94,15 @@ def test_verdict_thresholds_come_from_one_policy() -> None:
 def test_one_family_never_restricts_two_do() -> None:
     one = decide(record({"harvest": 20.0}))
     assert one.verdicts == ["watch"] and "one family only" in " ".join(one.reasons[0])
-    two = decide(record({"harvest": 4.0, "elicitation": 4.0}))
+    policy = DecisionPolicy()
+    two = decide(record({"harvest": 4.0, "elicitation": policy.block_points - 4.0}))
     assert two.verdicts == ["block"]
-    three_weak = decide(record({"harvest": 2.0, "identity": 2.0, "timing": 1.5}))
-    assert three_weak.verdicts == ["throttle"]
+    three = decide(record({"harvest": 2.5, "identity": 2.0, "timing": policy.throttle_points - 4.5}))
+    assert three.verdicts == ["throttle"]
 
 
 def test_volume_gates_hold_small_accounts_back() -> None:
-    strong = {"harvest": 4.0, "elicitation": 4.0}
+    strong = {"harvest": 4.0, "elicitation": 3.0, "identity": 3.0}
     assert decide(record(strong, n=3)).verdicts == ["watch"]
     assert decide(record(strong, n=10)).verdicts == ["throttle"]
     assert decide(record(strong, n=40)).verdicts == ["block"]
@@ -189,10 +190,10 @@ def test_a_detector_registered_by_name_joins_the_decision() -> None:
             return self
 
         def score(self, features):
-            return np.full(len(features["log_n"]), 3.0)
+            return np.full(len(features["log_n"]), 5.0)
 
         def explain(self, features, index):
-            return [(3.0, "the test detector says so")]
+            return [(5.0, "the test detector says so")]
 
     try:
         feats = population(50)

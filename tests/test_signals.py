@@ -74,14 +74,15 @@ def test_rubric_probe_capability_and_script() -> None:
 
 
 def test_tools_images_and_harvest_traits() -> None:
-    t = _table(["a", "b", "c"], n_tools=[2, 0, 0], has_image=[False, True, False], max_tokens=[512, 512, 8192],
-               completion_tokens=[10, 512, 100], finish_reason=["stop", "length", "stop"],
-               n_assistant_turns=[0, 0, 3])
+    t = _table(["a", "b", "c", "d"], n_tools=[2, 0, 0, 0], has_image=[False, True, False, False],
+               max_tokens=[512, 2048, 8192, 64], completion_tokens=[10, 2048, 100, 64],
+               finish_reason=["stop", "length", "stop", "length"], n_assistant_turns=[0, 0, 3, 0])
     out = SIGNALS.derive(t).to_pydict()
     assert [CAPABILITIES[c] for c in out["cap"][:2]] == ["tool_use", "vision"]
-    assert out["hit_cap"] == [False, True, False]
-    assert out["big_budget"] == [False, False, True]
-    assert out["single_turn"] == [True, True, False]
+    # a long output cut at its limit is harvest; a one-token classifier call hitting its limit is not
+    assert out["hit_cap"] == [False, True, False, False]
+    assert out["big_budget"] == [False, False, True, False]
+    assert out["single_turn"] == [True, True, False, True]
 
 
 def test_template_fingerprint_ignores_the_payload_numbers_but_not_the_instruction() -> None:
