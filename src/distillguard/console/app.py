@@ -93,6 +93,7 @@ class ConsoleApp:
         self.db, self.data = console.db, console.data
         self.secure = secure_cookies
         self.validations_path = validations
+        self._campaign_pages: dict[str, dict[str, Any]] = {}
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
                                       autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True,
                                       lstrip_blocks=True)
@@ -228,7 +229,10 @@ class ConsoleApp:
                     "capabilities": svg.bars(sorted((camp.get("capabilities") or {}).items(), key=lambda kv: -kv[1])),
                     "related": related_campaigns(camp, list(self.data.campaigns.values()))}
 
-        ctx = await asyncio.to_thread(gather)
+        if cid not in self._campaign_pages:  # the detection run does not change under a running console
+            self._campaign_pages[cid] = await asyncio.to_thread(gather)
+        ctx = dict(self._campaign_pages[cid])
+        ctx["members"] = [dict(m) for m in ctx["members"]]
         for m in ctx["members"]:
             d = self.console.in_force.get(m["account_id"])
             m["decision"] = d.action if d else ""

@@ -119,6 +119,21 @@ class ConsoleData:
                          "min(hour) AS first, max(hour) AS last FROM _fine GROUP BY ALL")
         self.con.execute("CREATE OR REPLACE TABLE releases AS SELECT model, min(hour) AS first FROM _fine GROUP BY ALL")
         self.con.unregister("_fine")
+        for table, column in (("keys", "value"), ("keys", "account_id"), ("ips", "value"), ("ips", "account_id"),
+                              ("acct_models", "account_id")):
+            self.con.execute(f"CREATE INDEX {table}_{column} ON {table} ({column})")
+        # where each account's exchanges are: a sample reads one file, not the whole store
+        files = self.store.exchange_files()
+        self.files: list[str] = list(files)
+        if files:
+            from distillguard.store.store import _sql_list
+
+            located = src.sql(f"SELECT account_id, filename AS file, count(*)::INTEGER AS n FROM read_parquet("
+                              f"{_sql_list(files)}, filename = true) GROUP BY ALL").to_arrow_table()
+            self.con.register("_located", located)
+            self.con.execute("CREATE OR REPLACE TABLE located AS SELECT * FROM _located ORDER BY account_id")
+            self.con.unregister("_located")
+            self.con.execute("CREATE INDEX located_account ON located (account_id)")
         records = src.sql("SELECT account_id, tier, payment_fp, email_domain, signup_ip, country, created_at "
                               "FROM accounts").to_arrow_table()
         self.con.register("_records", records)
@@ -148,6 +163,7 @@ class ConsoleData:
                    CAST(a.first_seen AS TIMESTAMPTZ) AS first_ts, CAST(a.last_seen AS TIMESTAMPTZ) AS last_ts
             FROM _acc a LEFT JOIN records r USING (account_id) ORDER BY risk DESC, account_id""")
         self.con.unregister("_acc")
+        self.con.execute("CREATE INDEX acc_account ON acc (account_id)")
         self.n_accounts = int(self.con.execute("SELECT count(*) FROM acc").fetchall()[0][0])
         doc: dict[str, Any] = {"campaigns": []}
         if d is not None and (d / "campaigns.json").exists():
@@ -160,6 +176,8 @@ class ConsoleData:
             [("account_id", pa.string()), ("campaign_id", pa.string())])))
         self.con.execute("CREATE OR REPLACE TABLE members AS SELECT * FROM _members")
         self.con.unregister("_members")
+        self.con.execute("CREATE OR REPLACE TABLE camp_hours AS SELECT m.campaign_id, h.hour, h.model, sum(h.n) AS n "
+                         "FROM hours h JOIN members m USING (account_id) GROUP BY ALL ORDER BY 1, 2")
         self.links: dict[str, dict[str, Any]] = {}
         if d is not None and (d / "links.json").exists():
             self.links = orjson.loads((d / "links.json").read_bytes()).get("campaigns", {})
@@ -167,6 +185,7 @@ class ConsoleData:
         self.tiers = [r[0] for r in self.con.execute("SELECT DISTINCT tier FROM acc WHERE tier <> '' ORDER BY 1")
                       .fetchall()]
         self._graphs: dict[str, dict[str, Any]] = {}
+        self._adj: dict[str, dict[str, list[tuple[str, str]]]] = {}
         self._intel: dict[str, dict[str, Any]] = {}
 
     def _q(self, sql: str, args: list | tuple = ()) -> list[tuple]:
@@ -284,17 +303,16 @@ class ConsoleData:
         found: dict[str, set[str]] = defaultdict(set)
         camp = account.get("campaign_id")
         if camp and camp in self.links:
-            ids = self.links[camp]["accounts"]
-            me = ids.index(aid) if aid in ids else -1
-            for a, b, kind, _ in self.links[camp]["edges"]:
-                if me in (a, b):
-                    found[ids[b if a == me else a]].add(kind.replace("_", " "))
-        for r in self._q("SELECT DISTINCT k2.account_id FROM keys k1 JOIN keys k2 USING (value) "
-                         "WHERE k1.account_id = ? AND k2.account_id <> ? LIMIT 50", [aid, aid]):
-            found[r[0]].add("same API key")
-        for r in self._q("SELECT DISTINCT i2.account_id FROM ips i1 JOIN ips i2 USING (value) "
-                         "WHERE i1.account_id = ? AND i2.account_id <> ? LIMIT 50", [aid, aid]):
-            found[r[0]].add("same IP address")
+            for other, kind in self._adjacency(camp).get(aid, ()):
+                found[other].add(kind)
+        for table, how, values in (("keys", "same API key", account.get("keys") or []),
+                                   ("ips", "same IP address", account.get("ips") or [])):
+            values = values[:20]
+            if not values:
+                continue
+            for r in self._q(f"SELECT DISTINCT account_id FROM {table} WHERE value IN ({','.join('?' * len(values))}) "
+                             "AND account_id <> ? LIMIT 50", [*values, aid]):
+                found[r[0]].add(how)
         if account.get("payment_fp"):
             for r in self._q("SELECT account_id FROM acc WHERE payment_fp = ? AND account_id <> ? LIMIT 50",
                              [account["payment_fp"], aid]):
@@ -311,14 +329,31 @@ class ConsoleData:
         out.sort(key=lambda r: (-(r["risk"] or 0), r["account_id"]))
         return out[:limit]
 
+    def _adjacency(self, campaign_id: str) -> dict[str, list[tuple[str, str]]]:
+        """account -> [(linked account, evidence kind)] in a campaign's linking graph (built once)."""
+        if campaign_id not in self._adj:
+            ids = self.links[campaign_id]["accounts"]
+            adj: dict[str, set[tuple[str, str]]] = defaultdict(set)
+            for a, b, kind, _ in self.links[campaign_id]["edges"]:
+                words = kind.replace("_", " ")
+                adj[ids[a]].add((ids[b], words))
+                adj[ids[b]].add((ids[a], words))
+            self._adj[campaign_id] = {k: sorted(v) for k, v in adj.items()}
+        return self._adj[campaign_id]
+
     def samples(self, account_id: str, limit: int = 5) -> list[dict[str, Any]]:
         """A few of the account's exchanges (content columns only when the store keeps content)."""
         cols = "id, ts, model, ip, user_agent, max_tokens, prompt_tokens, completion_tokens, status"
-        if self.content:
-            cols += ", system_text, user_text, response_text, reasoning_text"
+        if self.content:  # the texts a page shows (system prompts and reasoning traces are long and not shown)
+            cols += ", user_text, response_text"
+        located = self._q("SELECT file FROM located WHERE account_id = ? ORDER BY n DESC, file LIMIT 1", [account_id])
+        if not located:
+            return []
+        from distillguard.store.store import _sql_str
+
         with self._store_lock:
-            res = self.store_con.execute(f"SELECT {cols} FROM exchanges WHERE account_id = ? ORDER BY ts LIMIT ?",
-                                         [account_id, limit])
+            res = self.store_con.execute(f"SELECT {cols} FROM read_parquet('{_sql_str(located[0][0])}') "
+                                         "WHERE account_id = ? ORDER BY ts LIMIT ?", [account_id, limit])
             names = [d[0] for d in res.description]
             return [dict(zip(names, r, strict=True)) for r in res.fetchall()]
 
@@ -332,8 +367,7 @@ class ConsoleData:
 
     def campaign_hours(self, campaign_id: str) -> list[tuple[datetime, str, int]]:
         return [(r[0], r[1], int(r[2])) for r in self._q(
-            "SELECT h.hour, h.model, sum(h.n) FROM hours h JOIN members m USING (account_id) WHERE m.campaign_id = ? "
-            "GROUP BY ALL ORDER BY 1", [campaign_id])]
+            "SELECT hour, model, n FROM camp_hours WHERE campaign_id = ? ORDER BY 1", [campaign_id])]
 
     def campaign_models(self, campaign_id: str) -> list[dict[str, Any]]:
         """Per model: the campaign's first and last use, exchanges, and the model's first use by anyone."""
