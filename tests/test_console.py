@@ -382,3 +382,42 @@ def test_train_on_analyst_labels(world, tmp_path):
     assert len(ids) == 29 and int(y.sum()) == 15 and x.shape == (29, len(names))
     model = fit_analyst(world["store"], path, tmp_path / "model.json")
     assert Model.load(tmp_path / "model.json").meta["accounts"] == 29 and set(model.policy.weights) == set(names)
+
+
+def test_shared_decisions_cache_refresh_and_outage():
+    """The gateway side: answers from its cache at once, refreshes on the event loop, keeps the last known
+    decision when the state is unreachable, and an undo or a damaged blob means no decision."""
+    from distillguard.decide.analyst import AnalystDecision
+    from distillguard.gateway.analyst import SharedDecisions, push
+    from distillguard.gateway.state import MemoryState, StateError
+
+    async def scenario() -> None:
+        state = MemoryState()
+        now = [0.0]
+        shared = SharedDecisions(state, ttl_s=1.0, clock=lambda: now[0])
+        assert shared("acct") is None  # nothing cached yet: a refresh is scheduled, nothing waits
+        await asyncio.sleep(0.01)
+        await push(state, AnalystDecision("acct", "confirm-block", 7.0, frozenset({"harvest"}), "alice"))
+        assert shared("acct") is None  # the cached answer is fresh for ttl_s
+        now[0] = 2.0
+        assert shared("acct") is None  # stale entry answered, refresh scheduled
+        await asyncio.sleep(0.01)
+        assert shared("acct").action == "confirm-block"
+        # Redis down: the confirmed account stays confirmed
+
+        async def down(key: str) -> bytes:
+            raise StateError("redis unavailable")
+
+        state.get_blob = down  # type: ignore[method-assign]
+        now[0] = 4.0
+        assert (await shared.fetch("acct")).action == "confirm-block"
+        del state.get_blob
+        await push(state, AnalystDecision("acct", "undo", analyst="alice"))
+        now[0] = 6.0
+        assert await shared.fetch("acct") is None
+        await state.put_blob("analyst:acct", b"{not json")
+        now[0] = 8.0
+        assert await shared.fetch("acct") is None
+        await shared.close()
+
+    asyncio.run(scenario())
