@@ -292,6 +292,21 @@ class ConsoleData:
             "SELECT model, n, first, last FROM acct_models WHERE account_id = ? ORDER BY first", [account_id])]
         return out
 
+    def points_of(self, account_ids: list[str]) -> dict[str, dict[str, float]]:
+        """Evidence points per family of many accounts, in one query (what a campaign decision records)."""
+        if not account_ids or not self.points_columns:
+            return {}
+        cols = ", ".join(self.points_columns)
+        cur = self.con.cursor()
+        try:
+            cur.register("_wanted", pa.table({"account_id": pa.array(account_ids, pa.string())}))
+            rows = cur.execute(f"SELECT account_id, {cols} FROM acc WHERE account_id IN "
+                               "(SELECT account_id FROM _wanted)").fetchall()
+        finally:
+            cur.close()
+        names = [c[len("points_"):] for c in self.points_columns]
+        return {r[0]: {n: float(v or 0.0) for n, v in zip(names, r[1:], strict=True)} for r in rows}
+
     def account_days(self, account_id: str) -> list[tuple[datetime, str, int]]:
         return [(r[0], r[1], int(r[2])) for r in self._q(
             "SELECT date_trunc('day', hour) AS d, model, sum(n) FROM hours WHERE account_id = ? GROUP BY ALL "

@@ -59,14 +59,14 @@ class Console:
         self._by_account[d.account_id].append(d)
 
     # ---- decisions ------------------------------------------------------
-    def evidence_snapshot(self, account_id: str) -> tuple[float, frozenset[str]]:
+    def evidence_snapshot(self, account_id: str, points: dict[str, float] | None = None
+                          ) -> tuple[float, frozenset[str]]:
         """The evidence an analyst saw: total weighted points and the families at or above the floor."""
-        row = self.data.account(account_id)
-        if row is None:
-            return 0.0, frozenset()
+        if points is None:
+            points = self.data.points_of([account_id]).get(account_id, {})
         p = self.policy
-        total = sum(p.weight(f) * v for f, v in row["points"].items())
-        families = frozenset(f for f, v in row["points"].items() if p.weight(f) * v >= p.family_floor)
+        total = sum(p.weight(f) * v for f, v in points.items())
+        families = frozenset(f for f, v in points.items() if p.weight(f) * v >= p.family_floor)
         return round(total, 3), families
 
     def members(self, campaign_id: str) -> list[str]:
@@ -83,8 +83,9 @@ class Console:
             raise ValueError("note: say why (it goes into the audit log)")
         at = now_iso()
         made, bodies, audits = [], [], []
+        seen = await asyncio.to_thread(self.data.points_of, list(account_ids))
         for account in account_ids:
-            points, families = self.evidence_snapshot(account)
+            points, families = self.evidence_snapshot(account, seen.get(account, {}))
             d = AnalystDecision(account, action, points, families, user.name, at, note.strip(), case_id)
             body = {**d.to_json(), "campaign_id": campaign_id}
             made.append(d)
