@@ -182,7 +182,9 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
                           ) -> tuple[np.ndarray, list[str]]:
     """Cross-account points per member of the campaigns attribution found: ``cap`` times the campaign's linking
     strength times how tied the member itself is (the weight of its own links inside the campaign, up to
-    :data:`TIED`): a core member of a hydra gets all of it, an account hanging on by one shared phrase little.
+    :data:`TIED`; links resting on one kind of evidence count for at most :data:`SINGLE_KIND_TIE` of it): a core
+    member of a hydra gets all of it, an account tied only by shared phrasing (public prompts harvesters and eval
+    labs both send) at most half, which throttles with evidence of its own but never blocks alone.
     Members not ``eligible`` (no harvest or evasion evidence of their own) get none. ``linked`` (campaign object
     id -> accounts) lists everyone linked into a campaign when its listed members are only those it restricts."""
     index = {a: i for i, a in enumerate(account_ids)}
@@ -190,15 +192,14 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
     why = [""] * len(account_ids)
     for camp in campaigns:
         kinds = ", ".join(dict.fromkeys(e.kind.replace("_", " ") for e in camp.evidence[:3])) or "linked"
-        tied: dict[str, float] = {}
-        for a, b, _, weight in getattr(camp, "edges", ()):
-            tied[a] = tied.get(a, 0.0) + weight
-            tied[b] = tied.get(b, 0.0) + weight
+        tied = getattr(camp, "ties", None)
         for account in (linked or {}).get(id(camp), camp.accounts):
             i = index.get(account)
             if i is None or (eligible is not None and not eligible[i]):
                 continue
-            value = cap * float(camp.strength) * min(1.0, tied.get(account, TIED) / TIED)
+            tie = 1.0 if tied is None else min(1.0, tied.get(account, 0.0) / TIED
+                                               + min(SINGLE_KIND_TIE, tied.get("~" + account, 0.0) / TIED))
+            value = cap * float(camp.strength) * tie
             if value > points[i]:
                 points[i] = value
                 why[i] = f"member of {camp.id}: {len(camp.accounts)} linked accounts ({kinds})"
@@ -206,6 +207,7 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
 
 
 TIED = 1.5  # total link weight at which a member counts as fully tied into its campaign
+SINGLE_KIND_TIE = 0.5  # the most of a full tie that links of one evidence kind can make
 
 
 def write_accounts_csv(path: Path, table: pa.Table) -> None:

@@ -58,6 +58,9 @@ class Campaign:
     behaviour: dict[str, float | None] = field(default_factory=dict)
     # linking edges inside the campaign (a, b, dominant evidence kind, weight), for the report's graph
     edges: list[tuple[str, str, str, float]] = field(default_factory=list, repr=False)
+    # per member, the weight of its links inside the campaign resting on two evidence kinds or more ("<account>")
+    # and on one kind only ("~<account>")
+    ties: dict[str, float] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -20,7 +20,7 @@ from distillguard.attribution.campaign import (
 )
 from distillguard.attribution.columns import aggregate, resolve
 from distillguard.attribution.communities import communities
-from distillguard.attribution.linking import KINDS, LinkConfig, account_keys, build_edges, net_sql
+from distillguard.attribution.linking import INFRASTRUCTURE, KINDS, LinkConfig, account_keys, build_edges, net_sql
 from distillguard.attribution.profile import profile
 
 _DETAIL = {
@@ -164,11 +164,20 @@ def _build(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig, cols, feature
         accounts[cid], risk[cid] = accts, float(mean_risk)
     evidence = _evidence(con)
     edges: dict[int, list[tuple[str, str, str, float]]] = {}
-    for cid, a, b, kind, w in con.execute("""
-            SELECT ma.cid, e.a, e.b, arg_max(e.kind, e.weight), sum(e.weight)
+    ties: dict[int, dict[str, float]] = {}
+    infra = ", ".join(f"'{k}'" for k in INFRASTRUCTURE)
+    for cid, a, b, kind, w, kinds in con.execute(f"""
+            SELECT ma.cid, e.a, e.b, arg_max(e.kind, e.weight), sum(e.weight),
+                   count(DISTINCT e.kind) FILTER (WHERE e.kind NOT IN ({infra}))
             FROM _edges e JOIN _links l USING (a, b) JOIN _members ma ON ma.account_id = e.a
             JOIN _members mb ON mb.account_id = e.b AND mb.cid = ma.cid GROUP BY ma.cid, e.a, e.b""").fetchall():
         edges.setdefault(cid, []).append((a, b, kind, float(w)))
+        # links resting on one kind of identity or behaviour evidence (one shared habit, e.g. public prompts, with
+        # at most shared infrastructure beside it) are kept apart
+        per = ties.setdefault(cid, {})
+        key = "" if kinds >= 2 else "~"
+        per[key + a] = per.get(key + a, 0.0) + float(w)
+        per[key + b] = per.get(key + b, 0.0) + float(w)
     feats = _feature_medians(con, features)
     out = []
     for cid, accts in accounts.items():
@@ -188,7 +197,8 @@ def _build(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig, cols, feature
             first_seen=info.get("first_seen"), last_seen=info.get("last_seen"),
             capabilities=info.get("capabilities", {}), models=info.get("models", {}), atlas=atlas,
             infrastructure=info.get("infrastructure", {}), identifiers=info.get("identifiers", {}),
-            templates=info.get("templates", []), behaviour=behaviour, edges=edges.get(cid, [])))
+            templates=info.get("templates", []), behaviour=behaviour, edges=edges.get(cid, []),
+            ties=ties.get(cid, {})))
     return out
 
 

@@ -158,10 +158,6 @@ def _share_says(what: str) -> Callable[[Finding, Features, int], str]:
     return says
 
 
-def _not_tiny_outputs(f: Features) -> np.ndarray:
-    return column(f, "log_tokens_per_req") >= math.log1p(64)
-
-
 # ---- identity items scored from facts --------------------------------------------------------------------------
 def _young(f: Features, b: Baselines) -> Finding:
     age = np.asarray(f["age_days"], dtype=np.float64)
@@ -209,8 +205,8 @@ ITEMS: tuple[Item, ...] = (
     z_item("reasoning_volume", "harvest", "log_reasoning_per_req", cap=2.0, says=_reasoning),
     rate_item("outputs_at_limit", "harvest", "hit_cap", cap=3.0,
               says=_rate_says("long outputs (1,024+ tokens) cut at the token limit")),
-    rate_item("logits", "harvest", "logits", cap=2.0, gate=_not_tiny_outputs,
-              says=_rate_says("asks for token log-probabilities or several choices")),
+    rate_item("logits", "harvest", "logits", cap=2.0,
+              says=_rate_says("asks for the token log-probabilities of long generations")),
     # what its prompts ask for
     rate_item("trace_coercion", "elicitation", "coerce", cap=3.0,
               says=_rate_says("demands the hidden reasoning trace")),

@@ -26,13 +26,14 @@ from distillguard.signals import cues
 from distillguard.signals.style import STYLE_K, style_hashes
 from distillguard.signals.text_model import SPEC_HASH, default_model
 
-VERSION = f"7-{SPEC_HASH[:6]}"  # the text classifiers' feature spec is part of the signal definitions
+VERSION = f"8-{SPEC_HASH[:6]}"  # the text classifiers' feature spec is part of the signal definitions
 TEXT_HEAD = 480  # characters of a prompt scanned from the start ...
 TEXT_TAIL = 240  # ... and from the end (instructions sit at either end of a template)
 TEMPLATE_CHARS = 48  # normalised characters hashed from each end for the template fingerprint
 TEMPLATE_SCAN = 256  # raw characters of the prompt normalised from each end for it
 BIG_BUDGET = 4096  # max_tokens at or above this asks for long outputs
 LONG_OUTPUT = 1024  # completion tokens at or above this make an output cut at the limit a harvested one
+LOGIT_OUTPUT = 256  # completion tokens at or above which log-probabilities come with a generation, not a score
 TEXT_DIMS = 4  # dimensions of the text representation kept per exchange (the distribution test)
 
 SIGNAL_SCHEMA = pa.schema([
@@ -44,7 +45,7 @@ SIGNAL_SCHEMA = pa.schema([
     ("length", pa.bool_()),  # maximal length / exhaustiveness
     ("synth", pa.bool_()),  # training or benchmark data (variants, examples, worked solutions)
     ("probe", pa.bool_()),  # refusal-boundary probing (jailbreak framing or a refused answer)
-    ("logits", pa.bool_()),  # asks for token log-probabilities or several choices (n > 1)
+    ("logits", pa.bool_()),  # token log-probabilities of a generation (>= LOGIT_OUTPUT tokens)
     ("cap", pa.int8()),  # capability category, index into cues.CAPABILITIES
     ("script", pa.int8()),  # script of the prompt, index into cues.SCRIPTS
     ("tpl", pa.uint64()),  # template fingerprint: normalised prompt head + tail
@@ -227,8 +228,11 @@ class Signals:
         refused = _match(response, cues.REFUSAL) | pc.equal(finish, "content_filter").to_numpy(zero_copy_only=False)
         probe = match(cues.PROBE) | refused
 
-        logits = (_num(table, "top_logprobs") > 0) | (_num(table, "n_choices", 1.0) > 1) | pc.fill_null(
-            pc.cast(_col(table, "logprobs"), pa.bool_()), False).to_numpy(zero_copy_only=False)
+        # token log-probabilities of a *generation* are soft labels for a student; scoring a choice with one token
+        # (evals, rankers) is not, nor are several samples (n > 1: pass@k evaluations ask for them)
+        logits = ((_num(table, "top_logprobs") > 0) | pc.fill_null(
+            pc.cast(_col(table, "logprobs"), pa.bool_()), False).to_numpy(zero_copy_only=False)) & (
+            _num(table, "completion_tokens") >= LOGIT_OUTPUT)
 
         n_tools = _num(table, "n_tools") + _num(table, "n_tool_calls")
         image = pc.fill_null(pc.cast(_col(table, "has_image"), pa.bool_()), False).to_numpy(zero_copy_only=False)
