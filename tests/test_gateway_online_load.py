@@ -8,6 +8,7 @@ the account's later decisions name it. Rows dropped with a full buffer are count
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import os
@@ -119,3 +120,17 @@ async def test_rows_dropped_with_a_full_buffer_are_counted_per_account_and_audit
     assert any(e.get("event") == "online_dropped" for e in entries)
     worker.flush()
     assert worker.folded == worker.sent and worker.sent + worker.dropped == 1501  # the rest was all folded
+
+
+async def test_rows_reach_the_scorer_when_traffic_pauses(gateway):
+    """Rows buffered for the scorer leave on the gateway's pump, not with the next request (before: they waited)."""
+    gw, worker, _ = gateway
+    await gw.startup()
+    try:
+        await _post(gw, "sk-heavy", 5)  # fewer than a send group, all within its 20 ms
+        deadline = time.monotonic() + 20
+        while worker.folded < 5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)  # no request, no flush(): only the pump moves rows and results
+        assert worker.folded == 5 and not worker._out
+    finally:
+        await gw.shutdown()

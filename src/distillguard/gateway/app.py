@@ -156,6 +156,7 @@ class Gateway:
         self.flush_every_s = flush_every_s
         self._client: Upstream | None = None
         self._flusher: asyncio.Task | None = None
+        self._pump: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
         self._completions: list[tuple[Decision, dict[str, Any]]] = []
         self._id_prefix = "gw-" + uuid.uuid4().hex[:16]
@@ -222,9 +223,23 @@ class Gateway:
                 # that started it, and a pool thread may exit before the gateway does
                 await asyncio.wrap_future(self.spool.ingest_in_worker())
             self._flusher = asyncio.create_task(self._flush_loop())
+        if self.scorer_process is not None:
+            self._pump = asyncio.create_task(self._pump_loop())
         # what exists now (modules, policy, keys) lives as long as the process: full collections skip it
         gc.collect()
         gc.freeze()
+
+    async def _pump_loop(self) -> None:
+        """Rows for the online scorer leave the buffer when traffic pauses too (else they wait for a request)."""
+        from distillguard.gateway.online import PUMP_EVERY_S
+
+        worker = self.scorer_process
+        while True:
+            await asyncio.sleep(PUMP_EVERY_S)
+            try:
+                worker.pump()
+            except Exception:  # noqa: BLE001 - the next request's poll() reports a dead scorer
+                log.exception("online scorer pump failed")
 
     async def _flush_loop(self) -> None:
         while True:
@@ -244,10 +259,12 @@ class Gateway:
             return 0
 
     async def shutdown(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        for task in (self._pump, self._flusher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._pump = self._flusher = None
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self._client is not None:

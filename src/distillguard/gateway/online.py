@@ -309,6 +309,7 @@ MAX_SHARED = 100_000
 MAX_BACKLOG_BYTES = 64 << 20  # rows buffered for a worker that cannot keep up; beyond this dropped (and audited)
 SEND_ROWS, SEND_WAIT_S = 32, 0.02  # rows go to the worker in groups: one write(2) and one wake-up per group
 POLL_EVERY_S = 0.005
+PUMP_EVERY_S = 0.05  # the gateway hands buffered rows on at least this often, traffic or not
 
 
 class ScorerProcess:
@@ -451,6 +452,25 @@ class ScorerProcess:
                 self._died()
                 return
             del out[:written]
+
+    def pump(self) -> None:
+        """Hand buffered rows on and apply published results now (the gateway calls this every ``PUMP_EVERY_S``, so
+        rows do not wait in the buffer for the next request when traffic pauses)."""
+        if self.dead:
+            return
+        if self._out:
+            self._drain()
+        try:
+            data = os.read(self._in_fd, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._died()
+            return
+        if not data:
+            self._died()
+            return
+        self._receive(data)
 
     def poll(self) -> None:
         """Apply the evidence the worker has published since the last call; raises if the worker died."""
