@@ -118,16 +118,16 @@ def test_audit_is_append_only_and_skips_a_torn_tail(tmp_path):
 def test_batch_evidence_reloads_and_is_decided_like_batch(tmp_path):
     from distillguard.gateway.scoring import BatchRisk, FusedScorer
 
-    header = "account_id,risk,verdict,campaign_id,signals,exchanges,points_harvest,points_elicitation\n"
+    header = "account_id,risk,verdict,campaign_id,signals,exchanges,points_harvest,points_elicitation,points_identity\n"
     path = tmp_path / "accounts.csv"
-    path.write_text(header + "a,0.97,block,campaign-1,x,50,4,4\nb,0.59,watch,,y,50,9,0\n")
+    path.write_text(header + "a,0.97,block,campaign-1,x,50,4,3,3\nb,0.59,watch,,y,50,9,0,0\n")
     clock = [0.0]
     batch = BatchRisk(tmp_path, check_every_s=1.0, clock=lambda: clock[0])
     scorer = FusedScorer(batch=batch)
     a = scorer.score("a", {}, 0)
     assert a.verdict == "block" and a.campaign_id == "campaign-1"
     assert scorer.score("b", {}, 0).verdict == "watch"  # one family only: never restricted
-    path.write_text(header + "a,0.10,allow,,,50,0.5,0\n")
+    path.write_text(header + "a,0.10,allow,,,50,0.5,0,0\n")
     os.utime(path, (1e9, 1e9))
     clock[0] = 5.0
     assert scorer.score("a", {}, 0).verdict == "allow"

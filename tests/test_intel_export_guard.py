@@ -31,7 +31,7 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """`simulate --scale tiny`, ingested into a store, and `detect` over it (the tester's path)."""
     root = tmp_path_factory.mktemp("guard")
     runner = CliRunner()
-    _ok(runner.invoke(main, ["simulate", "--scale", "tiny", "--seed", "3", "--out", str(root / "sim")]))
+    _ok(runner.invoke(main, ["simulate", "--scale", "tiny", "--seed", "11", "--out", str(root / "sim")]))
     logs = sorted(str(p) for p in (root / "sim" / "exchanges").iterdir())
     _ok(runner.invoke(main, ["ingest", "--store", str(root / "store"), "--accounts",
                              str(root / "sim" / "accounts.jsonl"), *logs]))
