@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from distillguard.attribution import campaigns_to_json, find_campaigns
+from distillguard.attribution import campaigns_to_json
 from distillguard.decide import flagged
 from distillguard.detect import Model, score_accounts
 from distillguard.features import account_features, attach_signals
@@ -51,7 +51,7 @@ from distillguard.intel.extension import EXTENSION_ID
 from distillguard.intel.match import match
 from distillguard.intel.sightings import link_campaigns
 from distillguard.intel.signing import generate_key
-from distillguard.pipeline import features_table, scores_table
+from distillguard.pipeline import attribute
 from distillguard.signals import SIGNALS
 from distillguard.simulate import simulate
 from distillguard.store import Store
@@ -97,8 +97,12 @@ def detect(store: Store, model: Model, intel: pa.Table | None = None, campaigns:
     con = store.connect()
     attach_signals(con, store, store.derived(SIGNALS))
     ft = account_features(con)
-    scores = score_accounts(ft.account_ids, ft.features, model, intel)
-    found = find_campaigns(con, scores_table(scores), features_table(ft)) if campaigns and len(ft) else []
+    fitted = model.with_baselines(Model(model.detectors, model.policy).fit(ft.features).baselines)
+    first = score_accounts(ft.account_ids, ft.features, fitted, intel, fit=False)
+    if campaigns and len(ft):
+        scores, found = attribute(con, ft, fitted, first, intel)
+    else:
+        scores, found = first, []
     flagged_ids = {str(a) for a, v in zip(scores.account_ids, scores.verdicts, strict=True) if flagged(str(v))}
     return flagged_ids, found, con
 
@@ -130,8 +134,8 @@ def replay_provider(pdir: Path, out: Path, bundle: dict | None, model: Model) ->
     accounts = load_accounts(pdir / "accounts.jsonl")
     records = {a: info.record for a, info in accounts.items()}
     intel = RequestIntel(bundle, GROUP_KEY, accounts=records) if bundle else None
-    scorer = FusedScorer(online=OnlineFeatures(accounts=records, model=model),
-                         intel_max_risk=policy.intel_max_risk, intel=intel)
+    scorer = FusedScorer(online=OnlineFeatures(accounts=records, model=model, policy=policy.decide),
+                         policy=policy.decide, intel=intel)
     engine = Engine(policy, scorer, accounts=accounts)
     asyncio.run(replay([pdir / "exchanges"], engine, out))
     outcome: dict[str, dict] = {}
