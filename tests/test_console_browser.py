@@ -158,7 +158,7 @@ def test_confirm_in_the_browser_and_the_gateway_refuses(stack, tmp_path):
         shot("accounts")
         # the campaign: graph drawn, infrastructure collapsible
         page.goto(f"{base}/campaigns/{camp['id']}")
-        page.wait_for_function("window.dgGraph && window.dgGraph.nodes().length > 0")
+        page.wait_for_function("() => window.dgGraph && window.dgGraph.nodes().length > 0")
         assert "accounts drawn as" in page.inner_text("#graph-stats")
         visible = page.evaluate("window.dgGraph.nodes(':visible').length")
         page.uncheck("#collapse-infra")
