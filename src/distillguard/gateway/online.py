@@ -329,8 +329,9 @@ class ScorerProcess:
     **Load shedding** (``shed`` mode ``sample``, the default): when the worker is more than
     ``SHED_START_MS`` behind (the age of the rows it reads), it stops folding every exchange of
     accounts that show nothing: an account's first ``FOLD_FIRST`` exchanges are always folded (every
-    account reaches the early rescoring points), and so is every exchange of an account with online
-    evidence or flagged by batch detection or a link (*protected*, decided here); beyond that one
+    account reaches the early rescoring points), and so is every exchange of an account with an online
+    evidence family of ``PROTECT_POINTS`` or more, or flagged by batch detection or a link (*protected*:
+    the flags are checked here, the evidence in the worker); beyond that one
     exchange in ``SAMPLE_EVERY`` is folded and the rest are counted per account, not folded. It stops
     below ``SHED_STOP_MS``. Shedding starts and stops are audit events, and every later decision on an
     account with unfolded exchanges names how many (:meth:`shed_note`). Mode ``off`` never samples.
@@ -391,8 +392,7 @@ class ScorerProcess:
         if self.dead:
             return
         account = row["account_id"]
-        owner = self.owner
-        protected = account in owner.latest or account in owner.links.flagged
+        protected = account in self.owner.links.flagged  # batch verdict, campaign, payment link, online flags
         line = b"".join((b"R\t", orjson.dumps(account), b"\t%d\t%d\t" % (time.time() * 1000, protected),
                          orjson.dumps({**row, **_BLANK}), b"\n"))
         if len(self._out) + len(line) > MAX_BACKLOG_BYTES:
@@ -574,6 +574,9 @@ WORKER_MAX_BATCH_ROWS = 4096  # ... or up to this many when more input is alread
 SHED_MODES = ("sample", "off")
 SHED_START_MS, SHED_STOP_MS = 3000.0, 500.0  # shedding starts this far behind, stops below the other
 FOLD_FIRST, SAMPLE_EVERY = 32, 8  # while shedding: every account's first exchanges, then 1 in SAMPLE_EVERY
+# an account with an online evidence family this strong is never shed (ordinary traffic shows weak points in a
+# family or two, e.g. session 0.58 for single-turn API use; harvesting shows 2-3 points in several)
+PROTECT_POINTS = 1.0
 REPORT_EVERY_S = 1.0  # the worker reports its progress at least this often while it has work
 
 
@@ -631,7 +634,7 @@ def _worker_main(in_fd: int, out_fd: int, config: dict[str, Any]) -> None:
     wait_s = WORKER_WAIT_S
     min_batch = max(config["batch_rows"], WORKER_BATCH_ROWS)
     shedder = _Shedder()  # created after the model loaded: its ready time is now
-    evidence: set[str] = set()  # accounts whose latest online evidence is not empty: never shed
+    evidence: set[str] = set()  # accounts with an evidence family at PROTECT_POINTS or more: never shed
     folded = 0
     last_report = 0.0
 
@@ -640,7 +643,7 @@ def _worker_main(in_fd: int, out_fd: int, config: dict[str, Any]) -> None:
 
     def scored(results: dict[str, Online]) -> None:
         for account, e in results.items():
-            if e.families:
+            if e.families and max(e.families.values()) >= PROTECT_POINTS:
                 evidence.add(account)
             else:
                 evidence.discard(account)
