@@ -6,6 +6,7 @@ import dataclasses
 from types import SimpleNamespace
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
@@ -90,3 +91,33 @@ async def test_litellm_guardrail_rejects_pre_call_and_perturbs_post_call():
     response = await hook.async_post_call_success_hook(data, None, _ModelResponse())
     assert response.choices[0].message.reasoning_content == "long hidden chain"
     assert scorer.observed == 3
+
+
+async def test_middleware_perturbs_responses_api_json_and_streams():
+    engine, scorer = _engine()
+    app = FastAPI()
+
+    @app.post("/v1/responses")
+    async def responses(body: dict):
+        if body.get("stream"):
+            return StreamingResponse(iter(fake_upstream.response_stream("m")), media_type="text/event-stream")
+        return fake_upstream.response("m")
+
+    app.add_middleware(DistillGuardMiddleware, engine=engine,
+                       account=bearer_account({"k-good": "good", "k-bad": "bad", "k-watch": "watch"}))
+
+    async def post(key, body):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
+            return await client.post("/v1/responses", json=body, headers={"authorization": f"Bearer {key}"})
+
+    request = {"model": "m", "input": "hi"}
+    assert [i["type"] for i in (await post("k-good", request)).json()["output"]] == ["reasoning", "message"]
+    assert [i["type"] for i in (await post("k-watch", request)).json()["output"]] == ["message"]
+    assert (await post("k-bad", request)).status_code == 403
+    stream = await post("k-watch", {**request, "stream": True})
+    events = [orjson.loads(b[b.index("data: ") + 6:]) for b in stream.text.split("\n\n") if "data: " in b]
+    assert events and not [e for e in events if "reasoning" in e["type"]]
+    assert not [e for e in events if (e.get("item") or {}).get("type") == "reasoning"]
+    assert [i["type"] for i in events[-1]["response"]["output"]] == ["message"]
+    assert {e.get("output_index", 0) for e in events} == {0}
+    assert scorer.observed == 4

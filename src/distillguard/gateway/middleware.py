@@ -6,9 +6,10 @@ Usage::
     engine = Engine(load_policy("policy.yaml"), build_scorer(policy))
     app.add_middleware(DistillGuardMiddleware, engine=engine, account=lambda scope: scope["state"]["account"])
 
-Requests to ``paths`` are decided before the app sees them (refusals are answered
-here, in OpenAI format); responses of perturbed accounts are rewritten on the
-way out, streamed or not. Everything else passes through untouched.
+Requests to ``paths`` (chat completions and the Responses API by default) are decided
+before the app sees them (refusals are answered here, in OpenAI format); responses of
+perturbed accounts are rewritten on the way out, streamed or not (Responses: reasoning
+items and events removed). Everything else passes through untouched.
 """
 
 from __future__ import annotations
@@ -21,9 +22,18 @@ import orjson
 
 from distillguard.gateway import errors
 from distillguard.gateway.actions import Flow, actions_for
-from distillguard.gateway.app import CHAT, _header, _send_full, finish_record, key_id, new_record, record_row
+from distillguard.gateway.app import (
+    CHAT,
+    RESPONSES,
+    _header,
+    _send_full,
+    finish_record,
+    key_id,
+    new_record,
+    record_row,
+)
 from distillguard.gateway.engine import Engine
-from distillguard.gateway.sse import StreamRecorder
+from distillguard.gateway.sse import ResponsesRecorder, StreamRecorder
 from distillguard.model import FieldError
 
 AccountOf = Callable[[dict[str, Any]], str | None]
@@ -44,7 +54,7 @@ def bearer_account(keys: dict[str, str] | None = None) -> AccountOf:
 
 class DistillGuardMiddleware:
     def __init__(self, app: Any, engine: Engine, account: AccountOf | None = None,
-                 paths: tuple[str, ...] = (CHAT,)) -> None:
+                 paths: tuple[str, ...] = (CHAT, RESPONSES)) -> None:
         self.app = app
         self.engine = engine
         self.account = account or bearer_account()
@@ -76,16 +86,18 @@ class DistillGuardMiddleware:
             if not message.get("more_body"):
                 break
         raw = b"".join(chunks)
+        api = "responses" if scope["path"].rstrip("/").endswith("/responses") else "chat"
         try:
             request = orjson.loads(raw)
             record = new_record(account, None, (scope.get("client") or ("0.0.0.0",))[0],
-                                _header(scope, b"user-agent"), request, now_ms)
+                                _header(scope, b"user-agent"), request, now_ms,
+                                endpoint=RESPONSES if api == "responses" else CHAT)
             row = record_row(record)
         except (orjson.JSONDecodeError, FieldError, AttributeError, TypeError):
             await self.app(scope, _replay(raw, receive), send)  # malformed: let the app produce its own error
             return
         decision = await self.engine.decide(record["id"], account, None, row, now_ms)
-        flow = Flow(request=request)
+        flow = Flow(request=request, api=api)
         actions = actions_for(decision, self.engine.policy.perturb)
         for action in actions:
             action.apply(decision, flow)
@@ -122,7 +134,7 @@ class _Capture:
         self._send, self.flow, self.perturb, self.actions, self.decision = send, flow, perturb, actions, decision
         self.status = 200
         self.streaming = False
-        self.recorder = StreamRecorder()
+        self.recorder = StreamRecorder() if flow.api == "chat" else ResponsesRecorder()
         self.body: list[bytes] = []
         self._start: dict[str, Any] | None = None
 
