@@ -207,7 +207,7 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
 
 
 TIED = 1.5  # total link weight at which a member counts as fully tied into its campaign
-SINGLE_KIND_TIE = 0.5  # the most of a full tie that links of one evidence kind can make
+SINGLE_KIND_TIE = 0.75  # the most of a full tie that links of one evidence kind can make
 
 
 def write_accounts_csv(path: Path, table: pa.Table) -> None:

@@ -12,8 +12,10 @@ How (every number is a field of :class:`DecisionPolicy`, overridable in the gate
    threshold and ``S = block_points`` the block threshold.
 2. *No single trait decides*: unless at least ``min_families`` families carry ``family_floor`` points or
    more, the risk stays below throttle (the account can be watched, not restricted).
-3. *Volume*: below ``min_exchanges`` requests an account may be watched, not restricted; below
-   ``min_exchanges_block`` it may be throttled, not blocked (a blocked customer cannot show it was wrong).
+3. *Volume and association*: below ``min_exchanges`` requests an account may be watched, not restricted; below
+   ``min_exchanges_block`` it may be throttled, not blocked (a blocked customer cannot show it was wrong). An
+   account is blocked only when its own evidence, without the cross-account coordination points, would
+   restrict it: association with a campaign can throttle an account, never cut it off alone.
 4. *Shared intel* joins by noisy-OR (``intel_weight``). Intel that only one sharing member reported (not
    corroborated by several members) may raise the risk up to ``intel_max_risk`` and no further, whatever
    the local evidence: ``risk = max(own, min(fused, intel_max_risk))``. One member can slow an account down,
@@ -58,7 +60,7 @@ class DecisionPolicy:
     min_exchanges_block: int = 32
     intel_weight: float = 0.9
     intel_max_risk: float = 0.6
-    coordination_cap: float = 4.0
+    coordination_cap: float = 5.0
     dismiss_margin: float = 2.0  # evidence points an account dismissed by an analyst may gain before it is re-judged
 
     def __post_init__(self) -> None:
@@ -169,10 +171,13 @@ def decide(record: Record, policy: DecisionPolicy = DEFAULT_POLICY, *, explain: 
     coordination = record.coordination if record.coordination is not None else np.zeros(m)
     families[COORDINATION] = np.minimum(coordination, policy.coordination_cap)
     total = np.zeros(m)
+    own_points = np.zeros(m)
     strong = np.zeros(m, dtype=np.int64)
     for name, points in families.items():
         weighted = policy.weight(name) * np.asarray(points, dtype=np.float64)
         total += weighted
+        if name != COORDINATION:
+            own_points += weighted
         strong += weighted >= policy.family_floor
     risk = policy.risk_of_points(total)
     below_throttle = round(policy.throttle - 0.01, 4)
@@ -183,6 +188,8 @@ def decide(record: Record, policy: DecisionPolicy = DEFAULT_POLICY, *, explain: 
     risk = np.where(few, below_throttle, risk)
     some = (record.n < policy.min_exchanges_block - 0.5) & (risk >= policy.block)
     risk = np.where(some, below_block, risk)
+    associated = (own_points < policy.throttle_points) & (risk >= policy.block)
+    risk = np.where(associated, below_block, risk)
     own = risk.copy()
 
     intel_capped = np.zeros(m, dtype=bool)
@@ -205,7 +212,7 @@ def decide(record: Record, policy: DecisionPolicy = DEFAULT_POLICY, *, explain: 
         start = policy.watch if reasons_from is None else reasons_from
         for i in np.flatnonzero((risk >= start) | np.array([bool(a) for a in analyst_note], dtype=bool)):
             reasons[i] = _reasons(record, policy, int(i), families, bool(one_family[i]), bool(few[i]),
-                                  bool(some[i]), bool(intel_capped[i]))
+                                  bool(some[i]), bool(intel_capped[i]), bool(associated[i]))
             if analyst_note[i]:
                 reasons[i].append(analyst_note[i])
     return Decisions(risk, verdicts, reasons, total, own)
@@ -245,7 +252,7 @@ def _analyst(record: Record, policy: DecisionPolicy, risk: np.ndarray, total: np
 
 
 def _reasons(record: Record, policy: DecisionPolicy, i: int, families: dict[str, np.ndarray], one_family: bool,
-             few: bool, some: bool, intel_capped: bool) -> list[str]:
+             few: bool, some: bool, intel_capped: bool, associated: bool = False) -> list[str]:
     out: list[str] = []
     if record.explain is not None:
         out += [words for _, words in record.explain(i)]
@@ -262,6 +269,8 @@ def _reasons(record: Record, policy: DecisionPolicy, i: int, families: dict[str,
         out.append(f"under {policy.min_exchanges_block} requests: held below block")
     if intel_capped:
         out.append(f"intel from a single member: capped at {policy.intel_max_risk:.2f}")
+    if associated:
+        out.append("blocked only on its own evidence: held below block")
     return list(dict.fromkeys(out))  # no reason twice
 
 
