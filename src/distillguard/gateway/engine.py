@@ -133,6 +133,9 @@ class Engine:
         exempt = self.exemption(account_id, org_id)
         if exempt is not None:
             return Decision(exchange_id, account_id, now_ms, "allow", "exempt", 0.0, [exempt])
+        fetch = getattr(getattr(self.scorer, "analyst", None), "fetch", None)
+        if fetch is not None:  # an analyst's decision on a shared backend counts from the very next request
+            await fetch(account_id)
         try:
             score = self.scorer.score(account_id, row, now_ms)
         except Exception as exc:  # noqa: BLE001 - any scorer failure is handled by the fail mode
