@@ -6,19 +6,13 @@ import numpy as np
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """Probability that a random attacker outscores a random benign account (ties count half)."""
+    """Probability that a random attacker outscores a random benign account (scikit-learn's ROC-AUC)."""
+    from sklearn.metrics import roc_auc_score
+
     y = np.asarray(y).astype(bool)
-    pos, neg = score[y], score[~y]
-    if not len(pos) or not len(neg):
+    if y.all() or not y.any():
         return float("nan")
-    order = np.argsort(np.concatenate([neg, pos]), kind="mergesort")
-    ranks = np.empty(len(order))
-    values = np.concatenate([neg, pos])[order]
-    # average ranks over ties
-    _, start, counts = np.unique(values, return_index=True, return_counts=True)
-    avg = start + (counts - 1) / 2.0 + 1
-    ranks[order] = np.repeat(avg, counts)
-    return float((ranks[len(neg):].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    return float(roc_auc_score(y, np.asarray(score, dtype=np.float64)))
 
 
 def threshold_at_fpr(y: np.ndarray, score: np.ndarray, fpr: float) -> float:

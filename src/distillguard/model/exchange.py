@@ -19,8 +19,6 @@ import orjson
 import pyarrow as pa
 import xxhash
 
-REQUIRED = ("id", "ts", "account_id", "client")
-
 EXCHANGE_SCHEMA = pa.schema(
     [
         ("id", pa.string()),

@@ -262,7 +262,6 @@ class HubDB:
         return orjson.loads(row[0]) if row else None
 
 
-SQLiteHubDB = HubDB
 
 
 def select_sql(collection: str, added_after: int | None, after_seq: int | None, ids: list[str] | None,
