@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+from distillguard.errors import DistillguardError
+
 CRITERIA_KINDS = ("confirmed_by", "harvested_exchanges", "corroborated_by", "targets_capability", "campaigns",
                   "accounts", "models")
 DEFAULT_POLICY = """
@@ -37,7 +39,7 @@ escalation:
 """
 
 
-class CriteriaError(ValueError):
+class CriteriaError(DistillguardError, ValueError):
     pass
 
 

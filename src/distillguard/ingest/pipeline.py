@@ -23,6 +23,7 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 
+from distillguard.errors import DistillguardError
 from distillguard.ingest import parallel
 from distillguard.ingest.base import Damage, IngestFormat, Line, open_binary, read_head
 from distillguard.ingest.decode import Decoded, decode_block
@@ -37,7 +38,7 @@ COMMIT_BYTES = 96 << 20  # Arrow bytes buffered before a commit: peak memory mus
 PARALLEL_MIN_BYTES = 32 << 20
 
 
-class StrictModeError(ValueError):
+class StrictModeError(DistillguardError, ValueError):
     """Raised under ``--strict`` at the first bad line."""
 
 

@@ -19,6 +19,7 @@ import httpx
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from distillguard.errors import DistillguardError
 from distillguard.intel.export import member_identity_id
 from distillguard.intel.extension import ext, fixed_objects
 from distillguard.intel.refdata import tlp_by_id
@@ -28,7 +29,7 @@ TAXII = "application/taxii+json;version=2.1"
 MAX_OBJECTS = 500  # objects per posted envelope (our hub refuses more than its max_objects, 1000 by default)
 
 
-class TaxiiClientError(RuntimeError):
+class TaxiiClientError(DistillguardError, RuntimeError):
     pass
 
 

@@ -22,6 +22,7 @@ import stix2
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from distillguard.errors import DistillguardError
 from distillguard.intel import sigma
 from distillguard.intel.extension import EXTENSION_ID, extension_definition, project_identity
 from distillguard.intel.privacy import TemplateHasher, encode_signature, keyed_id, subkey
@@ -33,7 +34,7 @@ _MIN_V4_PREFIX, _MIN_V6_PREFIX = 16, 32  # broader prefixes cover too many bysta
 IDENTIFIER_KINDS = ("payment_fps", "email_domains", "signup_ips")
 
 
-class ExportError(ValueError):
+class ExportError(DistillguardError, ValueError):
     """campaigns.json (or its companions) is malformed; the message names file and field."""
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from distillguard.errors import DistillguardError
+
 KEY_BYTES = 32
 _WORD = re.compile(r"\w+", re.UNICODE)
 _DIGITS = re.compile(r"\d+")
@@ -44,7 +46,7 @@ def template_text(system: str | None, user: str | None) -> str | None:
     return text or None
 
 
-class GroupKeyError(ValueError):
+class GroupKeyError(DistillguardError, ValueError):
     """A group key file is missing or malformed."""
 
 

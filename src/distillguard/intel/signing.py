@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from distillguard.errors import DistillguardError
 from distillguard.intel.extension import EXTENSION_ID
 
 ALG = "Ed25519"
@@ -28,7 +29,7 @@ CANON = "RFC8785"  # the signed bytes: JCS (RFC 8785) of the object without its 
 LEGACY_CANON = "orjson-sorted"  # the first scheme (no "canon" in the block): verified during the transition
 
 
-class SignatureError(ValueError):
+class SignatureError(DistillguardError, ValueError):
     """An object is unsigned, signed by an unknown key or altered after signing."""
 
 

@@ -19,6 +19,8 @@ import orjson
 import pyarrow as pa
 import xxhash
 
+from distillguard.errors import DistillguardError
+
 EXCHANGE_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -74,7 +76,7 @@ _KNOWN_TOP = {"id", "ts", "account_id", "api_key_id", "org_id", "client", "endpo
               "status", "latency_ms"}
 
 
-class FieldError(ValueError):
+class FieldError(DistillguardError, ValueError):
     """A record failed validation; ``field`` names the offending field."""
 
     def __init__(self, field: str, reason: str) -> None:

@@ -30,6 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
+from distillguard.errors import DistillguardError
+
 FORMAT = 1
 HEAD = 384  # characters scanned from the start of a text ...
 TAIL = 192  # ... and from its end (instructions sit at either end of a prompt template)
@@ -54,7 +56,7 @@ SPEC: dict[str, Any] = {
 SPEC_HASH = hashlib.sha256(json.dumps(SPEC, sort_keys=True).encode()).hexdigest()[:16]
 
 
-class ModelMismatch(ValueError):
+class ModelMismatch(DistillguardError, ValueError):
     """The weights file does not match this module's format or feature spec."""
 
 

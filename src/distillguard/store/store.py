@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from distillguard.errors import DistillguardError
 from distillguard.model import ACCOUNT_SCHEMA, CONTENT_COLUMNS, EXCHANGE_SCHEMA
 from distillguard.store.idindex import IdIndex
 
@@ -57,7 +58,7 @@ class Derive(Protocol):
         ...
 
 
-class StoreError(RuntimeError):
+class StoreError(DistillguardError, RuntimeError):
     pass
 
 

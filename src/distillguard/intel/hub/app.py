@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from distillguard.errors import DistillguardError
 from distillguard.intel.export import member_identity_id
 from distillguard.intel.extension import EXTENSION_ID, PROJECT_IDENTITY_ID, extension_definition, project_identity
 from distillguard.intel.hub.config import Collection, HubConfig, dummy_verify, hash_scheme, verify_password
@@ -48,7 +49,7 @@ TAXII = "application/taxii+json;version=2.1"
 STIX = "application/stix+json;version=2.1"
 
 
-class TaxiiError(Exception):
+class TaxiiError(DistillguardError):
     def __init__(self, status: int, title: str, description: str = "", headers: dict[str, str] | None = None) -> None:
         super().__init__(title)
         self.status, self.title, self.description = status, title, description

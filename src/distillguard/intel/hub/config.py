@@ -21,6 +21,7 @@ from argon2 import PasswordHasher, Type, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from distillguard.errors import DistillguardError
 from distillguard.intel.refdata import TLP_LEVELS
 from distillguard.intel.signing import SignatureError, load_public
 
@@ -30,7 +31,7 @@ _ITERATIONS = 200_000  # legacy PBKDF2-SHA256 hashes (still accepted, upgraded t
 _ARGON2 = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16, type=Type.ID)
 
 
-class ConfigError(ValueError):
+class ConfigError(DistillguardError, ValueError):
     pass
 
 
