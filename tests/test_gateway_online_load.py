@@ -135,3 +135,28 @@ async def test_rows_reach_the_scorer_when_traffic_pauses(gateway):
         assert worker.folded == 5 and not worker._out
     finally:
         await gw.shutdown()
+
+
+async def test_a_scorer_with_no_cpu_left_is_sampled_before_shipping(gateway, monkeypatch):
+    """A worker that gets no CPU at all (stopped here; a saturated shared core in production): past
+    BUFFER_SHED_BYTES the proxy samples unflagged accounts' rows itself, counted and audited, instead of filling
+    the buffer towards drops."""
+    gw, worker, audit = gateway
+    worker.set_shed("sample", start_ms=1e12)  # the worker itself never sheds here
+    gw.engine.scorer.online.links.flag("flagged", None)
+    monkeypatch.setattr(online, "BUFFER_SHED_BYTES", 64 << 10)
+    os.kill(worker.process.pid, signal.SIGSTOP)
+    try:
+        for i in range(3000):
+            worker.send(_row(i, "heavy"))
+            if i % 10 == 0:
+                worker.send(_row(i, "flagged"))
+    finally:
+        os.kill(worker.process.pid, signal.SIGCONT)
+    assert worker.shed_proxy > 1000 and worker.dropped == 0
+    assert worker.shed_by_account == {"heavy": worker.shed_proxy}  # flagged accounts are never sampled
+    assert worker.buffer_sampling
+    assert [e["event"] for e in read_audit(audit) if e.get("event")] == ["online_buffer_sampling_start"]
+    worker.flush()
+    assert worker.folded == worker.sent == 3300 - worker.shed_proxy
+    assert "shed_in_proxy" in gw.metrics.render().decode()

@@ -173,9 +173,12 @@ class Gateway:
                                "Rows buffered in the proxy for the online scorer.", lambda: len(worker._out))
             self.metrics.gauge("distillguard_online_exchanges_total",
                                "Exchanges handed to online scoring, by outcome (sent to the scorer, folded by it, "
-                               "shed by the load policy, dropped with a full buffer).",
+                               "shed by the load policy in the scorer or, its buffer too large, in the proxy, "
+                               "dropped with a full buffer).",
                                lambda: {("sent",): worker.sent, ("folded",): worker.folded,
-                                        ("shed",): worker.shed_total, ("dropped",): worker.dropped}, ("outcome",))
+                                        ("shed",): worker.shed_total - worker.shed_proxy,
+                                        ("shed_in_proxy",): worker.shed_proxy, ("dropped",): worker.dropped},
+                               ("outcome",), "counter")
             self.metrics.gauge("distillguard_online_lag_seconds", "Age of the rows the online scorer read last.",
                                lambda: worker.lag_ms / 1000.0)
             self.metrics.gauge("distillguard_online_shedding", "1 while online scoring sheds load.",

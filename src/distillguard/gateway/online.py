@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import xxhash
 
 from distillguard.decide import DEFAULT_POLICY, DecisionPolicy, decide, flagged
 from distillguard.detect.baselines import Baselines
@@ -307,6 +308,7 @@ class OnlineFeatures:
 
 MAX_SHARED = 100_000
 MAX_BACKLOG_BYTES = 64 << 20  # rows buffered for a worker that cannot keep up; beyond this dropped (and audited)
+BUFFER_SHED_BYTES = 16 << 20  # beyond this (shed mode sample) the proxy samples unflagged accounts' rows itself
 SEND_ROWS, SEND_WAIT_S = 32, 0.02  # rows go to the worker in groups: one write(2) and one wake-up per group
 POLL_EVERY_S = 0.005
 PUMP_EVERY_S = 0.05  # the gateway hands buffered rows on at least this often, traffic or not
@@ -333,8 +335,11 @@ class ScorerProcess:
     evidence family of ``PROTECT_POINTS`` or more, or flagged by batch detection or a link (*protected*:
     the flags are checked here, the evidence in the worker); beyond that one
     exchange in ``SAMPLE_EVERY`` is folded and the rest are counted per account, not folded. It stops
-    below ``SHED_STOP_MS``. Shedding starts and stops are audit events, and every later decision on an
-    account with unfolded exchanges names how many (:meth:`shed_note`). Mode ``off`` never samples.
+    below ``SHED_STOP_MS``. When the worker gets no CPU at all (the proxy saturates a shared core) rows pile up
+    here: beyond ``BUFFER_SHED_BYTES`` the proxy samples the rows of unflagged accounts itself, one in
+    ``SAMPLE_EVERY`` by exchange id, before serialising them. Shedding starts and stops are audit events, and
+    every later decision on an account with unfolded exchanges names how many (:meth:`shed_note`). Mode ``off``
+    never samples.
     Either way, rows beyond ``MAX_BACKLOG_BYTES`` buffered here are dropped, counted per account and
     audited the same way. If the worker dies, :meth:`poll` raises and the policy's ``fail`` mode decides.
     """
@@ -372,7 +377,9 @@ class ScorerProcess:
         self.sent = 0  # rows handed to the worker
         self.dropped = 0  # rows dropped here (buffer full)
         self.dropped_by_account: dict[str, int] = {}
-        self.shed_total = 0  # rows the worker counted and did not fold (load shedding)
+        self.shed_total = 0  # rows not folded by the load policy (in the worker, or here: ``shed_proxy``)
+        self.shed_proxy = 0  # rows sampled out here, never shipped, when the buffer itself grows too large
+        self.buffer_sampling = False
         self.shed_by_account: dict[str, int] = {}
         self.folded = 0  # rows the worker folded
         self.lag_ms = 0  # age of the rows the worker read last
@@ -393,6 +400,15 @@ class ScorerProcess:
             return
         account = row["account_id"]
         protected = account in self.owner.links.flagged  # batch verdict, campaign, payment link, online flags
+        if len(self._out) > BUFFER_SHED_BYTES and self.shed_mode == "sample":
+            # the worker gets no CPU at all (the proxy saturates the core): sample here, before shipping
+            if not protected and xxhash.xxh3_64_intdigest(row["id"].encode()) % SAMPLE_EVERY:
+                self._shed_here(account)
+                return
+        elif self.buffer_sampling and len(self._out) < BUFFER_SHED_BYTES // 4:
+            self.buffer_sampling = False
+            self._audit_event("online_buffer_sampling_stop", "online scoring buffer below "
+                              f"{BUFFER_SHED_BYTES >> 22} MiB: every exchange shipped to the scorer again")
         line = b"".join((b"R\t", orjson.dumps(account), b"\t%d\t%d\t" % (time.time() * 1000, protected),
                          orjson.dumps({**row, **_BLANK}), b"\n"))
         if len(self._out) + len(line) > MAX_BACKLOG_BYTES:
@@ -405,6 +421,17 @@ class ScorerProcess:
         self.sent += 1
         if self._rows >= SEND_ROWS or time.monotonic() - self._oldest >= SEND_WAIT_S:
             self._drain()
+
+    def _shed_here(self, account: str) -> None:
+        self.shed_proxy += 1
+        self.shed_total += 1
+        self.shed_by_account[account] = self.shed_by_account.get(account, 0) + 1
+        if not self.buffer_sampling:
+            self.buffer_sampling = True
+            log.warning("online scorer buffer over %d MiB: sampling exchanges before shipping them",
+                        BUFFER_SHED_BYTES >> 20)
+            self._audit_event("online_buffer_sampling_start", f"online scoring buffer over {BUFFER_SHED_BYTES >> 20} "
+                              f"MiB: exchanges of unflagged accounts sampled 1 in {SAMPLE_EVERY} before shipping")
 
     def _drop(self, account: str) -> None:
         self.dropped += 1
@@ -422,7 +449,8 @@ class ScorerProcess:
             self.audit.write({"id": f"online-{event}-{time.time_ns()}", "account_id": None,
                               "ts": format_ts(int(time.time() * 1000)), "action": event, "event": event,
                               "reasons": [why], "lag_ms": self.lag_ms, "mode": self.shed_mode, "sent": self.sent,
-                              "folded": self.folded, "shed": self.shed_total, "dropped": self.dropped})
+                              "folded": self.folded, "shed": self.shed_total, "shed_in_proxy": self.shed_proxy,
+                              "dropped": self.dropped})
 
     def shed_note(self, account: str) -> str | None:
         """The reason to add to the account's decisions once some of its exchanges went unfolded under load."""
