@@ -624,7 +624,11 @@ def worker_entry() -> None:
 
 
 class _Shedder:
-    """The worker's load-shedding rule (see :class:`ScorerProcess`): fold or count each row as it is read."""
+    """The worker's load-shedding rule (see :class:`ScorerProcess`): fold or count each row as it is read.
+
+    Rows are counted per account only during a shedding episode (memory only under load): each account's
+    first ``FOLD_FIRST`` exchanges of an episode are folded, then one in ``SAMPLE_EVERY``.
+    """
 
     def __init__(self) -> None:
         self.mode = "sample"
@@ -632,19 +636,26 @@ class _Shedder:
         self.active = False
         self.lag_ms = 0
         self.ready_ms = int(time.time() * 1000)  # set again once the worker has loaded the model
-        self.seen: dict[str, int] = {}  # rows read per account (folded or not)
+        self.seen: dict[str, int] = {}  # rows read per account in this episode (capped: small ints, no objects)
         self.shed: dict[str, int] = {}  # rows not folded per account since the last report
+
+    def set_active(self, active: bool) -> None:
+        self.active = active
+        if not active:
+            self.seen.clear()
 
     def fold(self, account: str, queued_ms: int, protected: bool, now_ms: int) -> bool:
         # how long the row waited for this worker: rows queued while it was starting count from when it was ready
         lag = self.lag_ms = now_ms - max(queued_ms, self.ready_ms)
         if self.active and lag < self.stop_ms:
-            self.active = False
+            self.set_active(False)
         elif not self.active and lag > self.start_ms and self.mode == "sample":
-            self.active = True
+            self.set_active(True)
+        if not self.active or protected:
+            return True
         seen = self.seen.get(account, 0)
-        self.seen[account] = seen + 1
-        if not self.active or protected or seen < FOLD_FIRST or (seen - FOLD_FIRST) % SAMPLE_EVERY == 0:
+        self.seen[account] = seen + 1 if seen < FOLD_FIRST else FOLD_FIRST + (seen - FOLD_FIRST + 1) % SAMPLE_EVERY
+        if seen < FOLD_FIRST or seen == FOLD_FIRST:
             return True
         self.shed[account] = self.shed.get(account, 0) + 1
         return False
@@ -731,7 +742,7 @@ def _worker_main(in_fd: int, out_fd: int, config: dict[str, Any]) -> None:
                             shedder.mode = message[1]
                             shedder.start_ms = SHED_START_MS if message[2] is None else message[2]
                             shedder.stop_ms = SHED_STOP_MS if message[3] is None else message[3]
-                            shedder.active = shedder.active and shedder.mode == "sample"
+                            shedder.set_active(shedder.active and shedder.mode == "sample")
                     elif line:
                         observe(orjson.loads(line))  # a bare row (no queue time, never shed)
                 except Exception:  # noqa: BLE001 - one bad row must not stop online scoring
