@@ -181,3 +181,11 @@ def test_key_id_recorded_per_exchange_survives_ingest(tmp_path, profile_dir):
     assert [(r["exchange_id"], r["prompt"], r["completion"]) for r in rows] == [("gw-0", "q0", "a0"),
                                                                                  ("gw-2", "q2", "a2")]
     assert [r["exchange_id"] for r in served_under_key(tmp_path / "st", "acme-2026-03", ["acct_b"])] == []
+
+
+def test_shadow_mode_keeps_only_the_watermark(profile_dir):
+    p = load_profile(profile_dir / "resistance.yaml")
+    d = p.directive("throttle", "suspect", enforced=False)
+    assert d.antidistillation == 0 and d.watermark_key == "acme-2026-03"
+    assert p.reasoning("watch", enforced=False) == "keep"
+    assert p.record("watch", "watch", enforced=False)["reasoning"] == "keep"

@@ -79,29 +79,37 @@ class ResistanceProfile:
             return explicit
         return self.apply_to == "all" or (self.apply_to == "restricted" and verdict in RESTRICTED)
 
-    def directive(self, verdict: str, tier: str = "") -> EngineDirective:
+    def directive(self, verdict: str, tier: str = "", enforced: bool = True) -> EngineDirective:
+        """What the engine does for a request of this verdict. In shadow mode (``enforced`` False) nothing that a
+        user could notice: no antidistillation; the watermark, invisible and provider-wide, stays as configured."""
         d = self.defence(verdict)
+        if not enforced:
+            d = TierDefence(watermark=d.watermark)
         return EngineDirective(antidistillation=d.antidistillation,
                                proxy=self.proxy if d.antidistillation > 0 else None,
                                watermark_key=self.watermark_key if self.watermarks(verdict) else None,
                                tier=tier or verdict)
 
-    def record(self, verdict: str, tier: str = "") -> dict[str, Any]:
+    def reasoning(self, verdict: str, enforced: bool = True) -> str:
+        """The text-level trace defence for this verdict (``keep`` in shadow mode)."""
+        return self.defence(verdict).reasoning if enforced else "keep"
+
+    def record(self, verdict: str, tier: str = "", enforced: bool = True) -> dict[str, Any]:
         """The ``resistance`` object stored with the exchange (key id, never the secret)."""
-        d = self.directive(verdict, tier)
+        d = self.directive(verdict, tier, enforced)
         return {"profile": self.name, "profile_version": self.version, "watermark_key": d.watermark_key,
-                "antidistillation": d.antidistillation, "reasoning": self.defence(verdict).reasoning,
+                "antidistillation": d.antidistillation, "reasoning": self.reasoning(verdict, enforced),
                 "tier": d.tier}
 
     def on_request(self, verdict: str, tier: str, body: dict[str, Any], headers: dict[str, str],
-                   record: dict[str, Any] | None = None) -> EngineDirective:
+                   record: dict[str, Any] | None = None, enforced: bool = True) -> EngineDirective:
         """The gateway hook: directive onto the upstream request, ``resistance`` onto the stored exchange."""
         strip_client_directive(body)
-        d = self.directive(verdict, tier)
+        d = self.directive(verdict, tier, enforced)
         if d.active:
             attach(d, body, headers, transport=self.transport, secret=self.secret)
         if record is not None:
-            record[STORE_FIELD] = self.record(verdict, tier)
+            record[STORE_FIELD] = self.record(verdict, tier, enforced)
         return d
 
 
