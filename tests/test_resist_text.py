@@ -73,3 +73,21 @@ def test_stream_without_answer_flushes_at_end():
     out = r.feed(_chunk({"reasoning": "Step one.\nSo it is 4."})) + r.close()
     events = _events(out)
     assert events[-1]["choices"][0]["delta"]["reasoning"] == restructure_trace("Step one.\nSo it is 4.")
+
+
+def test_chained_after_the_gateway_stream_perturber():
+    """The hook the gateway's Degrade action uses: StreamPerturber (logprobs stripped, reasoning kept), then us."""
+    from distillguard.gateway.perturb import StreamPerturber
+    from distillguard.gateway.policy import Perturb
+
+    first, second = StreamPerturber(Perturb(reasoning="keep", strip_logprobs=True)), StreamRestructurer()
+    stream = b"".join(_chunk({"reasoning_content": part}) for part in ("Hmm.\n", "A is 2.\n", "So A is 2."))
+    obj = orjson.loads(_chunk({"content": "2"})[6:])
+    obj["choices"][0]["logprobs"] = {"content": [{"token": "2", "logprob": -0.1}]}
+    stream += b"data: " + orjson.dumps(obj) + b"\n\n" + b"data: [DONE]\n\n"
+    out = second.feed(first.feed(stream)) + second.feed(first.close()) + second.close()
+    events = _events(out)
+    assert [e["choices"][0]["delta"].get("reasoning_content") for e in events][0] == restructure_trace(
+        "Hmm.\nA is 2.\nSo A is 2.")
+    assert all("logprobs" not in e["choices"][0] for e in events)
+    assert events[-1]["choices"][0]["delta"]["content"] == "2"
