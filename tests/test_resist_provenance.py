@@ -128,3 +128,30 @@ def test_cli_keygen_and_test(tmp_path):
     res2 = runner.invoke(main, ["provenance", "test", "--keys", str(keys), "--generations", str(gens),
                                 "--vocab-size", str(VOCAB), "--control-keys", "20", "--out", str(out)])
     assert res2.exit_code == 0 and not json.loads(res2.stdout.strip().splitlines()[-1])["radioactive"]  # k2
+
+
+def test_cli_local_model_generation_and_reading_modes(tmp_path):
+    """A local transformers model directory (saved here, never downloaded), prompted and reading our texts."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from distillguard.cli import main
+    from distillguard.resist.keys import load_keyring
+
+    torch.manual_seed(0)
+    model_dir = tmp_path / "suspect"
+    GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=16, n_layer=1, n_head=2)).save_pretrained(
+        model_dir)
+    runner = CliRunner()
+    keys = tmp_path / "keys.yaml"
+    assert runner.invoke(main, ["provenance", "keygen", "--id", "k1", "--keys", str(keys)]).exit_code == 0
+    key = load_keyring(keys).active
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt_ids": [i + 1, i + 2]}) + "\n" for i in range(10)))
+    texts = tmp_path / "served.jsonl"
+    texts.write_text("".join(json.dumps({"token_ids": p + c}) + "\n" for p, c in _texts(10, 30, key)))
+    for mode in (["--prompts", str(prompts), "--max-tokens", "20"], ["--read", str(texts)]):
+        res = runner.invoke(main, ["provenance", "test", "--keys", str(keys), "--hf-model", str(model_dir), *mode,
+                                   "--control-keys", "10", "--out", str(tmp_path / "out")])
+        assert res.exit_code == 0, res.output
+        summary = json.loads(res.stdout.strip().splitlines()[-1])
+        assert summary["scored"] > 0 and not summary["radioactive"]  # a random model never saw our outputs

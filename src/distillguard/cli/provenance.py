@@ -151,12 +151,18 @@ def test_cmd(keys_path: str, key_id: str | None, generations: str | None, endpoi
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         model = AutoModelForCausalLM.from_pretrained(hf_model, local_files_only=True).eval()
-        tok = tok or AutoTokenizer.from_pretrained(hf_model, local_files_only=True)
+        if tok is None:
+            try:
+                tok = AutoTokenizer.from_pretrained(hf_model, local_files_only=True)
+            except (OSError, ValueError):  # a model directory without a tokenizer: token ids only
+                tok = None
     vocab = vocab_size or (len(tok) if tok is not None else (model.config.vocab_size if model else None))
     if vocab is None:
         fail("--vocab-size is needed when neither --tokenizer nor --hf-model gives it", 2)
 
     def encode(text: str) -> list[int]:
+        if tok is None:
+            raise ValueError("text input needs --tokenizer (our serving model's tokenizer), or give token ids")
         return list(tok(text, add_special_tokens=False)["input_ids"])
 
     enc = encode if tok is not None else None
@@ -183,7 +189,7 @@ def test_cmd(keys_path: str, key_id: str | None, generations: str | None, endpoi
             items = None
             if read_path:
                 mode = "reading"
-                texts_ids = [row["token_ids"] if "token_ids" in row else encode(row["text"])
+                texts_ids = [row["token_ids"] if "token_ids" in row else encode(row.get("text") or row["completion"])
                              for row in _lines(read_path)]
                 preds = _read_predictions(model, texts_ids)
             elif prompts:
