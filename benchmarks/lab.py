@@ -175,7 +175,13 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="take the lab numbers from OUT/results.json")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    ap.add_argument("--overhead-json", type=Path, default=None,
+                    help="take the generation-cost numbers from this file (written by --overhead-only)")
+    ap.add_argument("--overhead-only", type=Path, default=None, help="measure generation cost, write it here, stop")
     args = ap.parse_args()
+    if args.overhead_only:
+        args.overhead_only.write_text(json.dumps(overhead(args.threads), indent=2))
+        return
     load_before = os.getloadavg()[0]
     cmd = ["distillguard", "lab", "--config", "full", "--threads", str(args.threads), "--out", str(args.out)]
     if args.cache:
@@ -186,7 +192,7 @@ def main() -> None:
         subprocess.run([str(Path(sys.executable).with_name("distillguard")), *cmd[1:]], check=True)
         elapsed = time.perf_counter() - t
     results = json.loads((args.out / "results.json").read_text())
-    ov = overhead(args.threads)
+    ov = json.loads(args.overhead_json.read_text()) if args.overhead_json else overhead(args.threads)
     load_after = os.getloadavg()[0]
     write(args.results, section(results, ov, " ".join(cmd), (load_before, load_after), elapsed))
     print(json.dumps(ov, indent=2))
