@@ -34,11 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 START, END = "<!-- gateway:start -->", "<!-- gateway:end -->"
 BIN = Path(sys.executable).parent
-POLICY = """mode: enforce
+POLICY = """version: 2
+mode: enforce
 tiers:
-  - {name: block, min_risk: 0.9, action: block}
-  - {name: suspect, min_risk: 0.6, action: throttle, requests_per_minute: 10, perturb: true}
-  - {name: default, min_risk: 0, action: allow, requests_per_minute: 6000, tokens_per_minute: 100000000}
+  - {name: block, verdict: block, action: block}
+  - {name: suspect, verdict: throttle, action: throttle, requests_per_minute: 10, perturb: true}
+  - {name: watch, verdict: watch, action: perturb}
+  - {name: default, verdict: allow, action: allow, requests_per_minute: 60000, tokens_per_minute: 1000000000}
 """
 
 
@@ -160,7 +162,7 @@ def load(port: int, rate: float, seconds: float, accounts: int, connections: int
             time.sleep(delay)
         with guard:
             if free:
-                fire(free.pop(), i)
+                fire(free.pop(0), i)  # round robin: no connection idles past the keep-alive timeout
             else:
                 backlog.append(i)
     reader.join(timeout=seconds + 120)
@@ -339,13 +341,13 @@ def memory(accounts: int, per_account: int = 20) -> dict:
                                "usage": {"prompt_tokens": 20, "completion_tokens": 200}}}
         rows.append(dict(zip(COLUMNS, flatten(record), strict=True)))
     warm = OnlineFeatures()  # loads the shipped model once
-    online = OnlineFeatures(model=warm.risk_fn.model)
+    online = OnlineFeatures(model=warm.scorer.model)
     for row in rows:
         online.observe(row)
     online.flush()
-    # the scorer process keeps the serialised states; the proxy keeps the published risks (keys in both)
+    # the scorer process keeps the serialised states; the proxy keeps the published evidence (keys in both)
     scorer = deep_size(online.blobs) / accounts
-    proxy = (deep_size(online.risks) + deep_size(online.links.__dict__)) / accounts
+    proxy = (deep_size(online.latest) + deep_size(online.links.__dict__)) / accounts
     objects = deep_size({k: AccountState.from_bytes(v) for k, v in online.blobs.items()}) / accounts
     budgets = MemoryState()  # GCRA: a request budget and a token budget per account (the benchmark policy)
     for row in rows:
@@ -413,6 +415,130 @@ def replay_check(sim: Path, work: Path, detections: Path | None) -> dict:
     return {"groups": by_group, "seconds": seconds, "exchanges": exchanges}
 
 
+def _metrics(port: int) -> dict[str, float]:
+    """The gateway's /metrics as ``{'name{labels}': value}`` (the text format; no client library needed)."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def _online(m: dict[str, float], outcome: str) -> float:
+    return m.get(f'distillguard_online_exchanges_total{{outcome="{outcome}"}}', 0.0)
+
+
+def online_load(rates: list[float], seconds: float, accounts: int, work: Path, pin: bool) -> dict[str, list[dict]]:
+    """Online scoring at rates up to the proxy's own limit, ``--online-shed off`` (fold everything, drop when the
+    64 MiB buffer is full) vs ``sample`` (the default): per rate, what the scorer folded, shed (sampled out,
+    counted and audited) and dropped, how far behind it fell and how long it took to catch up."""
+    results: dict[str, list[dict]] = {}
+    for mode in ("off", "sample"):
+        sub = work / f"online-{mode}"
+        sub.mkdir()
+        servers = Servers(sub, accounts, ["--online-shed", mode], pin)
+        rows = []
+        try:
+            servers.run(servers.gw_port, 300, 3.0)  # warm up: imports, the scorer's model, connection pools
+            _drain(servers.gw_port, 120)
+            for rate in rates:
+                before = _metrics(servers.gw_port)
+                peak = {"lag": 0.0, "backlog": 0.0, "shedding": 0.0}
+                stop = threading.Event()
+
+                def sample(peak: dict = peak, stop: threading.Event = stop, port: int = servers.gw_port) -> None:
+                    while not stop.wait(0.25):
+                        try:
+                            m = _metrics(port)
+                        except OSError:
+                            continue
+                        peak["lag"] = max(peak["lag"], m.get("distillguard_online_lag_seconds", 0.0))
+                        peak["backlog"] = max(peak["backlog"], m.get("distillguard_online_backlog_bytes", 0.0))
+                        peak["shedding"] = max(peak["shedding"], m.get("distillguard_online_shedding", 0.0))
+
+                sampler = threading.Thread(target=sample, daemon=True)
+                sampler.start()
+                result = servers.run(servers.gw_port, rate, seconds)
+                drain_s = _drain(servers.gw_port, 300)
+                stop.set()
+                sampler.join()
+                after = _metrics(servers.gw_port)
+                delta = {k: _online(after, k) - _online(before, k)
+                         for k in ("sent", "folded", "shed", "shed_in_proxy", "dropped")}
+                rows.append({"rate": rate, "seconds": seconds, "p50": result["p50"], "p99": result["p99"],
+                             "served": result["n"], "statuses": result["statuses"], "cpu_us": result["cpu_us"],
+                             "loop_cpu_us": result["loop_cpu_us"], **delta, "lag_peak_s": peak["lag"],
+                             "backlog_peak_mb": peak["backlog"] / 2**20, "shedding": bool(peak["shedding"]),
+                             "drain_s": drain_s})
+                r = rows[-1]
+                print(f"  shed={mode:<6} {rate:>6.0f} req/s  served {r['served']}  p99 {r['p99']:8.1f} ms  proxy "
+                      f"{r['loop_cpu_us']:.0f} us/req  online: sent {r['sent']:.0f} folded {r['folded']:.0f} "
+                      f"shed {r['shed']:.0f} (+{r['shed_in_proxy']:.0f} in the proxy) dropped {r['dropped']:.0f}  "
+                      f"lag peak {r['lag_peak_s']:.1f} s  "
+                      f"backlog peak {r['backlog_peak_mb']:.1f} MiB  caught up {drain_s:.1f} s after", flush=True)
+        finally:
+            servers.close()
+        audit = [orjson.loads(line) for line in servers.audit.read_bytes().splitlines() if line.endswith(b"}")]
+        noted = {e["account_id"] for e in audit if any("online scoring under load" in r for r in e.get("reasons", ()))}
+        events = [e["event"] for e in audit if e.get("event")]
+        for r in rows:
+            r["accounts_noted"], r["audit_events"] = len(noted), events
+        results[mode] = rows
+    return results
+
+
+def _drain(port: int, timeout: float) -> float:
+    """Seconds until the online scorer has accounted for every row it was sent (folded or shed)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        m = _metrics(port)
+        if m.get("distillguard_online_backlog_bytes", 0.0) == 0 and \
+                _online(m, "folded") + _online(m, "shed") >= _online(m, "sent"):
+            return time.monotonic() - started
+        time.sleep(0.5)
+    return float("inf")
+
+
+def scorer_capacity(accounts_list: tuple[int, ...] = (200, 2000), rows_n: int = 16384) -> list[dict]:
+    """Rows per second one core folds into online state (the scorer process's work, in process), by the number
+    of accounts the rows spread over and the micro-batch size (each account's state is deserialised, updated,
+    re-serialised and, at its rescoring points, scored once per batch)."""
+    from distillguard.gateway import fake_upstream
+    from distillguard.gateway.app import finish_record, new_record, record_row
+    from distillguard.gateway.engine import Decision
+    from distillguard.gateway.online import NOT_SHIPPED, OnlineFeatures
+
+    out = []
+    warm = OnlineFeatures()
+    for accounts in accounts_list:
+        rows = []
+        for i in range(rows_n):
+            body = orjson.loads(_request(f"key-{i % accounts}", i).split(b"\r\n\r\n", 1)[1])
+            record = new_record(f"acct-{i % accounts}", "key", "127.0.0.1", None, body, 1_772_000_000_000 + i,
+                                exchange_id=f"r{i}")
+            row = finish_record(record, Decision(record["id"], record["account_id"], 0, "allow", "default", 0.0),
+                                fake_upstream.completion("fake-1"), 200, time.perf_counter(), record_row(record))
+            rows.append({**row, **dict.fromkeys(NOT_SHIPPED)})
+        for batch in (512, 4096):
+            online = OnlineFeatures(model=warm.scorer.model, batch_rows=batch, max_lag_ms=1 << 40)
+            for row in rows[:2048]:
+                online.observe(row)
+            online.flush()
+            started = time.process_time()
+            for row in rows[2048:]:
+                online.observe(row)
+            online.flush()
+            cpu = time.process_time() - started
+            out.append({"accounts": accounts, "batch": batch, "rows_per_s": (rows_n - 2048) / cpu})
+            print(f"  scorer capacity: {accounts} accounts, batch {batch}: {out[-1]['rows_per_s']:.0f} rows/s "
+                  "per core", flush=True)
+    return out
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -435,7 +561,12 @@ def main() -> None:
     parser.add_argument("--replay", type=Path, help="a `distillguard simulate` output dir to backtest")
     parser.add_argument("--detections", type=Path, help="`distillguard detect` output for --replay (run both ways)")
     parser.add_argument("--no-write", action="store_true", help="do not update benchmarks/RESULTS.md")
+    parser.add_argument("--online-load", metavar="RATES",
+                        help="instead of the latency sweep: online scoring at these rates, shedding off vs sample")
     args = parser.parse_args()
+    if args.online_load:
+        online_main(args)
+        return
     rates = [float(r) for r in args.rates.split(",")]
     sweeps: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -473,6 +604,71 @@ def main() -> None:
                   f"restricted<=200 {g['restricted_200']:>5}  blocked {g['blocked']:>5}")
     if not args.no_write:
         write_results(args, sweeps, pinned, mem, replayed)
+
+
+def online_main(args: argparse.Namespace) -> None:
+    rates = [float(r) for r in args.online_load.split(",")]
+    print("scorer capacity (in process, one core):", flush=True)
+    capacity = scorer_capacity()
+    with tempfile.TemporaryDirectory() as tmp:
+        print("online scoring under load:", flush=True)
+        loads = online_load(rates, args.seconds, args.accounts, Path(tmp), not args.no_pin)
+    if not args.no_write:
+        write_section(ONL_START, ONL_END, online_section(args, capacity, loads))
+
+
+ONL_START, ONL_END = "<!-- gateway-online:start -->", "<!-- gateway-online:end -->"
+
+
+def online_section(args: argparse.Namespace, capacity: list[dict], loads: dict[str, list[dict]]) -> list[str]:
+    setup = "gateway (and its scorer, at idle priority) pinned to one core" if not args.no_pin else "no pinning"
+    lines = [ONL_START, "**Online scoring under load.** Machine: " + machine() + ".  ",
+             f"Command: `python benchmarks/gateway.py {' '.join(sys.argv[1:])}` ({time.strftime('%Y-%m-%d')}); "
+             f"{setup}; {args.accounts} keys; {args.seconds:g} s per rate through the gateway, then the time until "
+             "the scorer has accounted for every row (*caught up*). *sent*: exchanges handed to the scorer; "
+             "*folded*: folded into account state; *shed*: sampled out by the load policy in the scorer, *shed in "
+             "proxy*: sampled out before shipping once 16 MiB are buffered (both counted per account, audited, named "
+             "in the account's decisions); *dropped*: lost with the 64 MiB buffer full (counted and audited the same "
+             "way since this change; before it, dropped and only logged). *lag peak*: the largest age of the rows "
+             "the scorer read (sampled every 0.25 s). The scorer runs at idle CPU priority on the gateway's core: it "
+             "only gets what the proxy leaves.", "",
+             "Scorer capacity, one core, in process (the worker's own work per row: signals, state update, "
+             "(de)serialisation once per account per batch, scoring at rescoring points):", "",
+             "| accounts | batch 512 rows/s | batch 4,096 rows/s |", "|---:|---:|---:|"]
+    for accounts in sorted({c["accounts"] for c in capacity}):
+        cells = {c["batch"]: c["rows_per_s"] for c in capacity if c["accounts"] == accounts}
+        lines.append(f"| {accounts} | {cells[512]:,.0f} | {cells[4096]:,.0f} |")
+    lines += ["", "| shed mode | req/s offered | served | p99 ms | proxy CPU us/req | sent | folded | shed | "
+              "shed in proxy | dropped | lag peak s | backlog peak MiB | caught up after s |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for mode, rows in loads.items():
+        for r in rows:
+            lines.append(f"| {mode} | {r['rate']:.0f} | {r['served']} | {r['p99']:.1f} | {r['loop_cpu_us']:.0f} | "
+                         f"{r['sent']:.0f} | {r['folded']:.0f} | {r['shed']:.0f} | {r['shed_in_proxy']:.0f} | "
+                         f"{r['dropped']:.0f} | "
+                         f"{r['lag_peak_s']:.1f} | {r['backlog_peak_mb']:.1f} | {r['drain_s']:.1f} |")
+    for mode, rows in loads.items():
+        if rows:
+            events = rows[-1]["audit_events"]
+            lines.append(f"\n`{mode}`: audit events {', '.join(sorted(set(events))) or 'none'} "
+                         f"({len(events)} in all); {rows[-1]['accounts_noted']} account(s) had decisions naming "
+                         "unfolded exchanges.")
+    lines.append(ONL_END)
+    return lines
+
+
+def write_section(start: str, end: str, lines: list[str]) -> None:
+    """Put ``lines`` (between ``start`` and ``end``) into the gateway section of RESULTS.md, replacing them."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    block = "\n".join(lines)
+    if start in text:
+        text = text.split(start)[0] + block + text.split(end, 1)[1]
+    elif END in text:
+        head, tail = text.split(END, 1)
+        text = head.rstrip("\n") + "\n\n" + block + "\n" + END + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + START + "\n## Gateway\n\n" + block + "\n" + END + "\n"
+    RESULTS.write_text(text)
 
 
 LAT_START, LAT_END = "<!-- gateway-latency:start -->", "<!-- gateway-latency:end -->"
