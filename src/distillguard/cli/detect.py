@@ -13,7 +13,9 @@ from distillguard.cli._common import EXIT_BAD_INPUT, EXIT_USAGE, ByteSize, conso
 
 @click.command()
 @click.argument("logs", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--store", "store_dir", type=click.Path(path_type=Path), help="Detect over an existing store.")
+@click.option("--store", "store_dir", type=str, metavar="DIR_OR_URI",
+              help="Detect over an existing store. With --engine spark also a store URI (s3a://..., hdfs://...) "
+                   "or tables: table:NAMESPACE (NAMESPACE.exchanges, NAMESPACE.accounts), delta:PATH, iceberg:PATH.")
 @click.option("--accounts", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Account records (JSONL) to ingest with LOGS.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output directory.")
@@ -25,8 +27,15 @@ from distillguard.cli._common import EXIT_BAD_INPUT, EXIT_USAGE, ByteSize, conso
 @click.option("--memory-limit", default=None, metavar="SIZE", type=ByteSize(),
               help="Cap on the query engine's memory, e.g. 5GB; beyond it, work spills to disk in the store "
                    "(default: 6GB or half the RAM, whichever is less).")
-def command(logs: tuple[Path, ...], store_dir: Path | None, accounts: Path | None, out: Path,
-            model_path: Path | None, decisions_path: Path | None, memory_limit: str | None) -> None:
+@click.option("--engine", "engine_name", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Where signals, features, scores and attribution's joins run: DuckDB in this process, or Spark "
+                   "(pip install 'distillguard[spark]'; Java 17). See docs/spark.md.")
+@click.option("--master", default=None, metavar="URL",
+              help="Spark master (local[4], spark://host:7077, yarn); default: the active session (spark-submit, "
+                   "Databricks) or local[*]. Only with --engine spark.")
+def command(logs: tuple[Path, ...], store_dir: str | None, accounts: Path | None, out: Path,
+            model_path: Path | None, decisions_path: Path | None, memory_limit: str | None, engine_name: str,
+            master: str | None) -> None:
     """Detect distillation in a store (--store DIR) or directly in log files (LOGS...)."""
     from distillguard.detect import Model
     from distillguard.ingest.pipeline import ingest
@@ -39,7 +48,11 @@ def command(logs: tuple[Path, ...], store_dir: Path | None, accounts: Path | Non
         fail("give either --store DIR or log files, not both or neither", EXIT_USAGE)
     if accounts and not logs:
         fail("--accounts goes with log files (a store already holds its accounts)", EXIT_USAGE)
+    if master and engine_name != "spark":
+        fail("--master goes with --engine spark", EXIT_USAGE)
     from distillguard.decide.analyst import load_decisions
+    from distillguard.engine import EngineError, get_engine
+    from distillguard.engine.source import is_local_store
 
     try:
         model = Model.load(model_path)
@@ -48,10 +61,12 @@ def command(logs: tuple[Path, ...], store_dir: Path | None, accounts: Path | Non
         fail(str(exc), EXIT_BAD_INPUT)
     with tempfile.TemporaryDirectory(prefix="distillguard-") as tmp:
         try:
-            if store_dir:
-                if not (store_dir / "store.json").exists():
+            if store_dir and engine_name == "spark" and not is_local_store(store_dir):
+                store = store_dir  # a URI or tables: only Spark reads it
+            elif store_dir:
+                if not (Path(store_dir) / "store.json").exists():
                     fail(f"{store_dir}: not a distillguard store (no store.json)", EXIT_BAD_INPUT)
-                store = Store.open(store_dir, create=False)
+                store = Store.open(Path(store_dir), create=False)
             else:
                 store = Store.open(Path(tmp) / "store")
                 with progress() as bar:
@@ -69,8 +84,15 @@ def command(logs: tuple[Path, ...], store_dir: Path | None, accounts: Path | Non
                         tasks[stage] = bar.add_task(stage, total=100)
                     bar.update(tasks[stage], completed=round(100 * done))
 
-                result = run_detection(store, out, model=model, progress=on_progress, memory_limit=memory_limit,
-                                       decisions=decisions)
+                if engine_name == "duckdb":
+                    result = run_detection(store, out, model=model, progress=on_progress, memory_limit=memory_limit,
+                                           decisions=decisions)
+                else:
+                    with get_engine(engine_name, master=master) as engine:
+                        result = engine.detect(store if isinstance(store, str) else store.root, out, model=model,
+                                               progress=on_progress, decisions=decisions)
+        except EngineError as exc:
+            fail(str(exc), EXIT_USAGE)
         except (FileNotFoundError, StoreError, ValueError) as exc:
             fail(str(exc), EXIT_BAD_INPUT)
     counts = result.verdict_counts()

@@ -395,7 +395,10 @@ def _rewrite(node: exp.Expression, ctx: _Context) -> exp.Expression:  # noqa: C9
             if lo is None or hi is None or lo < 1 or hi < lo - 1:
                 raise ctx.fail("list slice with non-constant or non-positive bounds")
             return _fn("slice", node.this, _lit(lo), _lit(hi - lo + 1))
-        return _fn("element_at", node.this, index)
+        position = _int_literal(index)  # SQLGlot stores DuckDB's 1-based literal index 0-based
+        if position is None:
+            raise ctx.fail("list index that is not a constant")
+        return _fn("element_at", node.this, _lit(position + 1))
     if isinstance(node, exp.Window) and isinstance(node.this, exp.Count) and \
             isinstance(node.this.this, exp.Distinct):
         values = node.this.this.expressions
@@ -471,7 +474,7 @@ def _rewrite(node: exp.Expression, ctx: _Context) -> exp.Expression:  # noqa: C9
         if name in ("md5_number", "md5_number_lower"):
             raise ctx.fail(f"{name}()")
         return node
-    if isinstance(node, exp.Star) and any(node.args.get(k) for k in ("except", "replace", "rename")):
+    if isinstance(node, exp.Star) and any(node.args.get(k) for k in ("except_", "except", "replace", "rename")):
         raise ctx.fail("SELECT * EXCLUDE/REPLACE")
     if isinstance(node, exp.Select) and node.args.get("qualify") is not None:
         raise ctx.fail("QUALIFY")
@@ -519,13 +522,24 @@ def to_spark(tree: exp.Expression, *, sql: str = "", tables: Mapping[str, Mappin
                 tree = new
             else:
                 call.replace(new)
+    out = Translation(tree, ctx.hash_arities)
     if functions is not None:
         known = {f.lower() for f in functions} | _EMITTED
-        for call in tree.find_all(exp.Anonymous):
-            name = call.name.lower()
+        for name in called_functions(out.sql):
             if name not in known and not name.startswith("dg_duckdb_hash_"):
                 raise UnsupportedSQL(f"function {name}() (not a Spark function)", ctx.sql)
-    return Translation(tree, ctx.hash_arities)
+    return out
+
+
+def called_functions(spark_sql: str) -> set[str]:
+    """Names called as functions in Spark SQL text: identifiers followed by ``(``, except column lists after AS."""
+    tokens = _Spark().tokenize(spark_sql)
+    names = set()
+    for i, token in enumerate(tokens[:-1]):
+        if token.token_type == sqlglot.TokenType.VAR and tokens[i + 1].token_type == sqlglot.TokenType.L_PAREN and \
+                (i == 0 or tokens[i - 1].token_type != sqlglot.TokenType.ALIAS):
+            names.add(token.text.lower())
+    return names
 
 
 def transpile(sql: str, **kwargs) -> str:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 from typing import Any
+
+# pyspark checks the pandas version whenever an Arrow UDF is declared; the engine hands Arrow to Arrow and
+# never converts through pandas
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
 
 # Settings the transpiled SQL needs to mean what it means in DuckDB (see distillguard.engine.sql):
 REQUIRED = {

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 from pyspark import StorageLevel
 
+from distillguard.engine.source import Source
 from distillguard.engine.spark.arrow import derive_batches, spark_arrow_schema, spark_schema
 from distillguard.engine.spark.connection import SparkConnection
 from distillguard.model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
@@ -31,35 +30,6 @@ from distillguard.model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
 DERIVED_PREFIX = "dg-derived:"  # a "file" name derived() returns; the connection resolves it to the Spark frame
 SIGNAL_BATCH_ROWS = 32_768  # rows per Arrow batch into the signals UDF (distinct prompts are scanned once per batch)
 _ids = itertools.count()
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where exchanges and accounts are: ``kind`` is store (directory or URI), table or a format name."""
-
-    kind: str
-    location: str
-
-    @classmethod
-    def parse(cls, value: str | Path) -> Source:
-        text = str(value)
-        for prefix in ("table:", "delta:", "iceberg:"):
-            if text.startswith(prefix):
-                return cls(prefix[:-1], text[len(prefix):])
-        return cls("store", text)
-
-    @property
-    def local(self) -> Path | None:
-        """The directory of a local store, else None."""
-        if self.kind != "store":
-            return None
-        text = self.location[len("file:"):] if self.location.startswith("file:") else self.location
-        if "://" in text:
-            return None
-        return Path(text)
-
-    def describe(self) -> str:
-        return f"{self.kind}:{self.location}" if self.kind != "store" else self.location
 
 
 class SparkStore:

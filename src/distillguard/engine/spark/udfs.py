@@ -44,7 +44,7 @@ def duckdb_hash(columns: list[pa.Array], version: str) -> pa.Array:
 def register_duckdb_hash(spark: Any, arity: int) -> str:
     """Register ``dg_duckdb_hash_<arity>`` on ``spark``; returns its name."""
     import duckdb
-    from pyspark.sql.functions import ArrowUDFType, arrow_udf
+    from pyspark.sql.functions import arrow_udf
     from pyspark.sql.types import DecimalType
 
     name = DUCKDB_HASH_UDF.format(n=arity)
@@ -53,5 +53,5 @@ def register_duckdb_hash(spark: Any, arity: int) -> str:
     def run(*columns: pa.Array) -> pa.Array:
         return duckdb_hash(list(columns), version)
 
-    spark.udf.register(name, arrow_udf(run, DecimalType(20, 0), ArrowUDFType.SCALAR))
+    spark.udf.register(name, arrow_udf(run, DecimalType(20, 0)))
     return name
