@@ -105,3 +105,44 @@ def test_processors_per_request_and_vllm_row_path():
     for p in processors_for(EngineDirective(antidistillation=1.0, watermark_key="acme-1"), res):
         batch = p(ids, batch)
     assert torch.allclose(row, batch[0], atol=1e-5)
+
+
+def test_vllm_adapter_class_with_a_stand_in_vllm(tmp_path, monkeypatch):
+    """The adapter against a stand-in for vLLM's AdapterLogitsProcessor base (vLLM is not a dependency)."""
+    import importlib
+    import sys
+    import types
+
+    from distillguard.resist import vllm_plugin
+
+    base = type("AdapterLogitsProcessor", (), {"__init__": lambda self, cfg, device, pin: None})
+    mod = types.ModuleType("vllm.v1.sample.logits_processor")
+    mod.AdapterLogitsProcessor = base
+    for name in ("vllm", "vllm.v1", "vllm.v1.sample"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "vllm.v1.sample.logits_processor", mod)
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("version: 1\nkeys:\n  - {id: acme-1, secret: '" + "ab" * 32 + "', active: true}\n")
+    monkeypatch.setenv("DISTILLGUARD_KEYS", str(keys))
+    monkeypatch.setenv("DISTILLGUARD_RESIST_SECRET", "s3")
+    try:
+        plugin = importlib.reload(vllm_plugin)
+        cls = plugin.DistillGuardResist
+        assert cls is not None and issubclass(cls, base)
+        cfg = types.SimpleNamespace(model_config=types.SimpleNamespace(get_vocab_size=lambda: VOCAB))
+        proc = cls(cfg, torch.device("cpu"), False)
+        assert not proc.is_argmax_invariant()
+        signed = EngineDirective(watermark_key="acme-1").encode(b"s3")
+        params = types.SimpleNamespace(extra_args={"distillguard_resist": signed})
+        cls.validate_params(params)
+        fn = proc.new_req_logits_processor(params)
+        assert isinstance(fn, plugin.RequestDefence)  # the reloaded module's class
+        logits = torch.zeros(VOCAB)
+        assert int((fn([1, 2], [3], logits) > 0).sum()) == int(VOCAB * 0.25)
+        unsigned = types.SimpleNamespace(extra_args={"distillguard_resist": EngineDirective(
+            watermark_key="acme-1").encode()})
+        assert proc.new_req_logits_processor(unsigned) is None  # forged or unsigned: engine defaults
+        assert proc.new_req_logits_processor(types.SimpleNamespace(extra_args=None)) is None
+    finally:
+        monkeypatch.undo()
+        importlib.reload(vllm_plugin)
