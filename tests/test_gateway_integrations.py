@@ -121,3 +121,19 @@ async def test_middleware_perturbs_responses_api_json_and_streams():
     assert [i["type"] for i in events[-1]["response"]["output"]] == ["message"]
     assert {e.get("output_index", 0) for e in events} == {0}
     assert scorer.observed == 4
+
+
+async def test_litellm_guardrail_audits_requests_it_refuses_before_deciding(tmp_path):
+    from distillguard.gateway.audit import AuditLog, read_audit
+
+    engine = Engine(dataclasses.replace(load_policy(), mode="enforce"), FixedScorer(RISKS),
+                    audit=AuditLog(tmp_path / "audit.jsonl", fsync_ms=0))
+    hook = DistillGuardGuardrail(engine=engine, guardrail_name="distillguard")
+    user = SimpleNamespace(user_id="good", metadata={}, token="sk-secret-token")
+    with pytest.raises(HTTPException) as info:
+        await hook.async_pre_call_hook(user, None, {"model": "m", "messages": "not a list"}, "acompletion")
+    assert info.value.status_code == 400
+    entry = read_audit(tmp_path / "audit.jsonl")[-1]
+    assert entry["action"] == "refuse" and entry["status"] == 400 and entry["account_id"] == "good"
+    assert entry["endpoint"] == "/v1/chat/completions" and entry["api_key_id"].startswith("key-")
+    assert "sk-secret-token" not in (tmp_path / "audit.jsonl").read_text()

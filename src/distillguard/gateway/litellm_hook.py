@@ -169,16 +169,22 @@ class DistillGuardGuardrail(_Base):
             request = {"model": model} if isinstance(model, str) else {}
             endpoint = f"litellm:{call}"
         else:
-            request = engine_request(data, REQUEST_FIELDS if api == "chat" else RESPONSES_FIELDS)
             endpoint = CHAT if api == "chat" else RESPONSES
+            try:
+                request = engine_request(data, REQUEST_FIELDS if api == "chat" else RESPONSES_FIELDS)
+            except HTTPException as exc:
+                self._refused(account, token, now_ms, endpoint, exc)
+                raise
         record = new_record(account, key_id(str(token)) if token else None, "0.0.0.0", None, request, now_ms,
                             endpoint=endpoint)
         try:
             row = record_row(record)
         except FieldError as exc:
-            raise HTTPException(status_code=400, detail={
+            refusal = HTTPException(status_code=400, detail={
                 "message": f"Invalid request: {exc.reason}", "type": "invalid_request_error", "param": exc.field,
-                "code": "invalid_json"}) from None
+                "code": "invalid_json"})
+            self._refused(account, token, now_ms, endpoint, refusal)
+            raise refusal from None
         decision = await self.engine.decide(record["id"], account, None, row, now_ms)
         flow = Flow(request=data, api=api or "chat")
         for action in actions_for(decision, self.engine.policy.perturb):
@@ -195,6 +201,17 @@ class DistillGuardGuardrail(_Base):
                 self._pending.popitem(last=False)
             data.setdefault("metadata", {})["distillguard_id"] = record["id"]
         return data
+
+    def _refused(self, account: str, token: Any, now_ms: int, endpoint: str, exc: HTTPException) -> None:
+        """Audit a request refused before any decision (a key id, never the key), as the gateway does."""
+        detail = exc.detail if isinstance(exc.detail, dict) else {"message": str(exc.detail)}
+        try:
+            self.engine.refused(new_record(account, None, "0.0.0.0", None, {}, now_ms)["id"], now_ms,
+                                exc.status_code, detail.get("code"), str(detail.get("message", "")),
+                                account_id=account, api_key_id=key_id(str(token)) if token else None,
+                                endpoint=endpoint)
+        except Exception:  # noqa: BLE001 - the refusal stands whatever happens to its audit line
+            log.exception("auditing a refused LiteLLM request failed")
 
     def _take(self, data: Any) -> _Pending | None:
         metadata = (data.get("metadata") if isinstance(data, dict) else None) or {}
