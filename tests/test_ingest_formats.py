@@ -444,3 +444,78 @@ def test_malformed_units_are_error_lines_not_exceptions(tmp_path: Path) -> None:
     latin.write_bytes(b"".join(csv_bytes))
     lines = list(LiteLLMFormat().read([latin]))
     assert lines[1].line == 3 and lines[1].error.startswith("<record>: not valid UTF-8")
+
+
+# --- the plug point: registry and conformance -----------------------------------------------------
+
+_SAMPLES = {
+    "canonical": ([], {}),  # written per test: the canonical format has no shipped fixture
+    "openai-batch": ([BATCH_IN, BATCH_OUT], BATCH_OPTIONS),
+    "otel": ([OTEL_DOC, OTEL_LINES], {}),
+    "litellm": ([LITELLM_CSV, LITELLM_JSON], {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+def test_every_registered_format_passes_the_conformance_check(name: str, tmp_path: Path, write_jsonl) -> None:
+    from distillguard.ingest import check_format
+
+    samples, options = _SAMPLES[name]  # a KeyError here means a new format needs samples in this table
+    if name == "canonical":
+        samples = [write_jsonl("canon.jsonl", [make_record(i) for i in range(5)])]
+    lines = check_format(FORMATS[name], samples, tmp_path / "scratch", options)
+    assert sum(line.record is not None for line in lines) >= 2
+
+
+def test_a_third_party_format_plugs_in_and_is_checked(tmp_path: Path) -> None:
+    from collections.abc import Iterator, Sequence
+
+    from distillguard.ingest import FormatConformanceError, IngestFormat, check_format, ingest, register_format
+    from distillguard.ingest.base import parse_line
+
+    class Tsv(IngestFormat):
+        """account<TAB>canonical JSON, one per line: a stand-in for an in-house log."""
+
+        name = "test-tsv"
+
+        @classmethod
+        def sniff(cls, path: Path, head: bytes) -> bool:
+            return head.startswith(b"tsv1\t")
+
+        def read(self, paths: Sequence[Path]) -> Iterator[Line]:
+            for path in paths:
+                with self.open(path) as handle:
+                    for number, raw in enumerate(handle, 1):
+                        if not raw.strip():
+                            continue
+                        _, _, body = raw.rstrip(b"\n").partition(b"\t")
+                        yield parse_line(str(path), number, body)
+
+    sample = tmp_path / "in.tsv"
+    sample.write_bytes(b"".join(b"tsv1\t" + orjson.dumps(make_record(i)) + b"\n" for i in range(4)))
+    with pytest.raises(FormatConformanceError, match="not registered"):
+        check_format(Tsv, [sample], tmp_path / "s")
+    register_format(Tsv)
+    try:
+        check_format(Tsv, [sample], tmp_path / "s")
+        assert detect_format(sample) == "test-tsv"
+        report = ingest([sample], Store.open(tmp_path / "store"))
+        assert (report.ingested, report.quarantined) == (4, 0)
+
+        class Raises(Tsv):
+            name = "test-raises"
+
+            def read(self, paths: Sequence[Path]) -> Iterator[Line]:
+                for path in paths:
+                    if b"garbage" in path.read_bytes():
+                        raise ValueError("boom")
+                yield from super().read(paths)
+
+        register_format(Raises)
+        with pytest.raises(FormatConformanceError, match="raised ValueError on junk input"):
+            check_format(Raises, [sample], tmp_path / "s2")
+        with pytest.raises(FormatConformanceError, match="taken by"):
+            register_format(type("Other", (Tsv,), {"name": "test-tsv"}))
+    finally:
+        FORMATS.pop("test-tsv", None)
+        FORMATS.pop("test-raises", None)
