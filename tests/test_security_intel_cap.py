@@ -26,7 +26,7 @@ from distillguard.gateway.app import Gateway
 from distillguard.gateway.engine import Engine
 from distillguard.gateway.intel import RequestIntel
 from distillguard.gateway.policy import load_policy
-from distillguard.gateway.scoring import FusedScorer, Online
+from distillguard.gateway.scoring import BaseOnlineEvidence, FusedScorer, Online
 from distillguard.intel.export import ExportOptions, export_bundle
 from test_intel_fixtures import GROUP_KEY, TEMPLATE, campaigns_doc, member_keys
 
@@ -54,7 +54,7 @@ def test_batch_single_member_intel_never_lifts_past_its_cap(level: str) -> None:
     assert (score_accounts(np.array(["a", "b", "c"]), features, model, corroborated, fit=False).risk >= hit.risk).all()
 
 
-class _Fixed:
+class _Fixed(BaseOnlineEvidence):
     """Online evidence at a chosen level for every account (as the eval runner's own evidence was)."""
 
     def __init__(self, families: dict[str, float]) -> None:

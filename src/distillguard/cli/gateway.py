@@ -153,12 +153,12 @@ def _serve(upstream: str, policy_path: str | None, keys: str | None, state: str,
         backend = open_state(state)
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
-    if getattr(backend, "shared", False):  # analysts' decisions pushed by the console through the shared state
+    if backend.shared:  # analysts' decisions pushed by the console through the shared state
         from distillguard.gateway.analyst import SharedDecisions
 
         scorer.analyst = scorer.analyst or SharedDecisions(backend)
     _attach_intel(scorer, intel, group_key, group, account_info)
-    worker = getattr(getattr(scorer, "online", None), "worker", None)
+    worker = scorer.worker
     if worker is not None:
         worker.set_shed(online_shed)
     spool = Spool(Store.open(store), derive=_derive())

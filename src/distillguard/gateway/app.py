@@ -31,7 +31,7 @@ import orjson
 import xxhash
 
 from distillguard.gateway import errors
-from distillguard.gateway.actions import Flow, actions_for
+from distillguard.gateway.actions import Action, Flow
 from distillguard.gateway.engine import Decision, Engine
 from distillguard.gateway.metrics import Metrics
 from distillguard.gateway.perturb import (
@@ -55,6 +55,8 @@ from distillguard.gateway.upstream import (
 from distillguard.model import COLUMNS, FieldError, flatten, format_ts
 
 if TYPE_CHECKING:
+    from distillguard.gateway.online import ScorerProcess
+    from distillguard.gateway.server import ConnectionGuard
     from distillguard.gateway.spool import Spool
 
 Scope = dict[str, Any]
@@ -185,12 +187,11 @@ class Gateway:
                                lambda: 1 if worker.shedding else 0)
 
     @property
-    def scorer_process(self) -> Any:
-        """The online scorer's worker process handle (``ScorerProcess``), when online scoring runs in one."""
-        online = getattr(self.engine.scorer, "online", None)
-        return getattr(online, "worker", None)
+    def scorer_process(self) -> ScorerProcess | None:
+        """The online scorer's worker process handle, when online scoring runs in one."""
+        return self.engine.scorer.worker
 
-    def attach_guard(self, guard: Any) -> None:
+    def attach_guard(self, guard: ConnectionGuard) -> None:
         """Called by :func:`distillguard.gateway.server.uvicorn_config`: connection metrics, and requests the
         HTTP layer refuses (malformed, head or URL too large) audited and counted like the app's own."""
         self.metrics.gauge("distillguard_connections_open", "Open client connections.", lambda: len(guard.connections))
@@ -274,9 +275,7 @@ class Gateway:
             await self._client.aclose()
         if self.spool is not None:
             await asyncio.to_thread(self.spool.close)
-        close_scorer = getattr(self.engine.scorer, "close", None)
-        if close_scorer is not None:
-            await asyncio.to_thread(close_scorer)
+        await asyncio.to_thread(self.engine.scorer.close)
         if self.engine.audit is not None:
             self.engine.audit.close()
         await self.engine.state.close()
@@ -471,9 +470,8 @@ class Gateway:
         req.decided = True
         self.metrics.decisions.inc(decision.action, decision.enforced)
         flow = Flow(request=request, api=api)
-        actions = actions_for(decision, self.policy.perturb)
-        for action in actions:
-            action.apply(decision, flow)
+        action = self.engine.action_for(decision)
+        action.apply(decision, flow)
         if flow.refusal is not None:
             status, body, refusal_headers = flow.refusal
             await _send_full(send, status, body, "application/json", refusal_headers)
@@ -488,7 +486,7 @@ class Gateway:
             if resp.status == 200 and resp.content_type.startswith("text/event-stream"):
                 response, status, note = await self._stream(resp, flow, api, send)
             else:
-                response, status = await self._buffered(resp, flow, actions, decision, send)
+                response, status = await self._buffered(resp, flow, action, decision, send)
         except _Reject as exc:
             self._refusal(req, exc, scope)
             await _send_error(send, exc.status, errors.error_body(str(exc), exc.type, exc.code))
@@ -496,7 +494,7 @@ class Gateway:
             return
         self._record(record, decision, response, status, started, row, note)
 
-    async def _buffered(self, resp: Response, flow: Flow, actions: list, decision: Decision,
+    async def _buffered(self, resp: Response, flow: Flow, action: Action, decision: Decision,
                         send: Send) -> tuple[dict | None, int]:
         """A whole (non-streamed) upstream answer: perturbed when the decision says so, errors in OpenAI format."""
         body = await _read_body(resp, MAX_ERROR_BODY if resp.status >= 400 else None)
@@ -510,8 +508,7 @@ class Gateway:
         if response is not None and decision.perturb and resp.status == 200:
             delivered = orjson.loads(body)
             flow.response = delivered
-            for action in actions:
-                action.apply(decision, flow)
+            action.apply(decision, flow)
             out = orjson.dumps(delivered)
         await self._send_upstream(send, resp.status, out, resp.content_type)
         return response, resp.status

@@ -12,7 +12,7 @@ import orjson
 from distillguard.errors import DistillguardError
 from distillguard.gateway.engine import AccountInfo
 from distillguard.gateway.policy import Policy
-from distillguard.gateway.scoring import BatchRisk, FusedScorer, Scorer
+from distillguard.gateway.scoring import BatchRisk, FusedScorer
 from distillguard.ingest import open_binary
 from distillguard.model import FieldError, flatten_account
 
@@ -68,7 +68,7 @@ def load_accounts(path: str | Path) -> dict[str, AccountInfo]:
 
 def build_scorer(policy: Policy, detections: str | Path | None = None, online: bool = True,
                  accounts: dict[str, AccountInfo] | None = None, background: bool = False,
-                 context: str | Path | None = None, decisions: str | Path | None = None) -> Scorer:
+                 context: str | Path | None = None, decisions: str | Path | None = None) -> FusedScorer:
     """Batch evidence from ``detections`` (a detect output dir, reloaded on change), online evidence scored
     against that run's baselines (or ``context``, a ``context.json``), decided by the policy's ``decide``."""
     batch = BatchRisk(detections) if detections else None

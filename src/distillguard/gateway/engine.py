@@ -17,6 +17,7 @@ import orjson
 
 from distillguard.decide import verdict
 from distillguard.gateway import errors
+from distillguard.gateway.actions import Action, build_action
 from distillguard.gateway.audit import AuditLog
 from distillguard.gateway.policy import Policy, Tier
 from distillguard.gateway.scoring import Score, Scorer
@@ -48,6 +49,8 @@ class Decision:
     status: int | None = None  # the error status the gateway answers with itself, when enforced
     perturb: bool = False  # responses get output defences
     endpoint: str | None = None  # the API route decided on (e.g. /v1/chat/completions, /v1/files/{id})
+    # the action of the tier that made the decision (None: exemption, failure mode), see Engine.action_for
+    handler: Action | None = field(default=None, repr=False, compare=False)
 
     def audit_entry(self) -> dict[str, Any]:
         entry = {"id": self.id, "account_id": self.account_id, "ts": format_ts(self.ts_ms), "action": self.action,
@@ -84,6 +87,9 @@ class Engine:
         self.accounts = accounts or {}
         self.audit = audit
         self._tiers = {t.name: t for t in policy.tiers}
+        # each tier's action, built by name from the registry; decisions no tier made get the neutral one
+        self._actions: dict[str, Action] = {t.name: build_action(t, policy) for t in policy.tiers}
+        self._neutral = Action.from_policy(None, policy)
         # notes about an account that belong in its decisions' reasons (e.g. online scoring shed under load)
         self.annotate: Callable[[str], str | None] | None = None
 
@@ -133,9 +139,7 @@ class Engine:
         exempt = self.exemption(account_id, org_id)
         if exempt is not None:
             return Decision(exchange_id, account_id, now_ms, "allow", "exempt", 0.0, [exempt])
-        fetch = getattr(getattr(self.scorer, "analyst", None), "fetch", None)
-        if fetch is not None:  # an analyst's decision on a shared backend counts from the very next request
-            await fetch(account_id)
+        await self.scorer.prefetch(account_id)
         try:
             score = self.scorer.score(account_id, row, now_ms)
         except Exception as exc:  # noqa: BLE001 - any scorer failure is handled by the fail mode
@@ -143,25 +147,31 @@ class Engine:
         try:
             score = await self._share(account_id, score)
             tier = self.policy.tier_for(score.verdict)
+            action = self._actions[tier.name]
             decision = Decision(exchange_id, account_id, now_ms, tier.action, tier.name, score.risk,
                                 [*score.reasons, f"verdict {score.verdict}: tier {tier.name}"],
                                 enforced=not self.policy.is_shadow(tier), campaign_id=score.campaign_id,
-                                perturb=tier.action == "perturb" or tier.perturb)
-            await self._budgets(decision, tier, now_ms)
+                                handler=action)
+            if action.budgets:
+                await self._budgets(decision, tier, now_ms)
         except StateError as exc:
             return self._failed(exchange_id, account_id, now_ms, str(exc))
-        if not decision.enforced:
+        if decision.enforced:
+            action.decide(decision, tier)  # the tier's action says what the decision does: refuse, perturb
+        else:
             decision.reasons.append("shadow: not enforced")
-            decision.perturb = False
-        elif tier.action == "block":
-            decision.status = 403
-        elif decision.limited:
-            decision.status = 429
         return decision
+
+    def action_for(self, decision: Decision) -> Action:
+        """The action that applies ``decision`` to its exchange (:meth:`Action.apply`): its tier's when enforced,
+        else the neutral one (shadow decisions touch nothing; exemptions and failure modes are no tier's)."""
+        if not decision.enforced or decision.handler is None:
+            return self._neutral
+        return decision.handler
 
     async def _share(self, account_id: str, score: Score) -> Score:
         """With a shared backend, replicas exchange risk: each takes the highest any of them has seen."""
-        if not getattr(self.state, "shared", False):
+        if not self.state.shared:
             return score
         blob = await self.state.get_blob("risk:" + account_id)
         if blob is not None:
@@ -177,8 +187,6 @@ class Engine:
         return score
 
     async def _budgets(self, decision: Decision, tier: Tier, now_ms: int) -> None:
-        if tier.action == "block":
-            return
         if tier.requests_per_minute:
             ok, retry_ms = await self.state.limit(decision.account_id + ":r", now_ms,
                                                   Rate(tier.requests_per_minute, tier.burst))
@@ -215,12 +223,11 @@ class Engine:
 
         Saves the proxy a task per exchange; same effect, same order as :meth:`complete`.
         """
-        charge_sync = getattr(self.state, "charge_sync", None)
-        if charge_sync is None:
+        if not self.state.synchronous:
             return False
         charge = self._observe(decision, row)
         if charge is not None:
-            charge_sync(*charge)
+            self.state.charge_sync(*charge)
         return True
 
     def _observe(self, decision: Decision, row: dict[str, Any]) -> tuple[str, int, Rate, int] | None:

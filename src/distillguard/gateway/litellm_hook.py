@@ -44,7 +44,7 @@ from typing import Any
 import orjson
 from fastapi import HTTPException
 
-from distillguard.gateway.actions import Flow, actions_for
+from distillguard.gateway.actions import Flow
 from distillguard.gateway.app import CHAT, RESPONSES, finish_record, key_id, new_record, record_row
 from distillguard.gateway.audit import AuditLog
 from distillguard.gateway.config import build_scorer
@@ -187,9 +187,8 @@ class DistillGuardGuardrail(_Base):
             raise refusal from None
         decision = await self.engine.decide(record["id"], account, None, row, now_ms)
         flow = Flow(request=data, api=api or "chat")
-        for action in actions_for(decision, self.engine.policy.perturb):
-            if api is not None or decision.status is not None:  # other endpoints: refusals only, never edits
-                action.apply(decision, flow)
+        if api is not None or decision.status is not None:  # other endpoints: refusals only, never edits
+            self.engine.action_for(decision).apply(decision, flow)
         if flow.refusal is not None:
             status, body, _ = flow.refusal
             if api is not None:

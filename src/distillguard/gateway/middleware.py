@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from distillguard.gateway import errors
-from distillguard.gateway.actions import Flow, actions_for
+from distillguard.gateway.actions import Action, Flow
 from distillguard.gateway.app import (
     CHAT,
     RESPONSES,
@@ -32,7 +32,7 @@ from distillguard.gateway.app import (
     new_record,
     record_row,
 )
-from distillguard.gateway.engine import Engine
+from distillguard.gateway.engine import Decision, Engine
 from distillguard.gateway.sse import ResponsesRecorder, StreamRecorder
 from distillguard.model import FieldError
 
@@ -98,16 +98,15 @@ class DistillGuardMiddleware:
             return
         decision = await self.engine.decide(record["id"], account, None, row, now_ms)
         flow = Flow(request=request, api=api)
-        actions = actions_for(decision, self.engine.policy.perturb)
-        for action in actions:
-            action.apply(decision, flow)
+        action = self.engine.action_for(decision)
+        action.apply(decision, flow)
         if flow.refusal is not None:
             status, body, headers = flow.refusal
             await _send_full(send, status, body, "application/json", headers)
             await self.engine.complete(decision, finish_record(record, decision, None, status, started))
             return
         body = orjson.dumps(request) if flow.changes else raw
-        out = _Capture(send, flow, decision.perturb, actions, decision)
+        out = _Capture(send, flow, decision.perturb, action, decision)
         await self.app(scope, _replay(body, receive), out.send)
         response = out.recorder.response() if out.streaming else out.parsed()
         await self.engine.complete(decision, finish_record(record, decision, response, out.status, started))
@@ -130,8 +129,8 @@ def _replay(body: bytes, receive: Callable[[], Any]) -> Callable[[], Any]:
 class _Capture:
     """Watches (and, for perturbed accounts, rewrites) the app's response."""
 
-    def __init__(self, send: Any, flow: Flow, perturb: bool, actions: list, decision: Any) -> None:
-        self._send, self.flow, self.perturb, self.actions, self.decision = send, flow, perturb, actions, decision
+    def __init__(self, send: Any, flow: Flow, perturb: bool, action: Action, decision: Decision) -> None:
+        self._send, self.flow, self.perturb, self.action, self.decision = send, flow, perturb, action, decision
         self.status = 200
         self.streaming = False
         self.recorder = StreamRecorder() if flow.api == "chat" else ResponsesRecorder()
@@ -170,8 +169,7 @@ class _Capture:
             delivered = orjson.loads(raw)
             if isinstance(delivered, dict) and self.status == 200:
                 self.flow.response = delivered
-                for action in self.actions:
-                    action.apply(self.decision, self.flow)
+                self.action.apply(self.decision, self.flow)
                 raw = orjson.dumps(delivered)
         except orjson.JSONDecodeError:
             pass

@@ -45,7 +45,7 @@ from distillguard.detect.baselines import Baselines
 from distillguard.detect.evidence import coordination_eligible
 from distillguard.features.compute import Context
 from distillguard.features.state import AccountState, features_many
-from distillguard.gateway.scoring import NO_ONLINE, Online
+from distillguard.gateway.scoring import NO_ONLINE, BaseOnlineEvidence, Online
 from distillguard.model import COLUMNS, format_ts, rows_to_table
 from distillguard.signals import SIGNALS
 
@@ -142,7 +142,7 @@ class Links:
         return 0.0, ""
 
 
-class OnlineFeatures:
+class OnlineFeatures(BaseOnlineEvidence):
     """Online evidence: exchanges folded into :class:`AccountState` and scored, inline or in a worker process.
 
     Inline (``background=False``: replay, tests, embedded use) ``observe`` folds a batch

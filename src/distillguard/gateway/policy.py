@@ -21,7 +21,7 @@ import yaml
 from distillguard.decide import DEFAULT_POLICY, VERDICTS, DecisionPolicy
 from distillguard.errors import DistillguardError
 
-ACTIONS = ("allow", "throttle", "perturb", "block")
+ACTIONS = ("allow", "throttle", "perturb", "block")  # the built-in actions; plug-ins register more (gateway.actions)
 MODES = ("shadow", "enforce")
 FAIL_MODES = ("open", "closed")
 REASONING_MODES = ("keep", "withhold", "summarise")
@@ -172,8 +172,13 @@ def _tier(reader: _Reader) -> Tier:
         raise reader.fail("name", "required")
     if reader.get("verdict", str) is None:
         raise reader.fail("verdict", f"required, one of {', '.join(VERDICTS)}")
-    return Tier(name=name, verdict=reader.choice("verdict", VERDICTS, "allow"),
-                action=reader.choice("action", ACTIONS, "allow"),
+    from distillguard.gateway.actions import action_class, registered_actions
+
+    action = reader.get("action", str, "allow")
+    if action_class(action) is None:
+        raise reader.fail("action", f"must be one of {', '.join(registered_actions())} (registered actions); "
+                                    f"got {action!r}")
+    return Tier(name=name, verdict=reader.choice("verdict", VERDICTS, "allow"), action=action,
                 requests_per_minute=reader.positive("requests_per_minute"),
                 tokens_per_minute=reader.positive("tokens_per_minute"),
                 burst=reader.positive("burst_seconds", 1.0), perturb=reader.get("perturb", bool, False),

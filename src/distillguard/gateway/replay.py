@@ -150,10 +150,9 @@ async def replay(paths: Sequence[str | Path], engine: Engine, out: str | Path,
     with open(out / "decisions.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(DECISION_HEADER)
-        prime = getattr(engine.scorer, "prime", None)
         for i, values in enumerate(rows, 1):
-            if prime is not None and (i - 1) % PRIME_ROWS == 0:
-                prime(rows[i - 1:i - 1 + PRIME_ROWS])
+            if (i - 1) % PRIME_ROWS == 0:
+                engine.scorer.prime(rows[i - 1:i - 1 + PRIME_ROWS])
             row = dict(zip(COLUMNS, values, strict=True))
             if detect is not None:
                 ran = detect.add(values, row["ts"])
@@ -168,16 +167,13 @@ async def replay(paths: Sequence[str | Path], engine: Engine, out: str | Path,
             report.exchanges += 1
             if on_progress and i % 1000 == 0:
                 on_progress(i)
-    finish = getattr(engine.scorer, "finish", None)
-    if finish is not None:
-        finish()
-    final = getattr(engine.scorer, "final", None)
+    engine.scorer.finish()
     last_ms = int(rows[-1][COLUMNS.index("ts")]) if rows else 0
     with open(out / "accounts.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(ACCOUNT_HEADER)
         for account, s in sorted(report.accounts.items()):
-            end = final(account, last_ms) if final is not None else None
+            end = engine.scorer.final(account, last_ms)
             writer.writerow((account, s.exchanges, s.actions["allow"], s.actions["perturb"], s.actions["throttle"],
                              s.actions["block"], s.limited, s.refused, round(s.max_risk, 4),
                              s.first_restricted or "", s.final_tier, "" if end is None else end.risk,

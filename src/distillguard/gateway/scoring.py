@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import orjson
@@ -33,6 +33,9 @@ from distillguard.decide import COORDINATION, DEFAULT_POLICY, DecisionPolicy, Re
 from distillguard.decide.analyst import AnalystDecision, load_decisions
 from distillguard.detect.evidence import FAMILIES
 from distillguard.intel.match import NO_INTEL, IntelScore
+
+if TYPE_CHECKING:
+    from distillguard.gateway.online import ScorerProcess
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,10 @@ NO_ONLINE = Online(0.0, {})
 
 
 class Scorer(Protocol):
-    """The decision path's only view of detection; tests and benchmarks plug in fixed scorers."""
+    """The decision path's only view of detection; tests and benchmarks plug in fixed scorers.
+
+    :class:`BaseScorer` gives everything but :meth:`score` and :meth:`observe` a default.
+    """
 
     def score(self, account_id: str, exchange_row: dict[str, Any], now_ms: int) -> Score: ...
 
@@ -67,19 +73,123 @@ class Scorer(Protocol):
         """Fold a completed exchange into the account's online state."""
         ...
 
+    async def prefetch(self, account_id: str) -> None:
+        """Before :meth:`score`: read what the scorer keeps on async state (analysts' shared decisions)."""
+        ...
+
+    def final(self, account_id: str, now_ms: int) -> Score | None:
+        """The decision on everything seen so far, folding no request (the end of a replay); None: not known."""
+        ...
+
+    def finish(self) -> None:
+        """Score every account's final online state now (a replay's last exchanges may be unscored)."""
+        ...
+
+    def prime(self, rows: list[tuple]) -> None:
+        """Pre-compute per-exchange signals for the rows of a replay chunk about to be observed."""
+        ...
+
+    def use_detections(self, detections: str | Path) -> None:
+        """Score with another detect run's output from now on (a periodic batch job's latest run)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the scorer holds (online scoring's worker process)."""
+        ...
+
+    @property
+    def worker(self) -> ScorerProcess | None:
+        """Online scoring's worker process, when it runs in one (the gateway pumps it and reports on it)."""
+        ...
+
+
+class BaseScorer:
+    """No-op defaults for the optional parts of :class:`Scorer`."""
+
+    async def prefetch(self, account_id: str) -> None:
+        return None
+
+    def final(self, account_id: str, now_ms: int) -> Score | None:
+        return None
+
+    def finish(self) -> None:
+        return None
+
+    def prime(self, rows: list[tuple]) -> None:
+        return None
+
+    def use_detections(self, detections: str | Path) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not read detect runs")
+
+    def close(self) -> None:
+        return None
+
+    @property
+    def worker(self) -> ScorerProcess | None:
+        return None
+
 
 class OnlineEvidence(Protocol):
-    """Online per-account evidence (implemented with the batch feature and detector code in :mod:`.online`)."""
+    """Online per-account evidence (implemented with the batch feature and detector code in :mod:`.online`).
+
+    :class:`BaseOnlineEvidence` gives everything but :meth:`observe` and :meth:`evidence` a default.
+    """
+
+    worker: ScorerProcess | None  # the worker process folding and scoring, when not inline
 
     def observe(self, exchange_row: dict[str, Any]) -> None: ...
 
     def evidence(self, account_id: str, now_ms: int) -> Online: ...
+
+    def refresh(self, context: dict[str, Any] | None, batch: BatchRisk | None = None) -> None:
+        """New baselines (a batch run's ``context.json``) and flagged accounts from batch detection."""
+        ...
+
+    def rescore_all(self) -> None:
+        """Score every account's current state now (end of a replay)."""
+        ...
+
+    def prime(self, rows: list[tuple]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class BaseOnlineEvidence:
+    """No-op defaults for the optional parts of :class:`OnlineEvidence`."""
+
+    worker: ScorerProcess | None = None
+
+    def refresh(self, context: dict[str, Any] | None, batch: BatchRisk | None = None) -> None:
+        return None
+
+    def rescore_all(self) -> None:
+        return None
+
+    def prime(self, rows: list[tuple]) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 class RequestIntelRisk(Protocol):
     """Shared indicators matched per request (implemented in :mod:`.intel`)."""
 
     def score(self, account_id: str, row: dict[str, Any]) -> IntelScore: ...
+
+    def current(self, account_id: str) -> IntelScore:
+        """What is known for the account now, matching no request (the end of a replay)."""
+        ...
+
+
+class AnalystSource(Protocol):
+    """Analysts' decisions in force (``--decisions`` file, or pushed by the console through shared state)."""
+
+    def __call__(self, account_id: str) -> AnalystDecision | None: ...
+
+    async def fetch(self, account_id: str) -> AnalystDecision | None:
+        """Read the account's decision now where reading is async (the next ``__call__`` sees it)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -175,12 +285,12 @@ class BatchRisk:
 _ALLOW = Score(0.0)
 
 
-class FusedScorer:
+class FusedScorer(BaseScorer):
     """Batch, online and intel evidence per account, decided by :func:`distillguard.decide.decide`."""
 
     def __init__(self, batch: BatchRisk | None = None, online: OnlineEvidence | None = None,
                  policy: DecisionPolicy = DEFAULT_POLICY, intel: RequestIntelRisk | None = None,
-                 analyst: Callable[[str], AnalystDecision | None] | None = None) -> None:
+                 analyst: AnalystSource | None = None) -> None:
         self.batch, self.online = batch, online
         self.policy = policy
         self.intel = intel
@@ -201,9 +311,15 @@ class FusedScorer:
         if self.batch is None or self.online is None or self.batch.version == self._context_version:
             return
         self._context_version = self.batch.version
-        refresh = getattr(self.online, "refresh", None)
-        if refresh is not None:
-            refresh(self.batch.context, self.batch)
+        self.online.refresh(self.batch.context, self.batch)
+
+    @property
+    def worker(self) -> ScorerProcess | None:
+        return self.online.worker if self.online is not None else None
+
+    async def prefetch(self, account_id: str) -> None:
+        if self.analyst is not None:  # an analyst's decision on a shared backend counts from the very next request
+            await self.analyst.fetch(account_id)
 
     def score(self, account_id: str, exchange_row: dict[str, Any], now_ms: int) -> Score:
         entry = self.batch.get(account_id) if self.batch is not None else None
@@ -262,8 +378,7 @@ class FusedScorer:
         """The decision on everything seen so far, folding no request (the end of a replay)."""
         entry = self.batch.get(account_id) if self.batch is not None else None
         online = self.online.evidence(account_id, now_ms) if self.online is not None else NO_ONLINE
-        current = getattr(self.intel, "current", None)
-        intel = current(account_id) if current is not None else NO_INTEL
+        intel = self.intel.current(account_id) if self.intel is not None else NO_INTEL
         decision = self.analyst(account_id) if self.analyst is not None else None
         if entry is None and not online.families and not online.coordination and not intel.score and decision is None:
             return _ALLOW
@@ -271,21 +386,18 @@ class FusedScorer:
 
     def finish(self) -> None:
         """Score every account's final online state now (a replay's last exchanges may be unscored)."""
-        finish = getattr(self.online, "rescore_all", None)
-        if finish is not None:
-            finish()
+        if self.online is not None:
+            self.online.rescore_all()
 
     def close(self) -> None:
         """Stop online scoring's worker process, if it has one."""
-        close = getattr(self.online, "close", None)
-        if close is not None:
-            close()
+        if self.online is not None:
+            self.online.close()
 
     def prime(self, rows: list[tuple]) -> None:
         """Pre-compute per-exchange signals for a replay chunk (see :meth:`OnlineFeatures.prime`)."""
-        prime = getattr(self.online, "prime", None)
-        if prime is not None:
-            prime(rows)
+        if self.online is not None:
+            self.online.prime(rows)
 
 
 class DecisionsFile:
@@ -315,8 +427,12 @@ class DecisionsFile:
                 self.reload()
         return self.decisions.get(account_id)
 
+    async def fetch(self, account_id: str) -> AnalystDecision | None:
+        """The file is read on change by :meth:`__call__`: nothing async to read."""
+        return self.decisions.get(account_id)
 
-class FixedScorer:
+
+class FixedScorer(BaseScorer):
     """Constant risk per account: for tests, benchmarks, and a gateway with no detection yet."""
 
     def __init__(self, risks: dict[str, float] | None = None, default: float = 0.0,

@@ -31,7 +31,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
@@ -367,6 +367,13 @@ def _protocols() -> dict[str, type]:
     return protocols
 
 
+@runtime_checkable
+class GuardAware(Protocol):
+    """An app told about the :class:`ConnectionGuard` serving it (the gateway: metrics, audited refusals)."""
+
+    def attach_guard(self, guard: ConnectionGuard) -> None: ...
+
+
 def uvicorn_config(app: Any, host: str, port: int, limits: ServerLimits | None = None, http: str = "auto",
                    **kwargs: Any) -> Any:
     """A ``uvicorn.Config`` serving ``app`` with :class:`ConnectionGuard` limits (websockets off)."""
@@ -379,9 +386,8 @@ def uvicorn_config(app: Any, host: str, port: int, limits: ServerLimits | None =
                             timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
                             h11_max_incomplete_event_size=limits.max_head_bytes, **kwargs)
     config.guard = guard  # type: ignore[attr-defined]
-    attach = getattr(app, "attach_guard", None)
-    if attach is not None:  # the app counts (and audits) what the HTTP layer refuses
-        attach(guard)
+    if isinstance(app, GuardAware):  # the app counts (and audits) what the HTTP layer refuses
+        app.attach_guard(guard)
     return config
 
 
