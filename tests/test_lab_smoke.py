@@ -30,7 +30,7 @@ def test_task_and_text_defences_keep_the_answer():
 
 def test_lab_smoke_runs_within_budget_and_reports(tmp_path):
     started = time.perf_counter()
-    res = CliRunner().invoke(main, ["lab", "--config", "smoke", "--threads", "2", "--out", str(tmp_path)])
+    res = CliRunner().invoke(main, ["lab", "--config", "smoke", "--threads", "1", "--out", str(tmp_path)])
     elapsed = time.perf_counter() - started
     assert res.exit_code == 0, res.output
     results = json.loads((tmp_path / "results.json").read_text())
