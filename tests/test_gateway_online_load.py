@@ -107,7 +107,7 @@ async def test_the_scorer_sheds_by_policy_counts_per_account_and_audits(gateway)
 async def test_rows_dropped_with_a_full_buffer_are_counted_per_account_and_audited(gateway, monkeypatch):
     gw, worker, audit = gateway
     worker.set_shed("off")  # only the buffer limit applies
-    monkeypatch.setattr(online, "MAX_BACKLOG_BYTES", 16 << 10)  # 16 KiB: a stopped worker fills it at once
+    monkeypatch.setattr(online.process, "MAX_BACKLOG_BYTES", 16 << 10)  # 16 KiB: a stopped worker fills it at once
     os.kill(worker.process.pid, signal.SIGSTOP)
     try:
         for i in range(1500):  # as the proxy hands completed exchanges over; the pipe itself holds 1 MiB first
@@ -144,7 +144,7 @@ async def test_a_scorer_with_no_cpu_left_is_sampled_before_shipping(gateway, mon
     gw, worker, audit = gateway
     worker.set_shed("sample", start_ms=1e12)  # the worker itself never sheds here
     gw.engine.scorer.online.links.flag("flagged", None)
-    monkeypatch.setattr(online, "BUFFER_SHED_BYTES", 64 << 10)
+    monkeypatch.setattr(online.process, "BUFFER_SHED_BYTES", 64 << 10)
     os.kill(worker.process.pid, signal.SIGSTOP)
     try:
         for i in range(3000):

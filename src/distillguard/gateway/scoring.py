@@ -46,7 +46,7 @@ class Score:
     verdict: str = "allow"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Online:
     """An account's online evidence: exchanges folded, family points, and the reasons behind them."""
 
