@@ -45,12 +45,13 @@ import orjson
 from fastapi import HTTPException
 
 from distillguard.gateway.actions import Flow
-from distillguard.gateway.app import CHAT, RESPONSES, finish_record, key_id, new_record, record_row
+from distillguard.gateway.asgi import CHAT, RESPONSES, key_id
 from distillguard.gateway.audit import AuditLog
 from distillguard.gateway.config import build_scorer
 from distillguard.gateway.engine import Decision, Engine
 from distillguard.gateway.perturb import summarise
 from distillguard.gateway.policy import Perturb, load_policy
+from distillguard.gateway.records import finish_record, new_record, record_row
 from distillguard.gateway.state import open_state
 from distillguard.model import FieldError
 
@@ -92,7 +93,7 @@ except ImportError:
 def account_of(user_api_key_dict: Any) -> str:
     """The account behind a LiteLLM virtual key: metadata.account_id, else user, team, then an id of the key.
 
-    The key fallback is :func:`~distillguard.gateway.app.key_id` of LiteLLM's ``token`` (already a hash of the
+    The key fallback is :func:`~distillguard.gateway.asgi.key_id` of LiteLLM's ``token`` (already a hash of the
     key in LiteLLM, hashed again here so that a raw key in ``token`` could never become a stored account id).
     """
     metadata = getattr(user_api_key_dict, "metadata", None) or {}

@@ -22,17 +22,9 @@ import orjson
 
 from distillguard.gateway import errors
 from distillguard.gateway.actions import Action, Flow
-from distillguard.gateway.app import (
-    CHAT,
-    RESPONSES,
-    _header,
-    _send_full,
-    finish_record,
-    key_id,
-    new_record,
-    record_row,
-)
+from distillguard.gateway.asgi import CHAT, RESPONSES, header, key_id, send_full
 from distillguard.gateway.engine import Decision, Engine
+from distillguard.gateway.records import finish_record, new_record, record_row
 from distillguard.gateway.sse import ResponsesRecorder, StreamRecorder
 from distillguard.model import FieldError
 
@@ -43,7 +35,7 @@ def bearer_account(keys: dict[str, str] | None = None) -> AccountOf:
     """Account from ``Authorization: Bearer KEY`` via ``keys`` (or the key's hash when ``keys`` is None)."""
 
     def account(scope: dict[str, Any]) -> str | None:
-        auth = _header(scope, b"authorization") or ""
+        auth = header(scope, b"authorization") or ""
         key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         if not key:
             return None
@@ -79,7 +71,7 @@ class DistillGuardMiddleware:
             size += len(chunk)
             if size > limit:
                 _, type_, code = errors.TOO_LARGE
-                await _send_full(send, 413, errors.error_body(f"Request body exceeds the {limit}-byte limit.", type_,
+                await send_full(send, 413, errors.error_body(f"Request body exceeds the {limit}-byte limit.", type_,
                                                               code), "application/json")
                 return
             chunks.append(chunk)
@@ -90,7 +82,7 @@ class DistillGuardMiddleware:
         try:
             request = orjson.loads(raw)
             record = new_record(account, None, (scope.get("client") or ("0.0.0.0",))[0],
-                                _header(scope, b"user-agent"), request, now_ms,
+                                header(scope, b"user-agent"), request, now_ms,
                                 endpoint=RESPONSES if api == "responses" else CHAT)
             row = record_row(record)
         except (orjson.JSONDecodeError, FieldError, AttributeError, TypeError):
@@ -102,7 +94,7 @@ class DistillGuardMiddleware:
         action.apply(decision, flow)
         if flow.refusal is not None:
             status, body, headers = flow.refusal
-            await _send_full(send, status, body, "application/json", headers)
+            await send_full(send, status, body, "application/json", headers)
             await self.engine.complete(decision, finish_record(record, decision, None, status, started))
             return
         body = orjson.dumps(request) if flow.changes else raw
