@@ -49,10 +49,10 @@ class CapTokens(Action):
 
     def apply(self, decision: Decision, flow: Flow) -> None:
         super().apply(decision, flow)
-        if decision.enforced and flow.response is None and flow.refusal is None:
-            if (flow.request.get("max_tokens") or 1 << 30) > 64:
-                flow.request["max_tokens"] = 64
-                flow.changes.append("max_tokens capped at 64")
+        if decision.enforced and flow.response is None and flow.refusal is None \
+                and (flow.request.get("max_tokens") or 1 << 30) > 64:
+            flow.request["max_tokens"] = 64
+            flow.changes.append("max_tokens capped at 64")
 
 
 class DictState(BaseState):

@@ -17,10 +17,10 @@ Built in: ``allow``, ``throttle`` (the tier's budgets; over budget: 429), ``pert
 
         def apply(self, decision, flow):
             super().apply(decision, flow)  # refusals and output defences, as every action does
-            if decision.enforced and flow.response is None and flow.refusal is None:
-                if (flow.request.get("max_tokens") or 1 << 30) > 64:
-                    flow.request["max_tokens"] = 64
-                    flow.changes.append("max_tokens capped at 64")
+            if decision.enforced and flow.response is None and flow.refusal is None \\
+                    and (flow.request.get("max_tokens") or 1 << 30) > 64:
+                flow.request["max_tokens"] = 64
+                flow.changes.append("max_tokens capped at 64")
 
 then ``action: cap-tokens`` in a tier. :func:`check_action` is the conformance check every action passes.
 """

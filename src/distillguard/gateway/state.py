@@ -46,8 +46,15 @@ class StateConfigError(DistillguardError, ValueError):
 class StateBackend(Protocol):
     """Everything the gateway (engine, analysts' shared decisions, console) asks of its state."""
 
-    shared: bool  # replicas see each other's budgets and blobs (risk and analysts' decisions are shared)
-    synchronous: bool  # charge_sync works: state in this process, the proxy completes exchanges without a task
+    @property
+    def shared(self) -> bool:
+        """Replicas see each other's budgets and blobs (risk and analysts' decisions are shared through it)."""
+        ...
+
+    @property
+    def synchronous(self) -> bool:
+        """``charge_sync`` works: the state is in this process, the proxy completes exchanges without a task."""
+        ...
 
     async def limit(self, key: str, now_ms: float, rate: Rate, cost: float = 1.0) -> tuple[bool, float]:
         """Take ``cost`` from the budget ``key``: ``(allowed, retry_after_ms)``."""
