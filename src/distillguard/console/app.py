@@ -32,6 +32,7 @@ from distillguard.console import svg
 from distillguard.console.auth import PERMISSIONS, Auth, User, csrf_ok
 from distillguard.console.data import Filters, redact
 from distillguard.console.service import Console
+from distillguard.errors import DistillguardError
 
 HERE = Path(__file__).parent
 COOKIE = "dg_session"
@@ -82,8 +83,8 @@ ROUTES: tuple[RouteSpec, ...] = (
 )
 
 
-class Forbidden(Exception):
-    pass
+class Forbidden(DistillguardError):
+    """The signed-in user's role may not do this (403)."""
 
 
 class ConsoleApp:

@@ -28,7 +28,14 @@ REASONING_MODES = ("keep", "withhold", "summarise")
 
 
 class PolicyError(DistillguardError, ValueError):
-    """A policy file is invalid; the message names file, line and field."""
+    """A policy file is invalid; the message names file, line and field (also ``source``, ``line``, ``field``)."""
+
+    @classmethod
+    def at(cls, source: str, line: int, field: str, reason: str) -> PolicyError:
+        """``source:line: field: reason``, located."""
+        error = cls(f"{source}:{line}: {field}: {reason}")
+        error.source, error.line, error.field = source, line, field
+        return error
 
 
 @dataclass(frozen=True)
@@ -111,14 +118,14 @@ class _Reader:
     def __init__(self, source: str, data: Any, path: str, line: int = 1) -> None:
         self.source, self.path = source, path
         if not isinstance(data, dict):
-            raise PolicyError(f"{source}:{line}: {path or '<top>'}: expected a mapping")
+            raise PolicyError.at(source, line, path or "<top>", "expected a mapping")
         self.data = data
         self.lines: dict[str, int] = getattr(data, "lines", {})
         self.line = getattr(data, "line", line)
 
     def fail(self, key: str, reason: str) -> PolicyError:
         name = f"{self.path}.{key}" if self.path else key
-        return PolicyError(f"{self.source}:{self.lines.get(key, self.line)}: {name}: {reason}")
+        return PolicyError.at(self.source, self.lines.get(key, self.line), name, reason)
 
     def check_keys(self, allowed: set[str]) -> None:
         for key in self.data:
@@ -192,7 +199,7 @@ def parse_policy(text: str, source: str) -> Policy:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
-        raise PolicyError(f"{source}:{line}: <yaml>: {getattr(exc, 'problem', exc)}") from None
+        raise PolicyError.at(source, line, "<yaml>", str(getattr(exc, "problem", exc))) from None
     top = _Reader(source, data if data is not None else _Mapping({}, {}, 1), "")
     top.check_keys({"version", "mode", "fail", "tiers", "perturb", "allow", "intel_max_risk", "decide", "limits",
                     "unknown_keys"})
@@ -206,13 +213,13 @@ def parse_policy(text: str, source: str) -> Policy:
     seen: dict[str, int] = {}
     for i, tier in enumerate(tiers):
         if tier.verdict in seen:
-            raise PolicyError(f"{source}:{top.lines.get('tiers', 1)}: tiers[{i}].verdict: {tier.verdict!r} already "
-                              f"has tier {seen[tier.verdict]}")
+            raise PolicyError.at(source, top.lines.get("tiers", 1), f"tiers[{i}].verdict",
+                                 f"{tier.verdict!r} already has tier {seen[tier.verdict]}")
         seen[tier.verdict] = i
     missing = [v for v in VERDICTS if v not in seen]
     if missing:
-        raise PolicyError(f"{source}:{top.lines.get('tiers', 1)}: tiers: every verdict needs a tier; missing "
-                          f"{', '.join(missing)}")
+        raise PolicyError.at(source, top.lines.get("tiers", 1), "tiers",
+                             f"every verdict needs a tier; missing {', '.join(missing)}")
     p = top.child("perturb")
     p.check_keys({"reasoning", "summary_chars", "strip_logprobs", "max_n", "max_tokens_cap"})
     cap = p.positive("max_tokens_cap")

@@ -35,6 +35,8 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from distillguard.errors import DistillguardError
+
 PREFETCH_BYTES = 1 << 20  # bodies up to this size are read with the head (larger ones stream)
 READ_BYTES = 1 << 16  # larger bodies and chunks are read (and handed on) in pieces of at most this size
 MAX_TARGET = 8192  # longest request target sent upstream
@@ -58,7 +60,7 @@ _DIGITS = re.compile(rb"[0-9]{1,18}")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?\r\n")
 
 
-class UpstreamError(Exception):
+class UpstreamError(DistillguardError):
     """The upstream could not be reached or broke the protocol (502)."""
 
 

@@ -24,6 +24,7 @@ import msgspec
 import xxhash
 from msgspec import Meta, Raw, Struct
 
+from distillguard.errors import DistillguardError
 from distillguard.model.exchange import INT32_MAX, INT64_MAX, TOP_LOGPROBS_MAX, parse_ts, valid_ip
 
 Int64 = Annotated[int, Meta(ge=-INT64_MAX - 1, le=INT64_MAX)]
@@ -34,7 +35,7 @@ TopLogprobs = Annotated[int, Meta(ge=0, le=TOP_LOGPROBS_MAX)]
 _NULL = Raw(b"null")
 
 
-class Unusual(ValueError):
+class Unusual(DistillguardError, ValueError):
     """The line is not in the common shape; ``flatten`` must decide it."""
 
 
