@@ -29,6 +29,9 @@ class LabConfig:
     seed: int = 0
     threads: int = 2
     parallel: bool = True  # with threads >= 2: the two experiments in two processes of one thread each
+    experiments: tuple[str, ...] = ("arithmetic", "provenance")
+    defences: tuple[str, ...] = ("none", "withhold", "summarise", "restructure", "temperature", "antidistillation",
+                                 "watermark")
     # arithmetic: teacher, the attacker's undistilled student, the provider's proxy student
     digits: int = 3
     teacher_arch: Arch = Arch(64, 2, 4, 64)
@@ -43,7 +46,7 @@ class LabConfig:
     proxy_examples: int = 300
     proxy_steps: int = 300
     ad_epsilon: float = 0.05
-    ad_strengths: tuple[float, ...] = (0.1, 0.2, 0.4, 0.8)
+    ad_strengths: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.2, 0.4, 0.8)
     temperatures: tuple[float, ...] = (1.5, 2.0)
     text_defences: tuple[str, ...] = ("withhold", "summarise", "restructure")
     watermark_bias: float = 2.0
@@ -194,19 +197,22 @@ def arithmetic(cfg: LabConfig, key: WatermarkKey, result: LabResult, log: Callab
         result.settings.append(setting)
         return setting
 
+    on = set(cfg.defences)
     clean, clean_s, clean_tokens = serve()
-    distil("none", None, clean, clean_s, clean_tokens, "temperature 1")
-    result.teacher_clean_accuracy = result.settings[-1].teacher_accuracy
-    for name in cfg.text_defences:
+    result.teacher_clean_accuracy = float(np.mean([task.correct(p, c) for p, c in zip(harvest, clean, strict=True)]))
+    if "none" in on:
+        distil("none", None, clean, clean_s, clean_tokens, "temperature 1")
+    for name in (d for d in cfg.text_defences if d in on):
         rewrite = {"withhold": task.withhold, "summarise": task.summarise, "restructure": task.restructure}[name]
         distil(name, None, [rewrite(c) for c in clean], None, 0, "text-level, on the temperature-1 outputs")
-    for tau in cfg.temperatures:
+    for tau in cfg.temperatures if "temperature" in on else ():
         distil("temperature", tau, *serve(temperature=tau))
-    for lam in cfg.ad_strengths:
+    for lam in cfg.ad_strengths if "antidistillation" in on else ():
         distil("antidistillation", lam, *serve(make=lambda lam=lam: [
             AntidistillationProcessor(proxy, moved, lam, cfg.ad_epsilon)]))
-    wm_key = replace(key, bias=cfg.watermark_bias)
-    distil("watermark", cfg.watermark_bias, *serve(processors=[KeyedWatermark(wm_key, vocab)]))
+    if "watermark" in on:
+        wm_key = replace(key, bias=cfg.watermark_bias)
+        distil("watermark", cfg.watermark_bias, *serve(processors=[KeyedWatermark(wm_key, vocab)]))
 
 
 def provenance(cfg: LabConfig, key: WatermarkKey, result: LabResult, log: Callable[[str], None],
@@ -321,18 +327,21 @@ def _provenance_job(cfg: LabConfig, key: WatermarkKey, cache: Path | None) -> di
     return {"provenance": part.provenance, "controls": part.controls, "timings": part.timings}
 
 
-def run(cfg: LabConfig, out: Path, log: Callable[[str], None] = print, cache: Path | None = None) -> LabResult:
+def run(cfg: LabConfig, out: Path, log: Callable[[str], None] = print, cache: Path | None = None,
+        merge: Path | None = None) -> LabResult:
     """Both experiments; ``cache`` keeps trained teachers, proxies and undistilled students between runs.
 
     With ``parallel`` and ``threads`` >= 2 the two experiments run side by side, each in its own process with one
     PyTorch thread (no intra-op spinning: on 2 busy cores this is faster than one process with 2 threads);
-    otherwise one after the other."""
+    otherwise one after the other. ``merge``: an earlier ``results.json`` whose settings (and experiments) this
+    run did not redo are kept, so a sweep can be added to a full run; ``seconds`` then adds both runs' times."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     result = LabResult(config=_config_json(cfg))
     key = random_key("lab-key", rng_seed=cfg.seed, greenlist_ratio=cfg.greenlist_ratio, bias=cfg.lm_bias)
     future = None
-    parallel = cfg.parallel and cfg.threads >= 2
+    run_arith, run_prov = "arithmetic" in cfg.experiments, "provenance" in cfg.experiments
+    parallel = cfg.parallel and cfg.threads >= 2 and run_arith and run_prov
     if parallel:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -341,24 +350,41 @@ def run(cfg: LabConfig, out: Path, log: Callable[[str], None] = print, cache: Pa
         future = pool.submit(_provenance_job, cfg, key, cache)
     torch.set_num_threads(1 if parallel else cfg.threads)
     t = time.perf_counter()
-    arithmetic(cfg, key, result, log, cache)
-    result.timings["arithmetic_s"] = time.perf_counter() - t
+    if run_arith:
+        arithmetic(cfg, key, result, log, cache)
+        result.timings["arithmetic_s"] = time.perf_counter() - t
     if future is not None:
         part = future.result()
         pool.shutdown()
         result.provenance, result.controls = part["provenance"], part["controls"]
         result.timings.update(part["timings"])
-    else:
+    elif run_prov:
         t = time.perf_counter()
         provenance(cfg, key, result, log, cache)
         result.timings["provenance_s"] = time.perf_counter() - t
     result.seconds = time.perf_counter() - started
+    if merge is not None:
+        _merge(result, json.loads(merge.read_text()), run_arith, run_prov)
     (out / "results.json").write_text(json.dumps(result.to_json(), indent=2, default=_json_default))
     from distillguard.lab.report import write_report
 
     write_report(result, out)
     log(f"lab done in {result.seconds:.0f}s: {out / 'lab.html'}")
     return result
+
+
+def _merge(result: LabResult, old: dict[str, Any], ran_arith: bool, ran_prov: bool) -> None:
+    done = {(s.defence, s.strength) for s in result.settings}
+    kept = [Setting(**s) for s in old.get("settings", []) if (s["defence"], s["strength"]) not in done]
+    result.settings = kept + result.settings if ran_arith else [Setting(**s) for s in old.get("settings", [])]
+    if not ran_arith:
+        for name in ("teacher_clean_accuracy", "teacher_greedy_accuracy", "undistilled_accuracy", "proxy_accuracy"):
+            setattr(result, name, old.get(name, 0.0))
+    if not ran_prov:
+        result.provenance, result.controls = old.get("provenance", []), old.get("controls", [])
+    result.timings = {**{f"earlier_{k}": v for k, v in old.get("timings", {}).items()}, **result.timings}
+    result.seconds += float(old.get("seconds", 0.0))
+    result.config["merged_from"] = old.get("config")
 
 
 _ROLE_FIELDS = {
