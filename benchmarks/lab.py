@@ -124,35 +124,61 @@ def section(results: dict, ov: dict, lab_cmd: str, load: tuple[float, float], el
                  + (", ".join(f"strength {s['strength']:g}: teacher {s['teacher_accuracy'] / clean:.0%}, student "
                               f"{s['student_accuracy']:.3f}" for s in ad)) + f" | {'yes' if ad_ok else 'no'} |")
     if at5:
-        met5 = "yes" if at5[0]["pvalue"] < 1e-5 else "no"
-        lines.append(f"| student with 5 % watermarked data detected at p < 1e-5 | p = {at5[0]['pvalue']:.1e} "
-                     f"(z {at5[0]['z']:.1f}, {at5[0]['scored']} pairs) | {met5} |")
+        a = at5[0]
+        met5 = "yes" if min(a["pvalue"], a.get("reading_pvalue", 1.0)) < 1e-5 else "no"
+        lines.append(f"| student with 5 % watermarked data detected at p < 1e-5 | generation mode p = "
+                     f"{a['pvalue']:.1e} (z {a['z']:.1f}, {a['scored']} pairs); reading mode p = "
+                     f"{a.get('reading_pvalue', float('nan')):.1e} ({a.get('reading_scored', 0)} pairs) | {met5} |")
     met_fp = "yes" if len(controls) >= 100 and fp <= 0.01 * len(controls) else "no"
     lines.append(f"| <= 1 % of >= 100 clean controls at p < 0.01 | {fp} of {len(controls)} "
                  f"({fp / max(len(controls), 1):.1%}) | {met_fp} |")
+    if not ov:  # generation cost not measured in this run: the lab's own timings only
+        ov = {"zipf": {}, "uniform": {}}
     z, u = ov["zipf"], ov["uniform"]
-    wm_z = z["watermark (KeyedWatermark)"] / z["plain"] - 1
-    lines.append(f"| watermark adds <= 5 % to generation time | {wm_z:+.1%} (Zipf tokens), "
-                 f"{u['watermark (KeyedWatermark)'] / u['plain'] - 1:+.1%} (uniform, every step a cache miss) | "
-                 f"{'yes' if wm_z <= 0.05 else 'no'} (text-like tokens) |")
-    lines.append(f"| cost of antidistillation measured | "
-                 f"{z['antidistillation (2 x 256 proxy)'] / z['plain'] - 1:+.1%} per token with a 2 x 256 proxy | "
-                 "stated |")
+    t = results.get("timings", {})
+    by = {(s["defence"], s["strength"]): s for s in results["settings"]}
+    none_t = by.get(("none", None), {}).get("generation_seconds")
+    wm_t = next((s["generation_seconds"] for s in results["settings"] if s["defence"] == "watermark"), None)
+    lab_wm = ""
+    if none_t and wm_t:
+        lab_wm += f"lab arithmetic teacher: {wm_t / none_t - 1:+.0%}; "
+    if t.get("lm_generate_plain_s") and t.get("lm_generate_watermark_s"):
+        lab_wm += f"lab text teacher: {t['lm_generate_watermark_s'] / t['lm_generate_plain_s'] - 1:+.0%}; "
+    if z:
+        wm_z = z["watermark (KeyedWatermark)"] / z["plain"] - 1
+        lines.append(f"| watermark adds <= 5 % to generation time | GPT-2-small shape: {wm_z:+.1%} (Zipf tokens), "
+                     f"{u['watermark (KeyedWatermark)'] / u['plain'] - 1:+.1%} (uniform, every step a cache miss); "
+                     f"{lab_wm}| {'yes' if wm_z <= 0.05 else 'no'} (text-like tokens) |")
+        lines.append(f"| cost of antidistillation measured | "
+                     f"{z['antidistillation (2 x 256 proxy)'] / z['plain'] - 1:+.1%} per token with a 2 x 256 proxy | "
+                     "stated |")
+    else:
+        lines.append(f"| watermark adds <= 5 % to generation time | {lab_wm}(tiny lab models: the forward pass is "
+                     "cheap, so this is an upper bound) | see text |")
+    ad_t = [s for s in results["settings"] if s["defence"] == "antidistillation" and s["generation_seconds"]]
+    if none_t and ad_t:
+        lines.append(f"| cost of antidistillation (lab) | serving 2,000 answers: {none_t:.1f} s plain, "
+                     + ", ".join(f"{s['generation_seconds']:.1f} s at {s['strength']:g}" for s in ad_t)
+                     + " (a proxy as large as the teacher: two extra forward passes per token) | stated |")
     lines.append(f"| full lab <= 30 min on 2 cores | {results['seconds'] / 60:.1f} min (load {load[0]:.1f}) | "
                  f"{'yes' if results['seconds'] <= 1800 else 'no'} |")
     lines += ["", "Provenance p-values (our key) against the share of watermarked data in the student's fine-tuning "
               "set:",
-              "", "| watermarked share | p-value | z | scored pairs |", "|---|---|---|---|"]
-    lines += [f"| {p['share']:.0%} | {p['pvalue']:.1e} | {p['z']:.1f} | {p['scored']} |" for p in prov]
+              "", "| watermarked share | generation p | z | scored pairs | reading p | z | scored pairs |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {p['share']:.0%} | {p['pvalue']:.1e} | {p['z']:.1f} | {p['scored']} | "
+              f"{p.get('reading_pvalue', float('nan')):.1e} | {p.get('reading_z', float('nan')):.1f} | "
+              f"{p.get('reading_scored', 0)} |" for p in prov]
     lines += ["", "Controls (H0 true):", "", "| control | tests | p < 0.01 | smallest p |", "|---|---|---|---|"]
     lines += [f"| {k} | {len(v)} | {sum(x < 0.01 for x in v)} | {min(v):.2g} |" for k, v in kinds.items()]
-    lines += ["", "Generation cost per token, GPT-2-small shape (12 x 768, vocab 50,257, random weights), batch 4, "
-              f"48 new tokens, {results['config']['threads']} threads, median of interleaved runs:", "",
-              "| processor | Zipf tokens (ms/token) | vs plain | uniform tokens (ms/token) | vs plain |",
-              "|---|---|---|---|---|"]
-    for name in z:
-        lines.append(f"| {name} | {1000 * z[name]:.1f} | {z[name] / z['plain'] - 1:+.1%} | {1000 * u[name]:.1f} | "
-                     f"{u[name] / u['plain'] - 1:+.1%} |")
+    if z:
+        lines += ["", "Generation cost per token, GPT-2-small shape (12 x 768, vocab 50,257, random weights), batch 4, "
+                  f"48 new tokens, {results['config']['threads']} threads, median of interleaved runs:", "",
+                  "| processor | Zipf tokens (ms/token) | vs plain | uniform tokens (ms/token) | vs plain |",
+                  "|---|---|---|---|---|"]
+        for name in z if z else ():
+            lines.append(f"| {name} | {1000 * z[name]:.1f} | {z[name] / z['plain'] - 1:+.1%} | {1000 * u[name]:.1f} | "
+                         f"{u[name] / u['plain'] - 1:+.1%} |")
     lines += ["", "Figures: `lab-out/teacher_student.png`, `lab-out/provenance.png`, page `lab-out/lab.html`.", END]
     return "\n".join(lines)
 
