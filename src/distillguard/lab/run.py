@@ -150,7 +150,7 @@ def arithmetic(cfg: LabConfig, key: WatermarkKey, result: LabResult, log: Callab
     result.timings["teacher_train_s" if not loaded else "teacher_loaded_s"] = time.perf_counter() - t0
     result.teacher_greedy_accuracy = _acc(evals, generate(teacher, prompts(evals), max_new_tokens=max_new,
                                                           seed=cfg.seed, greedy=True))
-    log(f"teacher trained in {result.timings['teacher_train_s']:.0f}s: greedy accuracy "
+    log(f"teacher {'loaded' if loaded else 'trained'} in {time.perf_counter() - t0:.0f}s: greedy accuracy "
         f"{result.teacher_greedy_accuracy:.3f}")
 
     undistilled, _ = trained(cache, _name(cfg, "arith-undistilled"),
