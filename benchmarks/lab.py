@@ -89,7 +89,7 @@ def section(results: dict, ov: dict, lab_cmd: str, load: tuple[float, float], el
         rows.append(f"| {s['defence']} | {strength} | {s['teacher_accuracy']:.3f} | {rel:.0%} | "
                     f"{s['student_accuracy']:.3f} | {'yes' if below else 'no'} | {serve} |")
     ad = [s for s in results["settings"] if s["defence"] == "antidistillation"]
-    ad_ok = [s for s in ad if s["teacher_accuracy"] / clean >= 0.9 and s["student_accuracy"] < und]
+    ad_ok = [s for s in ad if clean and s["teacher_accuracy"] / clean >= 0.9 and s["student_accuracy"] < und]
     prov = results["provenance"]
     at5 = [p for p in prov if abs(p["share"] - 0.05) < 1e-9]
     controls = results["controls"]
@@ -121,8 +121,8 @@ def section(results: dict, ov: dict, lab_cmd: str, load: tuple[float, float], el
         lines.append("| a defence keeps the teacher >= 90 % of clean while the student falls below the undistilled "
                      "one | none | no |")
     lines.append("| ... with antidistillation sampling itself | "
-                 + (", ".join(f"strength {s['strength']:g}: teacher {s['teacher_accuracy'] / clean:.0%}, student "
-                              f"{s['student_accuracy']:.3f}" for s in ad)) + f" | {'yes' if ad_ok else 'no'} |")
+                 + (", ".join(f"strength {s['strength']:g}: teacher {s['teacher_accuracy'] / max(clean, 1e-9):.0%}, "
+                              f"student {s['student_accuracy']:.3f}" for s in ad)) + f" | {'yes' if ad_ok else 'no'} |")
     if at5:
         a = at5[0]
         met5 = "yes" if min(a["pvalue"], a.get("reading_pvalue", 1.0)) < 1e-5 else "no"
