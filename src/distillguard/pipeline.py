@@ -127,7 +127,7 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
         for camp in kept:
             eligible_flags = [flagged(scores.verdicts[index[a]]) for a in camp.accounts if eligible[index[a]]]
             members = [a for a in camp.accounts if flagged(scores.verdicts[index[a]])]
-            if np.mean(eligible_flags or [0.0]) >= 0.5 and len(members) >= cfg.min_accounts:
+            if (np.mean(eligible_flags) if eligible_flags else 0.0) >= 0.5 and len(members) >= cfg.min_accounts:
                 if members != camp.accounts:
                     for a in set(camp.accounts) - set(members):
                         note[a] = f"linked to {len(members)} restricted account(s), but not restricted itself"
@@ -144,9 +144,9 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
         if not changed:
             break
     scores.components["coordination"] = points
-    members = {a for c in kept for a in c.accounts}
+    in_campaign = {a for c in kept for a in c.accounts}
     scores.components["campaign_note"] = np.array(
-        ["" if a in members or not flagged(v) else note.get(a, "linked to no other suspicious account")
+        ["" if a in in_campaign or not flagged(v) else note.get(a, "linked to no other suspicious account")
          for a, v in zip(ft.account_ids, scores.verdicts, strict=True)], dtype=object)
     for camp in kept:
         camp.score = float(np.mean(scores.risk[[index[a] for a in camp.accounts]]))

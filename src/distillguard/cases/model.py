@@ -111,7 +111,7 @@ def check_change(cases: dict[str, Case], case_id: str, kind: str, body: dict[str
         into = body.get("into")
         if into == case_id:
             raise CaseError("a case cannot be merged into itself")
-        target = cases.get(into)
+        target = cases.get(into) if isinstance(into, str) else None
         if target is None or target.state == "merged":
             raise CaseError(f"cannot merge into {into!r}: no such open case")
 

@@ -252,8 +252,8 @@ def _stix(case: Case, campaigns: list[dict[str, Any]], accounts: list[str], now:
         refs.append(account.id)
     if refs:
         objects.append(stix2.ObservedData(
-            first_observed=min((c.get("first_seen") for c in campaigns if c.get("first_seen")), default=_iso(now)),
-            last_observed=max((c.get("last_seen") for c in campaigns if c.get("last_seen")), default=_iso(now)),
+            first_observed=min((c["first_seen"] for c in campaigns if c.get("first_seen")), default=_iso(now)),
+            last_observed=max((c["last_seen"] for c in campaigns if c.get("last_seen")), default=_iso(now)),
             number_observed=max(1, len(refs)), object_refs=refs, created_by_ref=provider.id,
             object_marking_refs=[marking]))
     objects.append(stix2.Report(name=f"{case.id}: {case.title}", published=now, report_types=["campaign"],

@@ -179,7 +179,7 @@ def matrix(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     detectors = {o["id"]: o for o in detectors_in(objects)}
     opinions = {ref: o.get("opinion") for o in objects if o.get("type") == "opinion" for ref in o.get("object_refs", [])
                 if ref.startswith("note--")}
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    rows: dict[tuple[str, Any], dict[str, Any]] = {}  # (detector id, validator: an identity's name or its id)
     for o in sorted((o for o in objects if o.get("type") == "note" and ext(o).get("validation")),
                     key=lambda o: o.get("modified") or o.get("created") or ""):
         v = ext(o)["validation"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -36,7 +36,7 @@ def progress() -> Progress:
     )
 
 
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """Print an error and exit with ``code`` (1 bad input, 2 usage)."""
     console.print(f"[bold red]error:[/] {message}")
     raise click.exceptions.Exit(code)

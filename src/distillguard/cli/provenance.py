@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -32,7 +33,8 @@ def keygen(key_id: str, keys_path: str, provider: str, greenlist_ratio: float, b
     from distillguard.resist.keys import KeyError_, new_key_entry, parse_keyring
 
     path = Path(keys_path)
-    data = yaml.safe_load(path.read_text()) if path.exists() else {"version": 1, "provider": provider, "keys": []}
+    data: dict[str, Any] = (yaml.safe_load(path.read_text()) if path.exists()
+                            else {"version": 1, "provider": provider, "keys": []})
     for entry in data.get("keys") or []:
         if entry.get("id") == key_id:
             fail(f"{path}: key {key_id!r} already exists")
@@ -169,7 +171,8 @@ def test_cmd(keys_path: str, key_id: str | None, generations: str | None, endpoi
     filt = None
     if filter_served:
         filt = {t for _, ids in prov.read_generations(filter_served, enc) for t in ids}
-    suspect, mode, notes = "", "generation", []
+    suspect, mode = "", "generation"
+    notes: list[str] = []
     try:
         if generations:
             items = prov.read_generations(generations, enc)
@@ -203,6 +206,7 @@ def test_cmd(keys_path: str, key_id: str | None, generations: str | None, endpoi
     if mode == "reading":
         tuples = prov.reading_tuples(texts_ids, preds, filter_contexts=filt)
     else:
+        assert items is not None  # every generation-mode branch above sets them (or fails)
         tuples = prov.generation_tuples(items, filter_contexts=filt)
     clean = None
     if control_generations:

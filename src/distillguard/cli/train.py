@@ -39,6 +39,7 @@ def command(data: tuple[Path, ...], store_dir: Path | None, decisions_path: Path
             else:
                 from distillguard.cases.labels import fit_analyst
 
+                assert store_dir is not None and decisions_path is not None  # checked above: both or neither
                 model = fit_analyst(store_dir, decisions_path, out)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc), EXIT_BAD_INPUT)

@@ -164,7 +164,7 @@ class ConsoleApp:
             await asyncio.to_thread(self.db.audit, name or "-", "-", "login-failed", "console", "", {}, _ip(request))
             await asyncio.sleep(0.2)
             token = secrets.token_urlsafe(24)
-            response = self.render(request, None, "login.html", 401, login_token=token, next=_safe_next(
+            response: Response = self.render(request, None, "login.html", 401, login_token=token, next=_safe_next(
                 str(form.get("next") or "")), error="Wrong name or password.")
             response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=self.secure, max_age=900)
             return response
@@ -514,7 +514,7 @@ def create_app(console: Console, auth: Auth, *, secure_cookies: bool = False,
     web = ConsoleApp(console, auth, secure_cookies=secure_cookies, validations=validations)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+    async def lifespan(app: Starlette):
         console.start()
         yield
         await console.stop()

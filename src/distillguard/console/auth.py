@@ -126,5 +126,5 @@ class Auth:
         self.db.end_session(token_hash(token))
 
 
-def csrf_ok(user: User, sent: str | None) -> bool:
+def csrf_ok(user: User, sent: object) -> bool:
     return bool(sent) and hmac.compare_digest(user.csrf.encode(), str(sent).encode())

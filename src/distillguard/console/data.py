@@ -215,7 +215,8 @@ class ConsoleData:
         return cond + ")", args
 
     def account_queue(self, f: Filters, limit: int = PAGE) -> tuple[list[dict[str, Any]], int]:
-        where, args = ["1=1"], []
+        where: list[str] = ["1=1"]
+        args: list[Any] = []
         if f.verdict:
             bands = VERDICT_BANDS[f.verdict]
             where.append("verdict IN (" + ",".join("?" * len(bands)) + ")")
@@ -338,9 +339,10 @@ class ConsoleData:
         rows = {r[0]: r for r in self._q(
             "SELECT account_id, risk, verdict, campaign_id FROM acc WHERE account_id IN (" + ",".join("?" * len(ids))
             + ")", ids)}
-        out = [{"account_id": a, "how": sorted(found[a]), "risk": rows[a][1] if a in rows else None,
-                "verdict": rows[a][2] if a in rows else "", "campaign_id": rows[a][3] if a in rows else None}
-               for a in ids]
+        out: list[dict[str, Any]] = [
+            {"account_id": a, "how": sorted(found[a]), "risk": rows[a][1] if a in rows else None,
+             "verdict": rows[a][2] if a in rows else "", "campaign_id": rows[a][3] if a in rows else None}
+            for a in ids]
         out.sort(key=lambda r: (-(r["risk"] or 0), r["account_id"]))
         return out[:limit]
 

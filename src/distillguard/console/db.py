@@ -81,6 +81,7 @@ class ConsoleDB:
     def __init__(self, url: str) -> None:
         self.url = url
         self._lock = threading.RLock()
+        self._con: Any  # a DB-API connection: psycopg's or sqlite3's
         if url.startswith(("postgresql://", "postgres://")):
             import psycopg
 

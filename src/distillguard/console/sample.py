@@ -54,8 +54,8 @@ def labelled_detections(store_dir: str | Path, labels_path: str | Path, out: str
         ids = sorted(accounts)
         for a in ids:
             member[a] = cid
-        camp, edges = _campaign(con, cid, ids, records, stats)
-        campaigns.append(camp)
+        campaign, edges = _campaign(con, cid, ids, records, stats)
+        campaigns.append(campaign)
         links[cid] = {"accounts": ids, "edges": edges}
     rows = []
     for a, (n, first, last) in stats.items():

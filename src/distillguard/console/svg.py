@@ -41,7 +41,7 @@ def timeline(points: list[tuple[datetime, str, int]], bucket: timedelta = timede
     out.append(f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end" class="tick">0</text>')
     for when in sorted(per):
         x = left + plot_w * (when - start).total_seconds() / span
-        y = top + plot_h
+        y: float = top + plot_h
         for model in models:
             n = per[when].get(model, 0)
             if not n:

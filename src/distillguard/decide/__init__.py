@@ -222,6 +222,7 @@ def _analyst(record: Record, policy: DecisionPolicy, risk: np.ndarray, total: np
              families: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
     """Apply analysts' decisions: confirmed accounts held at their verdict, dismissed ones exempt on the same
     evidence (re-judged when it grows by ``dismiss_margin`` points or a new family reaches ``family_floor``)."""
+    assert record.analyst is not None  # the caller applies analysts' decisions only when there are some
     risk = risk.copy()
     notes = [""] * len(risk)
     seen = record.analyst_points if record.analyst_points is not None else np.zeros(len(risk))

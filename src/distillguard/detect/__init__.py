@@ -72,14 +72,14 @@ def score_accounts(account_ids: np.ndarray, features: Features, model: Model | N
         record.intel_score, record.intel_corroborated, record.intel_reasons = intel_columns(account_ids, intel)
     if decisions:
         record.analyst, record.analyst_points, record.analyst_families = analyst_columns(account_ids, decisions)
-    decisions: Decisions = decide(record, model.policy, explain=explain)
+    decided: Decisions = decide(record, model.policy, explain=explain)
     components = dict(record.families)
     components.update({f"item:{name}": finding.points for name, finding in evidence.findings.items()})
-    components["own"] = decisions.own
-    components["points"] = decisions.points
+    components["own"] = decided.own
+    components["points"] = decided.points
     if record.intel_score is not None:
         components["intel"] = record.intel_score
-    return Scores(np.asarray(account_ids, dtype=object), decisions.risk, decisions.verdicts, decisions.reasons,
+    return Scores(np.asarray(account_ids, dtype=object), decided.risk, decided.verdicts, decided.reasons,
                   components)
 
 

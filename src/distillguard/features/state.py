@@ -83,7 +83,7 @@ class AccountState:
         self.models: dict[str, tuple[float, float]] = {}
         account = account or {}
         created = account.get("created_at")
-        self.account = {
+        self.account: dict[str, Any] = {
             "tier": account.get("tier"), "verified": account.get("verified"),
             "created_ms": None if created is None else _epoch_ms(created),
             "payment_fp": account.get("payment_fp"), "email_domain": account.get("email_domain"),

@@ -38,6 +38,16 @@ def _f(value: Any, default: float = 0.0) -> float:
     return default if value is None else float(value)
 
 
+def _scaled(signal: str, scale: float) -> Callable[[dict[str, Any], dict[str, Any]], float]:
+    """The quantity ``signal / scale`` of the signals row."""
+    return lambda e, s: _f(s[signal]) / scale
+
+
+def _equals(signal: str, value: int) -> Callable[[dict[str, Any], dict[str, Any]], float]:
+    """1.0 when the signals row's ``signal`` is ``value``, else 0.0."""
+    return lambda e, s: float(s[signal] == value)
+
+
 SUMS: tuple[Quantity, ...] = (
     Quantity("n", "1", lambda e, s: 1.0),
     Quantity("prompt_tokens", "coalesce(prompt_tokens, 0)", lambda e, s: _f(e.get("prompt_tokens"))),
@@ -66,12 +76,9 @@ SUMS: tuple[Quantity, ...] = (
     Quantity("errors", "(coalesce(status, 200) >= 400)::INT", lambda e, s: float(_f(e.get("status"), 200) >= 400)),
     Quantity("log_max_tokens", "log2(1 + coalesce(max_tokens, 0))",
              lambda e, s: math.log2(1 + _f(e.get("max_tokens")))),
-    *(Quantity(f"temb_{k}", f"temb{k} / 127.0", lambda e, s, k=k: _f(s[f"temb{k}"]) / 127.0)
-      for k in range(TEXT_DIMS)),
-    *(Quantity(f"cap_{i}", f"(cap = {i})::INT", lambda e, s, i=i: float(s["cap"] == i))
-      for i in range(len(CAPABILITIES))),
-    *(Quantity(f"script_{i}", f"(script = {i})::INT", lambda e, s, i=i: float(s["script"] == i))
-      for i in range(len(SCRIPTS))),
+    *(Quantity(f"temb_{k}", f"temb{k} / 127.0", _scaled(f"temb{k}", 127.0)) for k in range(TEXT_DIMS)),
+    *(Quantity(f"cap_{i}", f"(cap = {i})::INT", _equals("cap", i)) for i in range(len(CAPABILITIES))),
+    *(Quantity(f"script_{i}", f"(script = {i})::INT", _equals("script", i)) for i in range(len(SCRIPTS))),
 )
 HOUR_BINS = 24
 GAP_BINS = len(GAP_EDGES) + 1
@@ -246,7 +253,7 @@ def _activity(con: duckdb.DuckDBPyConnection, where: str, index: dict[Any, int],
     hr = np.asarray(rows["hr"], dtype=np.int64)
     count = np.asarray(rows["c"], dtype=np.float64)
     out: dict[str, np.ndarray] = {}
-    grid = np.bincount(acct * HOUR_BINS + hr % HOUR_BINS, weights=count, minlength=n * HOUR_BINS)
+    grid: np.ndarray = np.bincount(acct * HOUR_BINS + hr % HOUR_BINS, weights=count, minlength=n * HOUR_BINS)
     grid = grid.reshape(n, HOUR_BINS) if n else np.zeros((0, HOUR_BINS))
     for h in range(HOUR_BINS):
         out[f"hour_{h}"] = grid[:, h]

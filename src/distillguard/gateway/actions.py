@@ -201,8 +201,9 @@ _RESPONSES_STREAM = (
     b'"sequence_number":1,"output_index":0,"summary_index":0,"delta":"SECRET-TRACE"}\n\n'
     b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":2,'
     b'"output_index":1,"content_index":0,"delta":"answer"}\n\n')
-_SAMPLES = {"chat": (_CHAT_REQUEST, _CHAT_RESPONSE, _CHAT_STREAM),
-            "responses": (_RESPONSES_REQUEST, _RESPONSES_RESPONSE, _RESPONSES_STREAM)}
+_SAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any], bytes]] = {
+    "chat": (_CHAT_REQUEST, _CHAT_RESPONSE, _CHAT_STREAM),
+    "responses": (_RESPONSES_REQUEST, _RESPONSES_RESPONSE, _RESPONSES_STREAM)}
 
 
 def check_action(cls: type[Action], policy: Policy | None = None) -> None:

@@ -352,8 +352,8 @@ class Gateway:
             self.recorder.record(record, decision, None, status, started, row)
             return
         content = orjson.dumps(request) if flow.changes else raw
-        if flow.changes:
-            row = None  # the request was edited in place: the stored exchange has the edited one
+        # the request was edited in place: the stored exchange has the edited one (flattened again)
+        request_row = None if flow.changes else row
         note = None
         try:
             resp = await self._upstream("POST", endpoint, content, headers)
@@ -364,9 +364,9 @@ class Gateway:
         except Reject as exc:
             self.admission.refusal(req, exc, scope)
             await send_reject(send, exc, param=False)
-            self.recorder.record(record, decision, None, exc.status, started, row)
+            self.recorder.record(record, decision, None, exc.status, started, request_row)
             return
-        self.recorder.record(record, decision, response, status, started, row, note)
+        self.recorder.record(record, decision, response, status, started, request_row, note)
 
     async def _buffered(self, resp: Response, flow: Flow, action: Action, decision: Decision,
                         send: Send) -> tuple[dict | None, int]:
@@ -391,7 +391,7 @@ class Gateway:
         """Forward an SSE stream event by event (whole events only); a stream the upstream cuts ends with an error
         event (chat: ``data: {"error": ...}`` then ``[DONE]``; Responses: ``error`` then ``response.failed``)."""
         recorder = StreamRecorder() if api == "chat" else ResponsesRecorder()
-        framer = EventFramer() if flow.stream is None else None
+        rewrite = flow.stream if flow.stream is not None else EventFramer()  # whole events, rewritten or not
         note = None
         try:
             await send({"type": "http.response.start", "status": resp.status,
@@ -399,10 +399,10 @@ class Gateway:
             try:
                 async for chunk in resp.stream():
                     recorder.feed(chunk)
-                    out = flow.stream.feed(chunk) if flow.stream is not None else framer.feed(chunk)
+                    out = rewrite.feed(chunk)
                     if out:
                         await send({"type": "http.response.body", "body": out, "more_body": True})
-                tail = flow.stream.close() if flow.stream is not None else framer.close()
+                tail = rewrite.close()
             except UpstreamError as exc:  # upstream died mid-stream: say so, in the stream's own format
                 timeout = isinstance(exc, UpstreamTimeout)
                 code = "upstream_timeout" if timeout else "upstream_stream_interrupted"

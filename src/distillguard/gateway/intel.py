@@ -79,7 +79,7 @@ class RequestIntel:
         self.template_sample, self.template_every = template_sample, template_every
         self.indicators: dict[str, SharedIndicator] = {i.id: i for i in collect(objects_of(bundles))}
         self._infra: dict[str, _Infra] = {}
-        self._identifiers: dict[str, set[str]] = {}
+        self._identifiers: dict[str, set[str | None]] = {}  # an identifier without its hmac matches nothing
         templates = []
         for ind in self.indicators.values():
             data = ind.data

@@ -37,7 +37,7 @@ import os
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from enum import Enum
 from typing import Any
 
@@ -249,7 +249,7 @@ class DistillGuardGuardrail(_Base):
 
     # ---- after the call: streams -------------------------------------------
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict: Any, response: Any,
-                                                      request_data: dict) -> AsyncIterator[Any]:
+                                                      request_data: dict) -> AsyncGenerator[Any, None]:
         """Every chunk (chat) or event (Responses) of a stream, before LiteLLM serialises it for the client:
         recorded, and for a perturbed account rewritten (reasoning removed or cut to the summary budget)."""
         pending = self._take(request_data)

@@ -149,7 +149,9 @@ def _summary_item(item: dict[str, Any], text: str) -> None:
 
 
 def _reasoning_summary(item: dict[str, Any]) -> str:
-    parts = item.get("summary") if isinstance(item.get("summary"), list) else []
+    parts = item.get("summary")
+    if not isinstance(parts, list):
+        parts = []
     return "".join(part["text"] for part in parts if isinstance(part, dict) and isinstance(part.get("text"), str))
 
 
@@ -273,7 +275,9 @@ class ResponsesStreamPerturber:
             return False  # raw reasoning text
         key = (index, obj.get("summary_index", 0) if isinstance(obj.get("summary_index"), int) else 0)
         if kind == "response.reasoning_summary_text.delta":
-            delta = obj.get("delta") if isinstance(obj.get("delta"), str) else ""
+            delta = obj.get("delta")
+            if not isinstance(delta, str):
+                delta = ""
             room = max(0, self.budget)
             if room <= 0:
                 return False

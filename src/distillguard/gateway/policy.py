@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import yaml
 
@@ -120,8 +120,9 @@ class _Reader:
         if not isinstance(data, dict):
             raise PolicyError.at(source, line, path or "<top>", "expected a mapping")
         self.data = data
-        self.lines: dict[str, int] = getattr(data, "lines", {})
-        self.line = getattr(data, "line", line)
+        # a mapping _LineLoader read knows its lines; a dict built in code does not
+        self.lines: dict[str, int] = data.lines if isinstance(data, _Mapping) else {}
+        self.line: int = data.line if isinstance(data, _Mapping) else line
 
     def fail(self, key: str, reason: str) -> PolicyError:
         name = f"{self.path}.{key}" if self.path else key
@@ -148,6 +149,12 @@ class _Reader:
         if value not in options:
             raise self.fail(key, f"must be one of {', '.join(options)}; got {value!r}")
         return value
+
+    @overload
+    def positive(self, key: str, default: float, allow_zero: bool = False) -> float: ...
+
+    @overload
+    def positive(self, key: str, default: None = None, allow_zero: bool = False) -> float | None: ...
 
     def positive(self, key: str, default: float | None = None, allow_zero: bool = False) -> float | None:
         value = self.get(key, float, default)

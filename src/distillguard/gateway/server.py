@@ -31,7 +31,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import orjson
 
@@ -189,13 +189,14 @@ class _Guarded:
     client: tuple[str, int] | None
     loop: asyncio.AbstractEventLoop
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         self._g_client = self.client[0] if self.client else None
         refusal = self._guard.admit(self)
         if refusal is not None:
-            transport.write(refusal)
-            transport.close()
+            stream = cast(asyncio.Transport, transport)  # uvicorn's HTTP protocols run on stream transports
+            stream.write(refusal)
+            stream.close()
             return
         self._g_set(HEAD)  # the first head is due from the moment the connection opens
 
@@ -299,6 +300,8 @@ def _protocols() -> dict[str, type]:
 
     class GuardedH11(_Guarded, H11Protocol):
         """h11 has no callbacks: the phase follows its state after each read (it reads one request at a time)."""
+
+        conn: LimitedConnection
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)

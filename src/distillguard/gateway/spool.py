@@ -49,6 +49,8 @@ def _worker_init(root: str, with_signals: bool, parent: int | None = None) -> No
 
 
 def _worker_ingest(spool_dir: str) -> int:
+    if _worker_store is None:
+        raise RuntimeError("spool worker not initialised")
     return _ingest_files(spool_dir, _worker_store, _worker_derive)
 
 

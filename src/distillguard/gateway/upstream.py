@@ -115,7 +115,7 @@ def check_header(name: str, value: str) -> None:
 
 def _buffered(reader: asyncio.StreamReader) -> int:
     """Bytes received but not yet read (asyncio has no public way to ask)."""
-    return len(reader._buffer)
+    return len(reader._buffer)  # type: ignore[attr-defined]  # private, but the only way to know
 
 
 class _Conn:
@@ -141,7 +141,8 @@ class _Stale(Exception):
 class _PooledResponse:
     def __init__(self, pool: PooledUpstream, conn: _Conn, status: int, content_type: str, length: int | None,
                  chunked: bool, reusable: bool) -> None:
-        self._pool, self._conn = pool, conn
+        self._pool = pool
+        self._conn: _Conn | None = conn  # None once released (back to the pool, or closed)
         self.status = status
         self.content_type = content_type
         self._length, self._chunked, self._reusable = length, chunked, reusable
@@ -247,7 +248,10 @@ def _parse_head(head: bytes) -> tuple[int, bool, list[tuple[bytes, bytes]]]:
 def _framing(method: str, status: int, http11: bool, fields: list[tuple[bytes, bytes]]
              ) -> tuple[int | None, bool, bool, str]:
     """(content length or None, chunked, reusable, content type); an ambiguous framing raises UpstreamError."""
-    lengths, codings, tokens, content_type = [], [], set(), None
+    lengths: list[bytes] = []
+    codings: list[bytes] = []
+    tokens: set[bytes] = set()
+    content_type: str | None = None
     for name, value in fields:
         name, value = name.lower(), value.strip(b" \t")
         if name == b"content-length":

@@ -222,7 +222,7 @@ def open_binary(path: Path, on_damage: Callable[[Damage], None] | None = None) -
     else:
         return path.open("rb", buffering=1 << 20)
     reader = _LinesUntilDamage(inner, str(path), on_damage)
-    return io.BufferedReader(reader, buffer_size=1 << 20)  # type: ignore[return-value]
+    return io.BufferedReader(reader, buffer_size=1 << 20)
 
 
 def read_head(path: Path, size: int = 65536, damaged: list[Damage] | None = None) -> bytes:

@@ -180,11 +180,11 @@ def decode_row(raw: bytes) -> tuple:
     if response is not None:
         if response.choices:
             choice = response.choices[0]
-            message = choice.message
-            response_text, _ = _text(message.content if message is not None else None)
-            if message is not None:
-                reasoning_text = message.reasoning_content
-                n_tool_calls = len(message.tool_calls) if message.tool_calls is not None else 0
+            reply = choice.message
+            response_text, _ = _text(reply.content if reply is not None else None)
+            if reply is not None:
+                reasoning_text = reply.reasoning_content
+                n_tool_calls = len(reply.tool_calls) if reply.tool_calls is not None else 0
             finish = choice.finish_reason
         usage = response.usage
         if usage is not None:

@@ -88,9 +88,10 @@ class OpenAIBatchFormat(IngestFormat):
                 assert spool is not None
                 handle = spool
             else:
-                handle = handles.get(fidx)
-                if handle is None:
-                    handle = handles[fidx] = stack.enter_context(paths[fidx].open("rb"))
+                opened = handles.get(fidx)
+                if opened is None:
+                    opened = handles[fidx] = stack.enter_context(paths[fidx].open("rb"))
+                handle = opened
             handle.seek(offset)
             return handle.readline()
 
@@ -118,6 +119,7 @@ class OpenAIBatchFormat(IngestFormat):
                         if kind is None:
                             yield Line(source, number, raw, error=_unknown(obj))
                             continue
+                        assert obj is not None  # _kind found its custom_id
                         cid = obj["custom_id"]
                         if not isinstance(cid, str) or not cid:
                             yield Line(source, number, raw, error="custom_id: expected a non-empty string")
@@ -227,7 +229,9 @@ class OpenAIBatchFormat(IngestFormat):
             why = "no output line" if out is None else "output has no response.body.created"
             raise FieldError("ts", f"{why} for custom_id {cid!r}; pass --option ts=<RFC 3339>")
 
-        metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+        metadata = body.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = {}
         account = self.options.get("account_id") or metadata.get("account_id") or body.get("user")
         if not isinstance(account, str) or not account:
             raise FieldError("account_id", "Batch files carry no account; pass --option account_id=<id> "

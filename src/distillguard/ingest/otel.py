@@ -234,7 +234,9 @@ def _from_events(events: list[dict]) -> tuple[list[dict], list[dict]]:
                 message["tool_call_id"] = body["id"]
             messages.append(message)
         elif event["name"] == "gen_ai.choice":
-            reply = body.get("message") if isinstance(body.get("message"), dict) else {}
+            reply = body.get("message")
+            if not isinstance(reply, dict):
+                reply = {}
             message = {"role": reply.get("role") or "assistant", "content": reply.get("content")}
             if reply.get("tool_calls"):
                 message["tool_calls"] = reply["tool_calls"]
@@ -589,7 +591,9 @@ class OtelFormat(IngestFormat):
             if usage:
                 response["usage"] = usage
 
-        span_status = span.get("status") if isinstance(span.get("status"), dict) else {}
+        span_status = span.get("status")
+        if not isinstance(span_status, dict):
+            span_status = {}
         failed = span_status.get("code") in (2, "STATUS_CODE_ERROR")
         http_status = attrs.get("http.response.status_code")
         error_type = _str_attr(attrs.get("error.type"))

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 import pyarrow as pa
@@ -75,8 +76,8 @@ class Quarantine:
         self.bad_path = store.root / "quarantine" / f"{run_id}.bad"
         self.errors_path = store.root / "quarantine" / f"{run_id}.errors.jsonl"
         self.files_path = store.root / "quarantine" / f"{run_id}.files.jsonl"
-        self._bad = None
-        self._errors = None
+        self._bad: BinaryIO | None = None
+        self._errors: BinaryIO | None = None
 
     def file_problem(self, source: str, problem: str, reason: str, offset: int | None = None,
                      line: int | None = None) -> None:
@@ -86,7 +87,7 @@ class Quarantine:
             handle.write(orjson.dumps(entry) + b"\n")
 
     def add(self, line: Line, field_name: str, reason: str) -> None:
-        if self._bad is None:
+        if self._bad is None or self._errors is None:
             self._bad = self.bad_path.open("ab")
             self._errors = self.errors_path.open("ab")
         raw = line.raw if line.raw.endswith(b"\n") else line.raw + b"\n"
@@ -95,17 +96,17 @@ class Quarantine:
                                          "reason": reason}) + b"\n")
 
     def flush(self) -> None:
-        if self._bad is not None:
-            self._bad.flush()
-            self._errors.flush()
+        for handle in (self._bad, self._errors):
+            if handle is not None:
+                handle.flush()
 
     def close(self) -> None:
-        if self._bad is not None:
-            self._bad.close()
-            self._errors.close()
+        for handle in (self._bad, self._errors):
+            if handle is not None:
+                handle.close()
 
 
-def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Files named directly, plus the log files inside named directories (sorted)."""
     out: list[Path] = []
     for raw in paths:
@@ -329,7 +330,12 @@ def _ingest(paths: Sequence[str | os.PathLike[str]], store: Store, *, fmt: str, 
 def _unique(damages: list[Damage]) -> list[Damage]:
     """Formats that read a file twice (Batch, OTel) meet its damage twice: once per file is reported."""
     seen: set[str] = set()
-    return [d for d in damages if not (d.source in seen or seen.add(d.source))]
+    out = []
+    for damage in damages:
+        if damage.source not in seen:
+            seen.add(damage.source)
+            out.append(damage)
+    return out
 
 
 def _workers_for(paths: Sequence[Path]) -> int:

@@ -306,7 +306,7 @@ def _indicators(camp: dict[str, Any], opts: ExportOptions, hasher: TemplateHashe
             pattern_type="stix", pattern=f"[x-distillguard-keyed-id:hmac IN ({values})]",
             extensions={EXTENSION_ID: {**ext_common, "kind": "identifiers", "hmac_alg": "HMAC-SHA256",
                                        "key_id": key_id(opts.group_key), "identifiers": idents}}, **base))
-    sigs = []
+    sigs: list[dict[str, Any]] = []
     for template in camp.get("templates", []):
         if not isinstance(template, dict) or int(template.get("count", 0)) < opts.min_template_count:
             continue

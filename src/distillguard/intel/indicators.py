@@ -32,7 +32,8 @@ def collect(objects: list[dict[str, Any]], now: datetime | None = None) -> list[
     now = now or datetime.now(UTC)
     latest: dict[str, dict[str, Any]] = {}
     owners: dict[str, str] = {}  # an id belongs to the first producer seen: others' versions never replace it
-    names = {o["id"]: o.get("name", o["id"]) for o in objects if isinstance(o, dict) and o.get("type") == "identity"}
+    names: dict[str, Any] = {o["id"]: o.get("name", o["id"]) for o in objects
+                             if isinstance(o, dict) and o.get("type") == "identity"}
     for obj in objects:
         if not isinstance(obj, dict) or "id" not in obj:
             continue

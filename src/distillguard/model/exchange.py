@@ -13,7 +13,7 @@ import functools
 import ipaddress
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 import orjson
 import pyarrow as pa
@@ -79,6 +79,8 @@ _KNOWN_TOP = {"id", "ts", "account_id", "api_key_id", "org_id", "client", "endpo
 class FieldError(DistillguardError, ValueError):
     """A record failed validation; ``field`` names the offending field."""
 
+    field: str
+
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"field '{field}': {reason}")
         self.field = field
@@ -133,6 +135,14 @@ def valid_ip(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@overload
+def _str(record: dict, key: str, field: str, required: Literal[True]) -> str: ...
+
+
+@overload
+def _str(record: dict, key: str, field: str, required: bool = False) -> str | None: ...
 
 
 def _str(record: dict, key: str, field: str, required: bool = False) -> str | None:
@@ -380,7 +390,9 @@ class _Reply:
         self.reasoning: str | None = None
         self.n_tool_calls = 0
         self.finish: str | None = None
-        self.prompt_tokens = self.completion_tokens = self.reasoning_tokens = None
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.reasoning_tokens: int | None = None
 
 
 def _chat_reply(response: dict) -> _Reply:
@@ -450,9 +462,9 @@ def _responses_reply(response: dict) -> _Reply:
                 for j, part in enumerate(parts):
                     if not isinstance(part, dict):
                         raise FieldError(f"{where}.{key}[{j}]", "expected an object")
-                    text = part.get("text")
-                    if isinstance(text, str):
-                        reasoning.append(text)
+                    part_text = part.get("text")
+                    if isinstance(part_text, str):
+                        reasoning.append(part_text)
         elif kind in _CLIENT_TOOL_CALLS:
             reply.n_tool_calls += 1
     reply.text = "\n".join(texts) if has_message else None

@@ -92,7 +92,8 @@ def timeline_figure(series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
     import matplotlib.dates as mdates
 
     models = sorted({m for per in series.values() for m in per})
-    palette = dict(zip(models, plt.get_cmap("Set2").colors, strict=False))
+    # Set2 is a ListedColormap (a qualitative map: a list of colours); get_cmap is typed as the base class
+    palette = dict(zip(models, plt.get_cmap("Set2").colors, strict=False))  # type: ignore[attr-defined]
     n = max(len(series), 1)
     fig, axes = plt.subplots(n, 1, figsize=(9, 1.6 * n + 0.6), sharex=True, squeeze=False)
     hour = 1.0 / 24.0

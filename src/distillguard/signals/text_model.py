@@ -23,7 +23,7 @@ import json
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -60,7 +60,7 @@ class ModelMismatch(DistillguardError, ValueError):
     """The weights file does not match this module's format or feature spec."""
 
 
-TextInput = pa.Array | pa.ChunkedArray | list[str | None] | tuple[str | None, ...]
+TextInput: TypeAlias = pa.Array | pa.ChunkedArray | list[str | None] | tuple[str | None, ...]
 
 
 def _as_array(texts: TextInput) -> pa.Array:

@@ -94,9 +94,9 @@ class _Days:
         world = self.world
         writer = ShardWriter(self.out / "exchanges", self.compress)
         writer.open(world.timeline.day_name(day))
-        chunks = [(offset, pop.day_events(day, world.rng("day", pop.key, day)))
-                  for offset, pop in zip(self.offsets, self.pops, strict=False)]
-        chunks = [(offset, ev) for offset, ev in chunks if ev is not None]
+        per_pop = [(offset, pop.day_events(day, world.rng("day", pop.key, day)))
+                   for offset, pop in zip(self.offsets, self.pops, strict=False)]
+        chunks = [(offset, ev) for offset, ev in per_pop if ev is not None]
         empty = np.zeros(0, np.int64)
         if not chunks:
             writer.close()

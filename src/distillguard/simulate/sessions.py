@@ -13,6 +13,7 @@ import functools
 import random
 import re
 from collections.abc import Callable
+from typing import Any
 
 from distillguard.simulate import lexicon as lx
 from distillguard.simulate.accounts import Account, Reply, turn_of
@@ -161,12 +162,13 @@ def agent_turn(acct: Account, tag: int, model: Model, r: random.Random, state: d
         text = chat.turns[0]
         text = wrap(r, text) if wrap else noisy(text, r, 0.2)
         first: str | list = [{"type": "text", "text": text}, image_part(r)] if image and r.random() < image else text
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": first}]
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": first}]
         if prefix:
             messages += prefix(r)
     else:
         history, chat, k, loop = prev
         calls = history[-1].get("tool_calls")
+        follow: list[dict[str, Any]]
         if calls:
             follow = [{"role": "tool", "tool_call_id": c["id"],
                        "content": tool_result(r, c["function"]["name"], corpus, f)} for c in calls]

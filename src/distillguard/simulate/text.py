@@ -15,6 +15,7 @@ import re
 import struct
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -180,7 +181,7 @@ def image_part(r: random.Random) -> dict:
     return {"type": "image_url", "image_url": {"url": pick(r, IMAGES)}}
 
 
-_PARAMS = {
+_PARAMS: dict[str, tuple[dict[str, Any], str]] = {
     "bash": ({"command": {"type": "string"}}, "Run a shell command"),
     "read_file": ({"path": {"type": "string"}}, "Read a file from the workspace"),
     "write_file": ({"path": {"type": "string"}, "content": {"type": "string"}}, "Write a file"),

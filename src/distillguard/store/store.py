@@ -426,9 +426,10 @@ class Store:
         row = con.execute(
             "SELECT count(*), count(DISTINCT account_id), min(ts), max(ts), count(DISTINCT model),"
             " count(DISTINCT ip) FROM exchanges").fetchone()
+        assert row is not None  # an aggregate always has its one row
         models = con.execute(
             "SELECT model, count(*) AS n FROM exchanges GROUP BY model ORDER BY n DESC LIMIT 10").fetchall()
-        accounts = con.execute("SELECT count(*) FROM accounts").fetchone()[0]
+        accounts = (con.execute("SELECT count(*) FROM accounts").fetchone() or (0,))[0]
         quarantined = sum(1 for p in (self.root / "quarantine").glob("*.errors.jsonl")
                           for _ in p.open("rb"))
         return {"exchanges": row[0], "accounts_seen": row[1], "first_ts": row[2], "last_ts": row[3],

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import OrderedDict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 from starlette.applications import Starlette
@@ -92,7 +92,7 @@ MAX_FILTER_VALUES = 100  # values in one match[...] filter
 MAX_MESSAGE = 200  # characters of one status failure message
 
 
-def _is_id(value: Any) -> bool:
+def _is_id(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and _ID.match(value) is not None
 
 
@@ -109,7 +109,7 @@ def _depth_ok(obj: Any, limit: int = MAX_DEPTH) -> bool:
     return True
 
 
-def _timestamp_ok(value: Any) -> bool:
+def _timestamp_ok(value: Any) -> TypeGuard[str]:
     if not isinstance(value, str) or _TIMESTAMP.match(value) is None:
         return False
     try:
@@ -154,7 +154,7 @@ def effective_tlp(obj: dict[str, Any]) -> str | None:
     TLP:RED inside a TLP:CLEAR object makes the whole object TLP:RED for reads.
     """
     known = tlp_by_id()
-    refs = [r for r in obj.get("object_marking_refs", []) if isinstance(r, str)]
+    refs: list[Any] = [r for r in obj.get("object_marking_refs", []) if isinstance(r, str)]
     refs += [g.get("marking_ref") for g in obj.get("granular_markings", []) if isinstance(g, dict)]
     levels = [known[r] for r in refs if isinstance(r, str) and r in known]
     return max(levels, key=tlp_rank) if levels else None

@@ -36,7 +36,7 @@ from distillguard.intel.hub.db import (
 try:
     import psycopg
 except ImportError:  # pragma: no cover - exercised only without the extra
-    psycopg = None
+    psycopg = None  # type: ignore[assignment]  # the optional extra is missing: checked before use
 
 T = TypeVar("T")
 _LOCK_KEY = 0x64675F687562  # "dg_hub": serialises inserts (and schema creation) across hub processes
