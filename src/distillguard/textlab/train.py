@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(report)
 
 
-def _rate(x: np.ndarray) -> dict[str, float | int]:
+def _rate(x: np.ndarray) -> dict[str, float | int | None]:
     return {"n": int(len(x)), "rate": round(float(x.mean()), 5) if len(x) else None, "hits": int(x.sum())}
 
 
