@@ -23,6 +23,7 @@ import inspect
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 from transformers import LogitsProcessor, WatermarkLogitsProcessor
@@ -47,7 +48,8 @@ class KeyedWatermark(WatermarkLogitsProcessor):
         about 200 MB for 4,096 contexts of a 50k vocabulary; one ``randperm(vocab)`` per miss)."""
         ids = self._cache.get(context_token)
         if ids is None:
-            ids = self._get_greenlist_ids(torch.tensor([context_token], dtype=torch.long)).to(torch.int32)
+            seq = cast(torch.LongTensor, torch.tensor([context_token], dtype=torch.long))
+            ids = self._get_greenlist_ids(seq).to(torch.int32)
             self._cache[context_token] = ids
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
@@ -83,7 +85,7 @@ def perturbed_proxy(proxy: torch.nn.Module, loss_fn: Callable[[torch.nn.Module],
     loss.backward()
     grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in proxy.parameters()]
     proxy.zero_grad(set_to_none=True)
-    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads)).item() or 1.0
+    norm = float(sum(float((g.double() ** 2).sum()) for g in grads)) ** 0.5 or 1.0
     moved = copy.deepcopy(proxy)
     with torch.no_grad():
         for p, g in zip(moved.parameters(), grads, strict=True):
@@ -111,7 +113,7 @@ class AntidistillationProcessor(LogitsProcessor):
         self.proxy, self.moved = proxy, moved
         self.strength, self.epsilon = float(strength), float(epsilon)
         self.answer_guard = answer_guard
-        self._state: dict[str, object] = {}
+        self._state: dict[str, Any] = {}
 
     def reset(self) -> None:
         self._state = {}
@@ -126,7 +128,7 @@ class AntidistillationProcessor(LogitsProcessor):
         new_past = []
         for i, model in enumerate((self.proxy, self.moved)):
             name = _cache_arg(model)
-            out = model(input_ids=feed, use_cache=True, **{name: past[i] if incremental else None})
+            out = model(input_ids=feed, use_cache=True, **{name: past[i] if incremental and past else None})
             outs.append(torch.log_softmax(out.logits[:, -1].float(), dim=-1))
             new_past.append(getattr(out, "cache", None) or getattr(out, "past_key_values", None))
         self._state = {"length": input_ids.shape[1], "past": new_past, "rows": input_ids.shape[0]}

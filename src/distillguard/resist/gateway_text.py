@@ -92,7 +92,7 @@ class StreamRestructurer:
             if not isinstance(choice, dict):
                 continue
             index = choice.get("index", 0) if isinstance(choice.get("index", 0), int) else 0
-            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            delta: dict[str, Any] = choice["delta"] if isinstance(choice.get("delta"), dict) else {}
             took = False
             for key in REASONING_KEYS:
                 value = delta.get(key)

@@ -151,14 +151,14 @@ class _R:
             if key not in allowed:
                 raise self.fail(str(key), f"unknown field (expected one of {', '.join(sorted(allowed))})")
 
-    def str(self, key: str, default: str | None = None) -> str | None:
+    def text(self, key: str, default: str | None = None) -> str | None:
         value = self.data.get(key, default)
         if value is not None and not isinstance(value, str):
             raise self.fail(key, f"expected a string, got {value!r}")
         return value
 
     def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
-        value = self.str(key, default)
+        value = self.text(key, default)
         if value not in options:
             raise self.fail(key, f"must be one of {', '.join(options)}; got {value!r}")
         return value
@@ -169,7 +169,7 @@ class _R:
             raise self.fail(key, f"expected a number >= 0, got {value!r}")
         return float(value)
 
-    def bool(self, key: str) -> bool | None:
+    def flag(self, key: str) -> bool | None:
         value = self.data.get(key)
         if value is not None and not isinstance(value, bool):
             raise self.fail(key, f"expected true or false, got {value!r}")
@@ -193,8 +193,8 @@ def parse_profile(text: str, source: str, base_dir: Path | None = None) -> Resis
         raise top.fail("distillguard_resistance", f"required, the format version ({FORMAT_VERSION}); got {version!r}")
     wm = top.child("watermark")
     wm.keys({"keys", "key", "apply_to"})
-    keyring, key_id = None, wm.str("key")
-    keys_path = wm.str("keys")
+    keyring, key_id = None, wm.text("key")
+    keys_path = wm.text("keys")
     if keys_path is not None:
         path = Path(keys_path)
         if not path.is_absolute() and base_dir is not None:
@@ -212,7 +212,7 @@ def parse_profile(text: str, source: str, base_dir: Path | None = None) -> Resis
     engine = top.child("engine")
     engine.keys({"transport", "secret_env"})
     secret = None
-    env = engine.str("secret_env")
+    env = engine.text("secret_env")
     if env:
         value = os.environ.get(env)
         if value is None:
@@ -225,12 +225,12 @@ def parse_profile(text: str, source: str, base_dir: Path | None = None) -> Resis
         t = tiers_r.child(verdict)
         t.keys({"antidistillation", "reasoning", "watermark"})
         tiers[verdict] = TierDefence(antidistillation=t.number("antidistillation", 0.0),
-                                     reasoning=t.choice("reasoning", REASONING, "keep"), watermark=t.bool("watermark"))
+                                     reasoning=t.choice("reasoning", REASONING, "keep"), watermark=t.flag("watermark"))
         if tiers[verdict].watermark and key_id is None:
             raise t.fail("watermark", "true but the profile has no watermark key (watermark.keys / watermark.key)")
-    return ResistanceProfile(name=top.str("name", "default") or "default", provider=top.str("provider", "") or "",
+    return ResistanceProfile(name=top.text("name", "default") or "default", provider=top.text("provider", "") or "",
                              tiers=tiers, watermark_key=key_id, apply_to=apply_to,
-                             proxy=ad.str("proxy", "default") or "default",
+                             proxy=ad.text("proxy", "default") or "default",
                              transport=engine.choice("transport", TRANSPORTS, "header"), secret=secret,
                              keyring=keyring, source=source)
 

@@ -24,7 +24,7 @@ against the vLLM version you deploy.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -46,8 +46,8 @@ class RequestDefence:
 
     def __call__(self, prompt_ids: list[int], output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
         if self.ad is not None:
-            ids = torch.tensor([list(prompt_ids) + list(output_ids)], dtype=torch.long)
-            logits = self.ad(ids.to(logits.device), logits.unsqueeze(0)).squeeze(0)
+            ids = cast(torch.LongTensor, torch.tensor([list(prompt_ids) + list(output_ids)], dtype=torch.long))
+            logits = self.ad(cast(torch.LongTensor, ids.to(logits.device)), logits.unsqueeze(0)).squeeze(0)
         if self.watermark is not None:
             context = output_ids[-1] if output_ids else (prompt_ids[-1] if prompt_ids else None)
             logits = self.watermark.apply_row(context, logits)
@@ -105,7 +105,7 @@ def _build_adapter() -> type | None:
     except ImportError:  # vLLM not installed (or an engine without the V1 adapter)
         return None
 
-    class DistillGuardResist(AdapterLogitsProcessor):  # type: ignore[misc, valid-type]
+    class DistillGuardResist(AdapterLogitsProcessor):
         """Antidistillation + keyed watermark per request, from the gateway's directive."""
 
         def __init__(self, vllm_config: Any, device: torch.device, is_pin_memory: bool) -> None:
