@@ -19,6 +19,7 @@ from distillguard.detect.evidence import FAMILIES
 from distillguard.gateway.scoring import Online
 
 MAX_SHARED = 100_000  # reasons tuples kept before the table is compacted (at least; it doubles with live ones)
+RECENT = 1024  # accounts whose decoded evidence is kept for their next request (a bounded cache, not per account)
 _HEAD = struct.Struct("<dBBI")  # exchanges (n), eligible, number of families, reasons index
 _NAMES = tuple(FAMILIES)
 _FAMILY_ID = {name: i for i, name in enumerate(_NAMES)}
@@ -33,17 +34,27 @@ class EvidenceStore(MutableMapping[str, Online]):
         self._reasons: list[tuple[str, ...]] = []  # reasons index -> tuple
         self._ids: dict[tuple[str, ...], int] = {}  # tuple -> reasons index
         self._compact_at = MAX_SHARED
+        self._recent: dict[str, tuple[bytes, Online]] = {}  # account -> (entry, decoded): busy accounts decode once
 
     # ---- mapping -------------------------------------------------------------------------------------------
     def __getitem__(self, account: str) -> Online:
-        kept = self._kept[account]
-        return kept if isinstance(kept, Online) else self._unpack(kept)
+        return self._read(account, self._kept[account])
 
     def get(self, account: str, default: Online | None = None) -> Online | None:  # type: ignore[override]
         kept = self._kept.get(account)
-        if kept is None:
-            return default
-        return kept if isinstance(kept, Online) else self._unpack(kept)
+        return default if kept is None else self._read(account, kept)
+
+    def _read(self, account: str, kept: bytes | Online) -> Online:
+        if isinstance(kept, Online):
+            return kept
+        recent = self._recent.get(account)
+        if recent is not None and recent[0] is kept:  # the same entry (a new one is a new bytes object)
+            return recent[1]
+        evidence = self._unpack(kept)
+        if len(self._recent) >= RECENT:
+            self._recent.clear()
+        self._recent[account] = (kept, evidence)
+        return evidence
 
     def __setitem__(self, account: str, evidence: Online) -> None:
         self._kept[account] = self._pack(evidence)
