@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import decimal
 import itertools
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +39,7 @@ from distillguard.engine.spark.arrow import for_spark, kind_of, spark_schema
 from distillguard.engine.spark.udfs import register_duckdb_hash
 
 _ids = itertools.count()
+log = logging.getLogger("distillguard.engine.spark")
 
 
 class SparkResult:
@@ -145,6 +148,7 @@ class SparkConnection:
         self._hashes: set[int] = set()
         self._functions: set[str] | None = None
         self.statements = 0
+        self.seconds = 0.0  # spent in execute
         self.translations: list[tuple[str, str]] = []  # (DuckDB, Spark) of every statement, for inspection
 
     # ---- relations --------------------------------------------------------------------------------------------
@@ -216,7 +220,17 @@ class SparkConnection:
     def query(self, tree: exp.Expression, sql: str) -> Any:
         return self.spark.sql(self.translate(tree, sql))
 
-    def execute(self, sql: str, params: Any = None) -> SparkResult:  # noqa: C901 - one branch per statement kind
+    def execute(self, sql: str, params: Any = None) -> SparkResult:
+        """Run one DuckDB statement on Spark (see the module docstring); a query's rows are fetched here."""
+        started = time.perf_counter()
+        try:
+            return self._execute(sql, params)
+        finally:
+            self.seconds += time.perf_counter() - started
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%.2f s  %s", time.perf_counter() - started, " ".join(sql.split())[:160])
+
+    def _execute(self, sql: str, params: Any = None) -> SparkResult:  # noqa: C901 - one branch per statement kind
         self.statements += 1
         tree = _bind(sqlrules.parse(sql), params)
         if isinstance(tree, exp.Set):
@@ -275,12 +289,12 @@ class SparkConnection:
             schema_question = self._information_schema(tree)
             if schema_question is not None:
                 return schema_question
-            return SparkResult(self.query(tree, sql))
+            return SparkResult(table=_from_spark(self.query(tree, sql).toArrow()))  # eager, like DuckDB
         raise sqlrules.UnsupportedSQL(f"statement {type(tree).__name__}", sql)
 
     def _type(self, kind: exp.DataType, sql: str) -> Any:
-        out = sqlrules.to_spark(exp.Cast(this=exp.Null(), to=kind), sql=sql).expression
-        return self.spark.sql(f"SELECT {out.sql(dialect='spark')} AS x").schema.fields[0].dataType
+        out = sqlrules.to_spark(exp.Cast(this=exp.Null(), to=kind), sql=sql).sql
+        return self.spark.sql(f"SELECT {out} AS x").schema.fields[0].dataType
 
     def _information_schema(self, tree: exp.Expression) -> SparkResult | None:
         """``SELECT column_name FROM information_schema.columns WHERE table_name = 'x'`` from the registry."""

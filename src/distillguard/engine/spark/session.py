@@ -16,6 +16,7 @@ warnings.filterwarnings("ignore", message="PySpark does not yet fully support pa
 REQUIRED = {
     "spark.sql.session.timeZone": "UTC",  # date_trunc, epoch: DuckDB runs in UTC too (Store.connect)
     "spark.sql.ansi.enabled": "false",  # element_at out of range -> NULL, as list_extract
+    "spark.sql.legacy.sizeOfNull": "false",  # size(NULL) is NULL, as len(NULL) (-1 with ANSI off otherwise)
     # localCheckpoint of a UNION (INSERT INTO a temp table) fails in constraint rewriting (Spark 4.x:
     # NoSuchElementException in UnionBase.rewriteConstraints); the stages' queries gain nothing from it
     "spark.sql.constraintPropagation.enabled": "false",
@@ -41,13 +42,14 @@ def is_local(master: str | None) -> bool:
 
 def spark_session(master: str | None = None, conf: Mapping[str, str] | None = None,
                   app_name: str = "distillguard") -> Any:
-    """A session for detection: an active one is reused (a notebook's, spark-submit's) with the required settings
-    applied; otherwise one is built for ``master`` (``local[*]`` when None and none is active).
+    """A session for detection: an active one is reused (a notebook's) with the required settings applied;
+    otherwise one is built for ``master`` (when None: spark-submit's ``--master``, else ``local[*]``).
 
     For a local master the Python workers run this interpreter (``PYSPARK_PYTHON``), so they import the same
     distillguard, text model weights and DuckDB as the driver. On a cluster the executors' Python is the
     cluster's business (docs/spark.md).
     """
+    from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -55,7 +57,8 @@ def spark_session(master: str | None = None, conf: Mapping[str, str] | None = No
         for key, value in {**REQUIRED, **(conf or {})}.items():
             active.conf.set(key, value)
         return active
-    master = master or "local[*]"
+    # under spark-submit the master (and the rest) come in through SparkConf: keep them
+    master = master or SparkConf().get("spark.master", None) or "local[*]"
     if is_local(master):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
