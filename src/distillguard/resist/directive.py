@@ -27,6 +27,8 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
+from distillguard.errors import DistillguardError
+
 HEADER = "x-distillguard-resist"
 VLLM_XARGS = "vllm_xargs"
 XARG_KEY = "distillguard_resist"
@@ -34,8 +36,8 @@ STORE_FIELD = "resistance"
 VERSION = 1
 
 
-class DirectiveError(ValueError):
-    pass
+class DirectiveError(DistillguardError, ValueError):
+    """A directive an engine received is malformed, of another version, or (with a secret) unsigned or forged."""
 
 
 @dataclass(frozen=True)

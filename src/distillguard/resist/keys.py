@@ -31,10 +31,12 @@ from typing import Any
 
 import yaml
 
+from distillguard.errors import DistillguardError
+
 SCHEME = "kgw-lefthash"  # transformers WatermarkLogitsProcessor, seeding_scheme="lefthash", context_width=1
 
 
-class KeyError_(ValueError):
+class KeyError_(DistillguardError, ValueError):
     """A keys file is invalid; the message names file and field."""
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from distillguard.errors import DistillguardError
 from distillguard.resist.directive import STORE_FIELD, EngineDirective, attach, strip_client_directive
 from distillguard.resist.keys import KeyError_, KeyRing, load_keyring
 
@@ -43,8 +44,16 @@ TRANSPORTS = ("header", "vllm_xargs", "both")
 RESTRICTED = frozenset({"watch", "throttle"})
 
 
-class ProfileError(ValueError):
-    """A resistance profile is invalid; the message names file, line and field."""
+class ProfileError(DistillguardError, ValueError):
+    """A resistance profile is invalid; the message names file, line and field (also ``source``, ``line``,
+    ``field``, so :func:`distillguard.errors.location` reads them)."""
+
+    @classmethod
+    def at(cls, source: str, line: int, field: str, reason: str) -> ProfileError:
+        """``source:line: field: reason``, located."""
+        error = cls(f"{source}:{line}: {field}: {reason}")
+        error.source, error.line, error.field = source, line, field
+        return error
 
 
 @dataclass(frozen=True)
@@ -139,12 +148,12 @@ class _R:
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise ProfileError(f"{source}:{line}: {path or '<top>'}: expected a mapping")
+            raise ProfileError.at(source, line, path or "<top>", "expected a mapping")
         self.data, self.lines = data, getattr(data, "lines", {})
 
     def fail(self, key: str, reason: str) -> ProfileError:
         name = f"{self.path}.{key}" if self.path else key
-        return ProfileError(f"{self.source}:{self.lines.get(key, self.line)}: {name}: {reason}")
+        return ProfileError.at(self.source, self.lines.get(key, self.line), name, reason)
 
     def keys(self, allowed: set[str]) -> None:
         for key in self.data:
@@ -185,7 +194,8 @@ def parse_profile(text: str, source: str, base_dir: Path | None = None) -> Resis
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ProfileError(f"{source}:{mark.line + 1 if mark else 1}: <yaml>: {getattr(exc, 'problem', exc)}") from None
+        raise ProfileError.at(source, mark.line + 1 if mark else 1, "<yaml>", str(getattr(exc, "problem", exc))) \
+            from None
     top = _R(source, data, "", 1)
     top.keys({"distillguard_resistance", "name", "provider", "watermark", "antidistillation", "engine", "tiers"})
     version = top.data.get("distillguard_resistance")
