@@ -133,6 +133,20 @@ def _bind(tree: exp.Expression, params: Any) -> exp.Expression:
     return tree
 
 
+def release(df: Any) -> None:
+    """Free the blocks behind ``df`` now: a cached frame's, or the RDD a ``localCheckpoint`` left behind (otherwise
+    kept until the JVM's garbage collector lets Spark's cleaner see it)."""
+    if df.storageLevel.useMemory or df.storageLevel.useDisk:
+        df.unpersist()
+        return
+    try:
+        plan = df._jdf.queryExecution().logical()
+        if plan.getClass().getSimpleName() == "LogicalRDD":
+            plan.rdd().unpersist(False)
+    except Exception:  # noqa: BLE001 - best effort: Spark frees it later anyway
+        log.debug("could not release the blocks of a checkpointed frame", exc_info=True)
+
+
 class SparkConnection:
     """The DuckDB connection API the detection stages use, executed on ``spark`` (see the module docstring).
 
@@ -161,8 +175,7 @@ class SparkConnection:
         if df is None:
             return False
         self.spark.catalog.dropTempView(name)
-        if df.storageLevel.useMemory or df.storageLevel.useDisk:
-            df.unpersist()
+        release(df)
         return True
 
     def register(self, name: str, table: pa.Table) -> SparkConnection:
