@@ -160,3 +160,30 @@ async def test_a_scorer_with_no_cpu_left_is_sampled_before_shipping(gateway, mon
     worker.flush()
     assert worker.folded == worker.sent == 3300 - worker.shed_proxy
     assert "shed_in_proxy" in gw.metrics.render().decode()
+
+
+def test_the_scorer_process_publishes_the_same_evidence_as_inline_scoring():
+    """What the live proxy's scorer process sends back carries what inline scoring keeps: the coordination
+    eligibility included (without it, payment-link evidence never counted in the live proxy)."""
+    rows = []
+    for i in range(120):
+        row = _row(i, f"acct-{i % 3}")
+        if row["account_id"] == "acct-0":  # harvests long outputs: eligible for cross-account evidence
+            row = {**row, "completion_tokens": 6000, "max_tokens": 8192}
+        rows.append(row)
+    inline = OnlineFeatures()
+    for row in rows:
+        inline.observe(row)
+    inline.rescore_all()
+    scorer = build_scorer(load_policy(), background=True)  # the real scorer process, as the live proxy runs it
+    try:
+        for row in rows:
+            scorer.online.observe(row)
+        scorer.online.worker.flush()
+        assert inline.latest.get("acct-0").eligible and not inline.latest.get("acct-1").eligible
+        for account in ("acct-0", "acct-1", "acct-2"):  # (the worker rescores on its own schedule: n may lag)
+            live, kept = scorer.online.latest.get(account), inline.latest.get(account)
+            assert live is not None and live.eligible == kept.eligible, account
+            assert set(live.families) == set(kept.families), account
+    finally:
+        scorer.close()

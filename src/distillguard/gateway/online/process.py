@@ -249,8 +249,8 @@ class ScorerProcess:
             message = orjson.loads(line)
             kind = message[0]
             if kind == "scored":
-                self.owner.publish({a: Online(n, families, tuple(why)) for a, (n, families, why)
-                                    in message[1].items()})
+                self.owner.publish({a: Online(n, families, tuple(why), eligible=bool(eligible))
+                                    for a, (n, families, why, eligible) in message[1].items()})
             elif kind == "load":
                 self._load(message[1])
             elif kind == "flushed":

@@ -65,7 +65,7 @@ def _worker_main(in_fd: int, out_fd: int, config: dict[str, Any]) -> None:
                 evidence.add(account)
             else:
                 evidence.discard(account)
-        write(["scored", {a: [e.n, e.families, list(e.reasons)] for a, e in results.items()}])
+        write(["scored", {a: [e.n, e.families, list(e.reasons), e.eligible] for a, e in results.items()}])
 
     def report() -> None:
         nonlocal last_report
