@@ -210,11 +210,16 @@ def _evidence(con: duckdb.DuckDBPyConnection) -> dict[int, list[Evidence]]:
             JOIN _members ma ON ma.account_id = e.a JOIN _members mb ON mb.account_id = e.b AND mb.cid = ma.cid),
         touched AS (SELECT cid, kind, a AS account_id FROM inside UNION SELECT cid, kind, b FROM inside),
         size AS (SELECT cid, count(*) AS n FROM _members GROUP BY cid),
+        held AS (  -- phrasing is counted in stock phrases held by two or more members, not in LSH bands
+            SELECT account_id, CASE kind WHEN 'stock_phrase' THEN 'shared_phrasing' ELSE kind END AS kind, value
+            FROM _keys WHERE kind <> 'shared_phrasing'),
         keys AS (
-            SELECT m.cid, k.kind, count(DISTINCT k.value) AS v FROM _keys k
-            JOIN touched t ON t.account_id = k.account_id AND t.kind = k.kind
-            JOIN _members m ON m.account_id = k.account_id AND m.cid = t.cid
-            GROUP BY m.cid, k.kind),
+            SELECT cid, kind, count(*) FILTER (WHERE holders >= 2 OR kind <> 'shared_phrasing') AS v FROM (
+                SELECT m.cid, k.kind, k.value, count(*) AS holders FROM held k
+                JOIN touched t ON t.account_id = k.account_id AND t.kind = k.kind
+                JOIN _members m ON m.account_id = k.account_id AND m.cid = t.cid
+                GROUP BY m.cid, k.kind, k.value)
+            GROUP BY cid, kind),
         agg AS (SELECT cid, kind, count(DISTINCT account_id) AS n FROM touched GROUP BY cid, kind),
         jac AS (SELECT cid, kind, avg(weight) AS w FROM inside GROUP BY cid, kind)
         SELECT agg.cid, agg.kind, agg.n, coalesce(keys.v, 0), size.n, jac.w FROM agg

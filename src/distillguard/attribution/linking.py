@@ -36,7 +36,7 @@ KINDS: dict[str, tuple[float, str]] = {
     "batch_creation": (0.15, "identity"),  # signed up in one burst (consecutive gaps <= creation_gap_s)
     "shared_proxy_pool": (0.3, "identity"),  # rotating over the same set of /24s (weighted by Jaccard)
     "shared_template": (0.25, "behaviour"),
-    # stock phrases of one generator (signals/style.py); weighed per shared phrase, see PHRASE_WEIGHT
+    # stock phrases of one generator (signals/style.py): Jaccard of the accounts' phrase sets, see PHRASE_FULL
     "shared_phrasing": (0.35, "behaviour"),
     "synchronised_activity": (0.25, "behaviour"),
     # an institution or a customer shares these legitimately: they corroborate, never link alone
@@ -71,10 +71,18 @@ class LinkConfig:
 
 
 _IPV4_NET = "regexp_extract({col}, '^(\\d+\\.\\d+\\.\\d+)\\.\\d+$', 1)"
-SET_KINDS = ("synchronised_activity", "shared_proxy_pool")
-PHRASE_WEIGHT = 0.1  # per stock phrase two accounts share, up to the kind's weight ...
-PHRASE_ALONE = 4  # ... but below this many shared phrases, less than an edge on its own (min_edge): one task-style
-# instruction a customer happens to type the way a harvester's generator does must not link them
+SET_KINDS = ("synchronised_activity", "shared_proxy_pool", "shared_phrasing")
+# Phrasing is a set kind too: the set of stock phrases (``stock_phrase`` keys, informative ones only) an account's
+# prompts hold. Heavy users of one language share many common phrases by sheer volume, and two operations built
+# on the same public prompt sources share some; what one generator's accounts share is a large part of their
+# phrase *sets*. So the weight grows with the Jaccard of the sets, full at PHRASE_FULL (the set kinds' usual
+# min_jaccard), and pairs are proposed by finer LSH bands (32 x 2: pairs above ~0.2 are found) rather than by
+# every shared phrase (which proposed millions of pairs of heavy users at 1M exchanges).
+PHRASE_FULL = 0.3
+PHRASE_MIN = 0.05  # below this Jaccard a pair's phrasing counts for nothing
+PHRASE_ALONE = 4  # fewer shared phrases than this (estimated) stay below an edge on their own (min_edge): one
+# task-style instruction a customer happens to type the way a harvester's generator does must not link them
+PHRASE_BANDS, PHRASE_ROWS = 32, 2
 
 
 def net_sql(col: str) -> str:
@@ -111,7 +119,7 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, n
               FROM _clients
         UNION SELECT t.account_id, 'shared_template', t.fp::VARCHAR FROM _acct_tpl t JOIN _acct a USING (account_id)
               WHERE t.n >= 2 AND t.n >= {cfg.template_min_share} * a.n
-        UNION SELECT account_id, 'shared_phrasing', fp::VARCHAR FROM _acct_style
+        UNION SELECT account_id, 'stock_phrase', fp::VARCHAR FROM _acct_style
     """)
     # keep keys shared by >= 2 candidates where candidates are a large share of all holders
     con.execute(f"""
@@ -164,24 +172,40 @@ def _set_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, np.n
                                   cfg.sync_min_buckets),
         "shared_proxy_pool": ("SELECT c.node, hash(k.value) FROM _keys k JOIN _cand c USING (account_id)"
                               " WHERE k.kind = 'shared_ip_prefix'", cfg.pool_min_networks),
+        "shared_phrasing": ("SELECT c.node, hash(k.value) FROM _keys k JOIN _cand c USING (account_id)"
+                            " WHERE k.kind = 'stock_phrase'", 2),
     }
     out: dict[str, np.ndarray] = {}
     for kind, (sql, min_size) in sources.items():
         owner, element = con.execute(sql).fetchnumpy().values()
-        sig, has = minhash.signatures(np.asarray(owner, dtype=np.int64), np.asarray(element).astype(np.uint64),
-                                      len(names), min_size)
+        owner = np.asarray(owner, dtype=np.int64)
+        sig, has = minhash.signatures(owner, np.asarray(element).astype(np.uint64), len(names), min_size)
         out[kind] = np.where(has[:, None], sig, np.uint64(0))  # 0: no signature (a real minimum is 0 with odds 2^-64)
+        if kind == "shared_phrasing":  # set sizes, to estimate how many phrases a pair shares
+            out["phrase_count"] = np.bincount(owner, minlength=len(names)).astype(np.uint64)
         nodes = np.flatnonzero(has)
-        keys = minhash.band_keys(sig[nodes])
-        band = np.tile(np.arange(minhash.BANDS), len(nodes))
+        bands, rows = (PHRASE_BANDS, PHRASE_ROWS) if kind == "shared_phrasing" else (minhash.BANDS, minhash.ROWS)
+        keys = minhash.band_keys(sig[nodes], bands, rows)
+        band = np.tile(np.arange(bands), len(nodes))
         con.register("_bands_arrow", pa.table({
-            "account_id": pa.array([names[i] for i in np.repeat(nodes, minhash.BANDS)], pa.string()),
+            "account_id": pa.array([names[i] for i in np.repeat(nodes, bands)], pa.string()),
             "kind": pa.array([kind] * len(band), pa.string()),
             "value": pa.array([f"{b}:{k}" for b, k in zip(band.tolist(), keys.ravel().tolist(), strict=True)],
                               pa.string())}))
         con.execute("INSERT INTO _keys SELECT * FROM _bands_arrow")
         con.unregister("_bands_arrow")
     return out
+
+
+def phrase_factor(jac: np.ndarray, size_a: np.ndarray, size_b: np.ndarray, min_edge: float) -> np.ndarray:
+    """Share of the phrasing weight a pair earns: its phrase-set Jaccard over PHRASE_FULL (at most 1), nothing
+    below PHRASE_MIN, and less than an edge on its own while the pair shares fewer than PHRASE_ALONE phrases
+    (estimated from the Jaccard and the set sizes: ``|A & B| = J (|A| + |B|) / (1 + J)``)."""
+    weight = KINDS["shared_phrasing"][0]
+    factor = np.where(jac >= PHRASE_MIN, np.minimum(1.0, jac / PHRASE_FULL), 0.0)
+    shared = jac * (size_a + size_b) / (1.0 + jac)
+    few = shared < PHRASE_ALONE - 0.5
+    return np.where(few, np.minimum(factor, (min_edge - 0.05) / weight), factor)
 
 
 def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dict[str, np.ndarray]) -> None:
@@ -205,7 +229,7 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dic
         GROUP BY c.node, c.account_id
     """)
     con.execute("CREATE OR REPLACE TEMP TABLE _nkeys AS SELECT c.node, k.kind, k.value FROM _keys k "
-                "JOIN _cand c USING (account_id)")
+                "JOIN _cand c USING (account_id) WHERE k.kind <> 'stock_phrase'")  # phrases: by their LSH bands
     deg = cfg.circulant_degree
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _pairs AS
@@ -232,8 +256,8 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dic
     # One row per node with a list of values per kind makes this two 1:1 lookups per pair; joining the
     # keys themselves would let the planner start from the key self-join, the very clique product the
     # circulant avoids.
-    keyed = [k for k in KINDS if k not in (*SET_KINDS, "shared_ip_prefix", "shared_phrasing")]
-    lists = ", ".join(f"list(value) FILTER (WHERE kind = '{k}') AS {k}" for k in (*keyed, "shared_phrasing"))
+    keyed = [k for k in KINDS if k not in (*SET_KINDS, "shared_ip_prefix")]
+    lists = ", ".join(f"list(value) FILTER (WHERE kind = '{k}') AS {k}" for k in keyed)
     hits = ", ".join(f"coalesce(list_has_any(x.{k}, y.{k}), false) AS {k}" for k in keyed)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _wide AS SELECT node, {lists} FROM _nkeys GROUP BY node")
     con.execute("CREATE OR REPLACE TEMP TABLE _proposed AS SELECT DISTINCT a, b FROM _pairs")
@@ -245,23 +269,25 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dic
         SELECT a, b, kind FROM (UNPIVOT hit ON {", ".join(keyed)} INTO NAME kind VALUE shared) WHERE shared
         UNION ALL SELECT a, b, kind FROM _pairs WHERE kind = 'shared_ip_prefix'
     """)
-    # phrasing: weighed by how many stock phrases the pair shares (one common phrase is no link)
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE _phrases AS
-        SELECT p.a, p.b, len(list_intersect(x.shared_phrasing, y.shared_phrasing)) AS k FROM _proposed p
-        JOIN _wide x ON x.node = p.a JOIN _wide y ON y.node = p.b
-        WHERE x.shared_phrasing IS NOT NULL AND y.shared_phrasing IS NOT NULL""")
     # set kinds: the Jaccard estimated from the full MinHash signatures, for every proposed pair
     a, b = con.execute("SELECT a, b FROM _proposed").fetchnumpy().values()
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     jac = []
-    for kind, sig in signatures.items():
+    for kind in SET_KINDS:
+        sig = signatures.get(kind)
+        if sig is None:
+            continue
         both = (sig[a, 0] != 0) & (sig[b, 0] != 0)
         j = np.zeros(len(a))
         j[both] = minhash.jaccard(sig, a[both], b[both])
-        keep = j >= cfg.min_jaccard
+        if kind == "shared_phrasing":
+            factor = phrase_factor(j, signatures["phrase_count"][a].astype(np.float64),
+                                   signatures["phrase_count"][b].astype(np.float64), cfg.min_edge)
+        else:
+            factor = np.where(j >= cfg.min_jaccard, j, 0.0)
+        keep = factor > 0
         jac.append(pa.table({"a": a[keep], "b": b[keep], "kind": pa.array([kind] * int(keep.sum()), pa.string()),
-                             "jac": j[keep]}))
+                             "jac": factor[keep]}))
     con.register("_jac_arrow", pa.concat_tables(jac) if jac else
                  pa.table({"a": pa.array([], pa.int64()), "b": pa.array([], pa.int64()),
                            "kind": pa.array([], pa.string()), "jac": pa.array([], pa.float64())}))
@@ -269,11 +295,7 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dic
         CREATE OR REPLACE TEMP TABLE _edges AS
         WITH weighed AS (
             SELECT a, b, kind, CASE kind {weights} END AS weight FROM _shared
-            UNION ALL SELECT a, b, kind, (CASE kind {weights} END) * jac FROM _jac_arrow
-            UNION ALL SELECT a, b, 'shared_phrasing',
-                CASE WHEN k >= {PHRASE_ALONE} THEN least({KINDS["shared_phrasing"][0]}, {PHRASE_WEIGHT} * k)
-                     ELSE least({PHRASE_WEIGHT} * k, {cfg.min_edge} - 0.05) END
-                FROM _phrases WHERE k >= 2)
+            UNION ALL SELECT a, b, kind, (CASE kind {weights} END) * jac FROM _jac_arrow)
         SELECT least(ca.account_id, cb.account_id) AS a, greatest(ca.account_id, cb.account_id) AS b, p.kind,
                p.weight
         FROM weighed p JOIN _cohort ca ON ca.node = p.a JOIN _cohort cb ON cb.node = p.b
@@ -288,5 +310,5 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dic
         HAVING sum(weight) >= {cfg.min_edge}
            AND sum(CASE WHEN kind IN ({infra}) THEN 0 ELSE weight END) >= {cfg.min_strong}
     """)
-    for name in ("_pairs", "_proposed", "_shared", "_wide", "_nkeys", "_cohort", "_phrases"):
+    for name in ("_pairs", "_proposed", "_shared", "_wide", "_nkeys", "_cohort"):
         con.execute(f"DROP TABLE {name}")

@@ -54,13 +54,19 @@ def signatures(owner: np.ndarray, element: np.ndarray, n_owners: int, min_size: 
     return sig, has
 
 
-def band_keys(sig: np.ndarray) -> np.ndarray:
-    """``(n, BANDS)`` LSH keys: owners agreeing on all ``ROWS`` values of a band share that band's key."""
-    bands = sig.reshape(len(sig), BANDS, ROWS)
-    key = np.zeros((len(sig), BANDS), dtype=np.uint64)
+def band_keys(sig: np.ndarray, bands: int = BANDS, rows: int = ROWS) -> np.ndarray:
+    """``(n, bands)`` LSH keys: owners agreeing on all ``rows`` values of a band share that band's key.
+
+    ``bands * rows`` must be :data:`PERMS`. A pair of Jaccard ``J`` shares at least one key with probability
+    ``1 - (1 - J**rows)**bands``: 16 x 4 proposes mostly pairs above ~0.5, 32 x 2 those above ~0.2.
+    """
+    if bands * rows != PERMS:
+        raise ValueError(f"bands x rows must be {PERMS}, got {bands} x {rows}")
+    view = sig.reshape(len(sig), bands, rows)
+    key = np.zeros((len(sig), bands), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for r in range(ROWS):
-            key = key * np.uint64(0x100000001B3) ^ bands[:, :, r]
+        for r in range(rows):
+            key = key * np.uint64(0x100000001B3) ^ view[:, :, r]
     return _mix(key)
 
 
