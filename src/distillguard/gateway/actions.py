@@ -61,6 +61,9 @@ class Flow:
     refusal: tuple[int, bytes, dict[str, str]] | None = None  # (status, OpenAI error body, headers)
     changes: list[str] = field(default_factory=list)
     api: str = "chat"  # chat (chat.completions bodies) | responses (Responses API bodies)
+    # the trace defence this exchange gets whatever the tier says (a resistance profile's, set before the request
+    # is applied): replaces the tier's reasoning mode when the decision perturbs, and applies alone when it does not
+    reasoning: str | None = None
 
 
 class Action:
@@ -79,7 +82,7 @@ class Action:
     @classmethod
     def from_policy(cls, tier: Tier | None, policy: Policy) -> Self:
         """The action of ``tier`` (None: the engine's neutral action, for decisions no tier made)."""
-        return cls(policy.perturb)
+        return cls(policy.perturb_for(tier))
 
     def decide(self, decision: Decision, tier: Tier) -> None:
         """Complete an enforced decision of ``tier``: ``decision.status`` (the gateway refuses with it) and
@@ -96,8 +99,36 @@ class Action:
             if flow.response is None:
                 flow.refusal = decision.error()
             return
+        p = self.defences(decision, flow.reasoning)
+        if p is not None:
+            degrade(p, flow)
+
+    def defences(self, decision: Decision, reasoning: str | None = None) -> Perturb | None:
+        """The output defences :meth:`apply` gives an exchange of ``decision`` (None: none, its bytes untouched).
+
+        ``reasoning`` (:attr:`Flow.reasoning`) overrides the trace defence: with a perturbing decision it replaces
+        the tier's mode, without one it applies alone (nothing else of the request or the answer changes)."""
+        if not decision.enforced or decision.status is not None:
+            return None
         if decision.perturb:
-            degrade(self.perturb, flow)
+            if reasoning is None or reasoning == self.perturb.reasoning:
+                return self.perturb
+            return dataclasses.replace(self.perturb, reasoning=reasoning)
+        if reasoning is None or reasoning == "keep":
+            return None
+        return reasoning_only(reasoning, self.perturb.summary_chars)
+
+    def reasoning(self, decision: Decision, flow: Flow) -> str:
+        """The trace defence this exchange gets: keep | withhold | summarise | restructure."""
+        p = self.defences(decision, flow.reasoning)
+        return p.reasoning if p is not None else "keep"
+
+
+def reasoning_only(mode: str, summary_chars: int = 160) -> Perturb:
+    """Output defences that rewrite the reasoning trace and nothing else (log-probabilities, ``n`` and token caps
+    left as the client asked)."""
+    return Perturb(reasoning=mode, summary_chars=summary_chars, strip_logprobs=False, max_n=1 << 62,
+                   max_tokens_cap=None)
 
 
 def degrade(p: Perturb, flow: Flow) -> None:
@@ -306,4 +337,4 @@ def _require(ok: bool, rule: str) -> None:
 
 
 __all__ = ["ACTIONS", "Action", "ActionError", "Allow", "Block", "Degrade", "Flow", "Throttle", "action_class",
-           "build_action", "check_action", "degrade", "register_action", "registered_actions"]
+           "build_action", "check_action", "degrade", "reasoning_only", "register_action", "registered_actions"]

@@ -1,8 +1,9 @@
 """Output defences for suspected accounts: what a distiller wants most is withheld or degraded.
 
-Reasoning traces are withheld or cut to a short summary, log-probabilities are
-stripped and fan-out (``n``) capped. Only accounts the policy marks for
-perturbation pass through here; everyone else's bytes are forwarded untouched.
+Reasoning traces are withheld, cut to a short summary or restructured (self-talk removed, the conclusion stated
+first: :func:`distillguard.resist.text.restructure_trace`; the answer is never touched), log-probabilities are
+stripped and fan-out (``n``) capped. Only accounts the policy marks for perturbation (or a resistance profile gives
+a trace defence) pass through here; everyone else's bytes are forwarded untouched.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import orjson
 
 from distillguard.gateway.policy import Perturb
 from distillguard.gateway.sse import EventSplitter, data_of
+from distillguard.resist.gateway_text import StreamRestructurer
+from distillguard.resist.text import restructure_trace
 
 _REASONING_KEYS = ("reasoning_content", "reasoning")
 SUMMARY_MARK = " [reasoning summarised]"
@@ -56,6 +59,8 @@ def _message(message: dict[str, Any], p: Perturb) -> None:
             del message[key]
         elif p.reasoning == "summarise":
             message[key] = summarise(value, p.summary_chars)
+        elif p.reasoning == "restructure":
+            message[key] = restructure_trace(value)
 
 
 def perturb_response(body: dict[str, Any], p: Perturb) -> None:
@@ -70,19 +75,29 @@ def perturb_response(body: dict[str, Any], p: Perturb) -> None:
 
 
 class StreamPerturber:
-    """Rewrites SSE events one at a time: reasoning deltas are dropped, or kept until the summary budget."""
+    """Rewrites SSE events one at a time: reasoning deltas are dropped, or kept until the summary budget.
+
+    ``restructure``: the events (log-probabilities stripped) go on through a
+    :class:`~distillguard.resist.gateway_text.StreamRestructurer`, which holds the reasoning deltas back and sends
+    the rewritten trace as one delta just before the answer starts (or the choice finishes, or the stream ends).
+    """
 
     def __init__(self, p: Perturb) -> None:
         self.p = p
         self.splitter = EventSplitter()
         self.reasoning_sent = 0
+        self.restructurer = StreamRestructurer() if p.reasoning == "restructure" else None
 
     def feed(self, chunk: bytes) -> bytes:
-        return b"".join(self._event(event) for event in self.splitter.feed(chunk))
+        out = b"".join(self._event(event) for event in self.splitter.feed(chunk))
+        return self.restructurer.feed(out) if self.restructurer is not None else out
 
     def close(self) -> bytes:
         rest = self.splitter.rest()
-        return self._event(rest) if rest.strip() else b""
+        out = self._event(rest) if rest.strip() else b""
+        if self.restructurer is not None:
+            return self.restructurer.feed(out) + self.restructurer.close()
+        return out
 
     def _event(self, event: bytes) -> bytes:
         data = data_of(event)
@@ -108,7 +123,7 @@ class StreamPerturber:
             if not isinstance(value, str):
                 continue
             room = self.p.summary_chars - self.reasoning_sent if self.p.reasoning == "summarise" else 0
-            if self.p.reasoning == "keep":
+            if self.p.reasoning in ("keep", "restructure"):  # restructure: the StreamRestructurer's job
                 continue
             if room <= 0:
                 del delta[key]
@@ -161,8 +176,19 @@ def _strip_output_logprobs(item: dict[str, Any]) -> None:
             part["logprobs"] = []
 
 
+def _restructure_item(item: dict[str, Any]) -> None:
+    """A reasoning item with every summary and reasoning-text part restructured (no encrypted content)."""
+    for key in ("summary", "content"):
+        parts = item.get(key)
+        for part in parts if isinstance(parts, list) else []:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                part["text"] = restructure_trace(part["text"])
+    item.pop("encrypted_content", None)
+
+
 def perturb_responses_response(body: dict[str, Any], p: Perturb) -> None:
-    """Edit a Responses API ``Response`` in place: reasoning items removed (or cut to a summary), logprobs stripped."""
+    """Edit a Responses API ``Response`` in place: reasoning items removed (or cut to a summary, or restructured),
+    logprobs stripped."""
     output = body.get("output")
     if not isinstance(output, list):
         return
@@ -174,6 +200,10 @@ def perturb_responses_response(body: dict[str, Any], p: Perturb) -> None:
             continue
         if item.get("type") == "reasoning" and p.reasoning != "keep":
             if p.reasoning == "withhold":
+                continue
+            if p.reasoning == "restructure":
+                _restructure_item(item)
+                kept.append(item)
                 continue
             text = _reasoning_summary(item)
             cut = summarise(text, budget) if text and budget > 0 else ""
@@ -189,6 +219,11 @@ _REASONING_EVENTS = ("response.reasoning_summary_part.", "response.reasoning_sum
                      "response.reasoning_text.")
 _RESPONSE_EVENTS = frozenset({"response.created", "response.queued", "response.in_progress", "response.completed",
                               "response.incomplete", "response.failed"})
+_RESPONSE_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# restructure mode: the delta events held back, and the .done event of each (-> the delta type it releases)
+_RESTRUCTURED_DELTAS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
+_RESTRUCTURED_DONE = {"response.reasoning_summary_text.done": "response.reasoning_summary_text.delta",
+                      "response.reasoning_text.done": "response.reasoning_text.delta"}
 
 
 class ResponsesStreamPerturber:
@@ -197,16 +232,22 @@ class ResponsesStreamPerturber:
     ``withhold``: reasoning output items and every event about them are dropped, the later items' ``output_index``
     renumbered (the SDKs index their snapshot by it) and ``sequence_number`` kept contiguous; the ``response``
     objects of lifecycle events lose their reasoning items. ``summarise``: summary deltas are cut to the summary
-    budget, raw reasoning text (``response.reasoning_text.*``) and encrypted content dropped. Log-probabilities are
-    emptied when the policy strips them.
+    budget, raw reasoning text (``response.reasoning_text.*``) and encrypted content dropped. ``restructure``: the
+    deltas of each summary part and reasoning text are held back and sent as one delta carrying the restructured
+    text just before their ``.done`` event (or the item's ``output_item.done``, the response's end, the stream's
+    end); ``.done`` events, parts, items and lifecycle responses carry the same restructured text, and
+    ``sequence_number`` stays contiguous. Log-probabilities are emptied when the policy strips them.
     """
 
     def __init__(self, p: Perturb) -> None:
         self.p = p
         self.splitter = EventSplitter()
         self.dropped: list[int] = []  # upstream output indices of withheld items, ascending
-        self.reasoning: set[int] = set()  # upstream output indices of reasoning items (summarise mode)
+        self.reasoning: set[int] = set()  # upstream output indices of reasoning items (summarise, restructure)
         self.sent: dict[tuple[int, int], str] = {}  # (output_index, summary_index) -> summary text sent
+        # restructure: (output_index, delta event type, summary/content index) -> (first delta event, deltas)
+        self.held: dict[tuple[int, str, int], tuple[dict[str, Any], list[str]]] = {}
+        self.before: list[dict[str, Any]] = []  # events to send before the one being rewritten
         self.budget = p.summary_chars
         self.sequence = 0
 
@@ -215,7 +256,9 @@ class ResponsesStreamPerturber:
 
     def close(self) -> bytes:
         rest = self.splitter.rest()
-        return self._event(rest) if rest.strip() else b""
+        out = self._event(rest) if rest.strip() else b""
+        self._release_all()  # a stream that ended without its .done events: the held reasoning last
+        return out + self._emit_before()
 
     def _index(self, index: int) -> int:
         return index - sum(1 for d in self.dropped if d < index)
@@ -230,17 +273,28 @@ class ResponsesStreamPerturber:
             return event + b"\n\n"
         if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
             return event + b"\n\n"
-        if not self._rewrite(obj):
-            return b""
+        keep = self._rewrite(obj)
+        out = self._emit_before()
+        return out + self._emit(obj) if keep else out
+
+    def _emit(self, obj: dict[str, Any]) -> bytes:
         if "sequence_number" in obj:
             obj["sequence_number"] = self.sequence
             self.sequence += 1
         return b"event: " + obj["type"].encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
 
+    def _emit_before(self) -> bytes:
+        if not self.before:
+            return b""
+        events, self.before = self.before, []
+        return b"".join(self._emit(obj) for obj in events)
+
     def _rewrite(self, obj: dict[str, Any]) -> bool:
         """Edit one event in place; False: drop it."""
         kind, p = obj["type"], self.p
         if kind in _RESPONSE_EVENTS:
+            if kind in _RESPONSE_ENDS:
+                self._release_all()
             if isinstance(obj.get("response"), dict):
                 self._response(obj["response"])
             return True
@@ -256,6 +310,8 @@ class ResponsesStreamPerturber:
             if index in self.dropped:
                 return False
             if index in self.reasoning:
+                if p.reasoning == "restructure":
+                    return self._restructure(obj, kind, index)
                 return self._summarise(obj, kind, index)
             obj["output_index"] = self._index(index)
         if p.strip_logprobs:
@@ -294,6 +350,48 @@ class ResponsesStreamPerturber:
             _summary_item(obj["item"], text)
         return True
 
+    def _restructure(self, obj: dict[str, Any], kind: str, index: int) -> bool:
+        """Restructure mode, an event about a reasoning item: deltas held back, released restructured as one delta
+        before their ``.done``; every full text restructured."""
+        obj["output_index"] = self._index(index)
+        slot_key = "summary_index" if kind.startswith("response.reasoning_summary") else "content_index"
+        value = obj.get(slot_key)
+        slot = value if isinstance(value, int) else 0
+        if kind in _RESTRUCTURED_DELTAS:
+            delta = obj.get("delta")
+            held = self.held.setdefault((index, kind, slot), (obj, []))
+            held[1].append(delta if isinstance(delta, str) else "")
+            return False
+        if kind in _RESTRUCTURED_DONE:
+            text = obj.get("text")
+            self._release((index, _RESTRUCTURED_DONE[kind], slot), text if isinstance(text, str) else None)
+            if isinstance(text, str):
+                obj["text"] = restructure_trace(text)
+            return True
+        if kind == "response.output_item.done":
+            for key in [k for k in self.held if k[0] == index]:
+                self._release(key)
+        part = obj.get("part")
+        if isinstance(part, dict) and isinstance(part.get("text"), str):
+            part["text"] = restructure_trace(part["text"])
+        item = obj.get("item")
+        if isinstance(item, dict) and item.get("type") == "reasoning":
+            _restructure_item(item)
+        return True
+
+    def _release(self, key: tuple[int, str, int], text: str | None = None) -> None:
+        """The held deltas of one text as one delta (restructured ``text``, default: the deltas joined)."""
+        held = self.held.pop(key, None)
+        if held is None:
+            return
+        event, parts = held
+        event["delta"] = restructure_trace("".join(parts) if text is None else text)
+        self.before.append(event)
+
+    def _release_all(self) -> None:
+        for key in sorted(self.held):
+            self._release(key)
+
     def _response(self, response: dict[str, Any]) -> None:
         output = response.get("output")
         if not isinstance(output, list):
@@ -303,7 +401,10 @@ class ResponsesStreamPerturber:
             if isinstance(item, dict) and item.get("type") == "reasoning" and self.p.reasoning != "keep":
                 if self.p.reasoning == "withhold":
                     continue
-                _summary_item(item, "".join(v for (j, _), v in sorted(self.sent.items()) if j == i))
+                if self.p.reasoning == "restructure":
+                    _restructure_item(item)
+                else:
+                    _summary_item(item, "".join(v for (j, _), v in sorted(self.sent.items()) if j == i))
             elif isinstance(item, dict) and item.get("type") == "message" and self.p.strip_logprobs:
                 _strip_output_logprobs(item)
             kept.append(item)

@@ -11,7 +11,7 @@ than a stack trace when the gateway starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, overload
@@ -24,7 +24,7 @@ from distillguard.errors import DistillguardError
 ACTIONS = ("allow", "throttle", "perturb", "block")  # the built-in actions; plug-ins register more (gateway.actions)
 MODES = ("shadow", "enforce")
 FAIL_MODES = ("open", "closed")
-REASONING_MODES = ("keep", "withhold", "summarise")
+REASONING_MODES = ("keep", "withhold", "summarise", "restructure")  # restructure: distillguard.resist.text
 
 
 class PolicyError(DistillguardError, ValueError):
@@ -42,7 +42,7 @@ class PolicyError(DistillguardError, ValueError):
 class Perturb:
     """Output defences for suspected accounts; legitimate traffic never passes through these."""
 
-    reasoning: str = "withhold"  # keep | withhold | summarise
+    reasoning: str = "withhold"  # keep | withhold | summarise | restructure (conclusion first, no self-talk)
     summary_chars: int = 160
     strip_logprobs: bool = True
     max_n: int = 1
@@ -61,6 +61,7 @@ class Tier:
     burst: float = 1.0  # seconds of budget that may be spent at once
     perturb: bool = False  # also apply output defences (throttle + perturb)
     shadow: bool | None = None  # overrides the global mode for this tier
+    reasoning: str | None = None  # overrides perturb.reasoning for this tier's perturbed exchanges
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,12 @@ class Policy:
 
     def is_shadow(self, tier: Tier) -> bool:
         return tier.shadow if tier.shadow is not None else self.mode == "shadow"
+
+    def perturb_for(self, tier: Tier | None) -> Perturb:
+        """The output defences of ``tier``: ``perturb``, with the tier's own ``reasoning`` when it sets one."""
+        if tier is None or tier.reasoning is None or tier.reasoning == self.perturb.reasoning:
+            return self.perturb
+        return replace(self.perturb, reasoning=tier.reasoning)
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -180,7 +187,7 @@ def _tier(reader: _Reader) -> Tier:
                                       "`min_risk: X` with `verdict: allow|watch|throttle|block` and put thresholds "
                                       "in the `decide:` section (see docs/gateway.md)")
     reader.check_keys({"name", "verdict", "action", "requests_per_minute", "tokens_per_minute", "burst_seconds",
-                       "perturb", "shadow"})
+                       "perturb", "shadow", "reasoning"})
     name = reader.get("name", str)
     if not name:
         raise reader.fail("name", "required")
@@ -196,7 +203,9 @@ def _tier(reader: _Reader) -> Tier:
                 requests_per_minute=reader.positive("requests_per_minute"),
                 tokens_per_minute=reader.positive("tokens_per_minute"),
                 burst=reader.positive("burst_seconds", 1.0), perturb=reader.get("perturb", bool, False),
-                shadow=reader.get("shadow", bool))
+                shadow=reader.get("shadow", bool),
+                reasoning=reader.choice("reasoning", REASONING_MODES, "keep")
+                if reader.get("reasoning", str) is not None else None)
 
 
 def parse_policy(text: str, source: str) -> Policy:
