@@ -68,7 +68,9 @@ from distillguard.gateway.perturb import (
     perturb_response,
     perturb_responses_response,
 )
+from distillguard.gateway.policy import Perturb
 from distillguard.gateway.records import Recorder, finish_record, new_record, record_row
+from distillguard.gateway.resistance import Resistance, upstream_body
 from distillguard.gateway.sse import EventFramer, ResponsesRecorder, StreamRecorder, chat_error_event
 from distillguard.gateway.upstream import (
     HttpxUpstream,
@@ -81,11 +83,13 @@ from distillguard.gateway.upstream import (
     check_header,
 )
 from distillguard.model import FieldError
+from distillguard.resist.directive import VLLM_XARGS, strip_client_directive
 
 if TYPE_CHECKING:
     from distillguard.gateway.online import ScorerProcess
     from distillguard.gateway.server import ConnectionGuard
     from distillguard.gateway.spool import Spool
+    from distillguard.resist.profile import ResistanceProfile
 
 log = logging.getLogger("distillguard.gateway")
 
@@ -94,10 +98,12 @@ class Gateway:
     def __init__(self, upstream: str, engine: Engine, *, keys: dict[str, str] | None = None,
                  spool: Spool | None = None, upstream_api_key: str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None, trust_forwarded: bool = False,
-                 flush_every_s: float = 5.0) -> None:
+                 flush_every_s: float = 5.0, resistance: ResistanceProfile | None = None) -> None:
         self.upstream = upstream.rstrip("/")
         self.engine = engine
         self.policy = engine.policy
+        # the distillation-resistance profile: trace defence, engine directive, record (gateway/resistance.py)
+        self.resistance = Resistance(resistance, self.policy) if resistance is not None else None
         if upstream_api_key:
             try:
                 check_header("authorization", f"Bearer {upstream_api_key}")
@@ -345,13 +351,18 @@ class Gateway:
         decision = await self.admission.decide(req, account, record.get("org_id"), row, now_ms)
         flow = Flow(request=request, api=api)
         action = self.engine.action_for(decision)
+        if self.resistance is not None:
+            self.resistance.prepare(decision, flow)  # the profile's trace defence for the verdict
         action.apply(decision, flow)
         if flow.refusal is not None:
             status, body, refusal_headers = flow.refusal
             await send_full(send, status, body, "application/json", refusal_headers)
             self.recorder.record(record, decision, None, status, started, row)
             return
-        content = orjson.dumps(request) if flow.changes else raw
+        # the engine directive goes upstream only (a copy of the request; a client's own directive removed), the
+        # record gets the profile's "resistance" object
+        sent, directed = upstream_body(request, headers, self.resistance, decision, action, flow, record)
+        content = orjson.dumps(sent) if flow.changes or directed else raw
         # the request was edited in place: the stored exchange has the edited one (flattened again)
         request_row = None if flow.changes else row
         note = None
@@ -379,7 +390,7 @@ class Gateway:
         except orjson.JSONDecodeError:
             pass
         out = body
-        if response is not None and decision.perturb and resp.status == 200:
+        if response is not None and resp.status == 200 and action.defences(decision, flow.reasoning) is not None:
             delivered = orjson.loads(body)
             flow.response = delivered
             action.apply(decision, flow)
@@ -475,20 +486,30 @@ class Gateway:
             status, error, refusal_headers = decision.error()
             await send_full(send, status, error, "application/json", refusal_headers)
             return
-        if decision.perturb and family == "completions" and request is not None \
-                and perturb_request(request, self.policy.perturb):
-            body = orjson.dumps(request)
+        action = self.engine.action_for(decision)
+        override = self.resistance.reasoning(decision) if self.resistance is not None else None
+        p = action.defences(decision, override)  # the output defences chat and Responses exchanges would get
+        if request is not None:  # not recorded: edited in place
+            edited = strip_client_directive(request)  # a directive is the gateway's to send, never the client's
+            if p is not None and family == "completions":
+                edited |= bool(perturb_request(request, p))
+            if family == "completions" and self.resistance is not None:  # legacy completions are generations too
+                before = request.get(VLLM_XARGS)
+                self.resistance.on_request(decision, request, headers)
+                edited |= request.get(VLLM_XARGS) != before
+            if edited:
+                body = orjson.dumps(request)
         try:
             resp = await self._upstream(req.method, path + query, body, headers)
-            await self._relay(resp, send, family if decision.perturb else None)
+            await self._relay(resp, send, family if p is not None else None, p)
         except Reject as exc:
             self.admission.refusal(req, exc, scope)
             await send_reject(send, exc, param=False)
 
-    async def _relay(self, resp: Response, send: Send, perturb_family: str | None) -> None:
+    async def _relay(self, resp: Response, send: Send, perturb_family: str | None, p: Perturb | None = None) -> None:
         """A pass-through answer: errors wrapped, stored responses and completions of perturbed accounts perturbed
         (a stored Response holds reasoning items too), everything else streamed through as it comes."""
-        p = self.policy.perturb
+        p = p if p is not None else self.policy.perturb
         ctype = resp.content_type
         if resp.status >= 400 or (perturb_family in ("responses", "chat") and resp.status == 200
                                   and not ctype.startswith("text/event-stream")):

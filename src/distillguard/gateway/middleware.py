@@ -10,6 +10,12 @@ Requests to ``paths`` (chat completions and the Responses API by default) are de
 before the app sees them (refusals are answered here, in OpenAI format); responses of
 perturbed accounts are rewritten on the way out, streamed or not (Responses: reasoning
 items and events removed). Everything else passes through untouched.
+
+With ``resistance=load_profile("resistance.yaml")`` the app (the model server, e.g. vLLM's own ASGI app) gets the
+engine directive of :mod:`distillguard.resist.directive` (``X-DistillGuard-Resist`` header and/or
+``vllm_xargs``, as the profile's transport says) and the profile's trace defence applies (see
+:mod:`distillguard.gateway.resistance`). A client's own ``X-DistillGuard-Resist`` header is removed from every
+request, and its ``vllm_xargs`` directive from the decided ones.
 """
 
 from __future__ import annotations
@@ -25,8 +31,11 @@ from distillguard.gateway.actions import Action, Flow
 from distillguard.gateway.asgi import CHAT, RESPONSES, header, key_id, send_full
 from distillguard.gateway.engine import Decision, Engine
 from distillguard.gateway.records import finish_record, new_record, record_row
+from distillguard.gateway.resistance import Resistance, upstream_body
 from distillguard.gateway.sse import ResponsesRecorder, StreamRecorder
 from distillguard.model import FieldError
+from distillguard.resist.directive import HEADER
+from distillguard.resist.profile import ResistanceProfile
 
 AccountOf = Callable[[dict[str, Any]], str | None]
 
@@ -46,13 +55,17 @@ def bearer_account(keys: dict[str, str] | None = None) -> AccountOf:
 
 class DistillGuardMiddleware:
     def __init__(self, app: Any, engine: Engine, account: AccountOf | None = None,
-                 paths: tuple[str, ...] = (CHAT, RESPONSES)) -> None:
+                 paths: tuple[str, ...] = (CHAT, RESPONSES), resistance: ResistanceProfile | None = None) -> None:
         self.app = app
         self.engine = engine
         self.account = account or bearer_account()
         self.paths = paths
+        self.resistance = Resistance(resistance, engine.policy) if resistance is not None else None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and any(k == _HEADER for k, _ in scope.get("headers") or ()):
+            # the directive is ours to send: a client's never reaches the app
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != _HEADER]}
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
@@ -91,17 +104,28 @@ class DistillGuardMiddleware:
         decision = await self.engine.decide(record["id"], account, None, row, now_ms)
         flow = Flow(request=request, api=api)
         action = self.engine.action_for(decision)
+        if self.resistance is not None:
+            self.resistance.prepare(decision, flow)
         action.apply(decision, flow)
         if flow.refusal is not None:
             status, body, headers = flow.refusal
             await send_full(send, status, body, "application/json", headers)
             await self.engine.complete(decision, finish_record(record, decision, None, status, started))
             return
-        body = orjson.dumps(request) if flow.changes else raw
-        out = _Capture(send, flow, decision.perturb, action, decision)
+        directive: dict[str, str] = {}
+        sent, directed = upstream_body(request, directive, self.resistance, decision, action, flow, record)
+        body = orjson.dumps(sent) if flow.changes or directed else raw
+        if directive:
+            scope = {**scope, "headers": [*scope.get("headers", ()),
+                                          *((k.encode(), v.encode()) for k, v in directive.items())]}
+        defended = action.defences(decision, flow.reasoning) is not None
+        out = _Capture(send, flow, defended, action, decision)
         await self.app(scope, _replay(body, receive), out.send)
         response = out.recorder.response() if out.streaming else out.parsed()
         await self.engine.complete(decision, finish_record(record, decision, response, out.status, started))
+
+
+_HEADER = HEADER.encode()
 
 
 def _replay(body: bytes, receive: Callable[[], Any]) -> Callable[[], Any]:
