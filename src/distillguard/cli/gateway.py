@@ -16,7 +16,7 @@ from distillguard.cli._common import console, fail
 
 _SERVE_OPTIONS = ("upstream", "policy_path", "keys", "state", "accounts", "detections", "store", "audit", "host",
                   "port", "upstream_key_env", "trust_forwarded", "flush_every", "fsync_ms", "no_online", "intel",
-                  "group_key", "group", "limits", "online_shed")
+                  "group_key", "group", "limits", "online_shed", "resistance")
 _LIMIT_OPTIONS = ("header_timeout", "body_timeout", "keep_alive_timeout", "max_connections",
                   "max_connections_per_client")
 
@@ -90,6 +90,13 @@ def _attach_intel(scorer, intel: tuple[str, ...], group_key: str | None, group: 
     console.print(f"intel: {len(scorer.intel)} indicator(s) from {len(intel)} bundle(s), matched per request")
 
 
+def _resistance_option(f):
+    return click.option("--resistance", type=click.Path(dir_okay=False),
+                        help="distillation-resistance profile (docs/resistance.md): trace defence per verdict, the "
+                             "engine directive (antidistillation, watermark key) on upstream requests, the key id "
+                             "recorded per exchange")(f)
+
+
 @click.group(invoke_without_command=True)
 @click.option("--upstream", help="OpenAI-compatible base URL to forward to, e.g. http://127.0.0.1:8000")
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False), help="policy YAML (default: shadow mode)")
@@ -110,6 +117,7 @@ def _attach_intel(scorer, intel: tuple[str, ...], group_key: str | None, group: 
 @click.option("--online-shed", type=click.Choice(["sample", "off"]), default="sample", show_default=True,
               help="when online scoring falls behind: sample the exchanges of accounts without evidence (counted, "
                    "audited, named in their decisions), or fold everything until the buffer is full")
+@_resistance_option
 @_intel_options
 @server_limit_options()
 @click.pass_context
@@ -132,10 +140,28 @@ def _load_policy(path: str | None):
         fail(str(exc))
 
 
+def _load_resistance(path: str | None):
+    """The resistance profile, or None; a bad one fails the command with file:line: field: reason (exit 1)."""
+    if not path:
+        return None
+    from distillguard.resist.profile import ProfileError, load_profile
+
+    try:
+        profile = load_profile(path)
+    except ProfileError as exc:
+        fail(str(exc))
+    watermark = (f"watermark key {profile.watermark_key} ({profile.apply_to})" if profile.watermark_key
+                 else "no watermark")
+    console.print(f"resistance profile {profile.name} (format {profile.version}, {profile.source}): {watermark}, "
+                  f"directive by {profile.transport}", markup=False, highlight=False)
+    return profile
+
+
 def _serve(upstream: str, policy_path: str | None, keys: str | None, state: str, accounts: str | None,
            detections: str | None, store: str, audit: str, host: str, port: int, upstream_key_env: str,
            trust_forwarded: bool, flush_every: float, fsync_ms: float, no_online: bool, intel: tuple[str, ...] = (),
-           group_key: str | None = None, group: str | None = None, limits=None, online_shed: str = "sample") -> None:
+           group_key: str | None = None, group: str | None = None, limits=None, online_shed: str = "sample",
+           resistance: str | None = None) -> None:
     from distillguard.gateway import server
     from distillguard.gateway.app import Gateway
     from distillguard.gateway.audit import AuditLog
@@ -146,6 +172,7 @@ def _serve(upstream: str, policy_path: str | None, keys: str | None, state: str,
     from distillguard.store import Store
 
     policy = _load_policy(policy_path)
+    profile = _load_resistance(resistance)
     try:
         key_map = load_keys(keys) if keys else None
         account_info = load_accounts(accounts) if accounts else None
@@ -165,7 +192,7 @@ def _serve(upstream: str, policy_path: str | None, keys: str | None, state: str,
     engine = Engine(policy, scorer, state=backend, accounts=account_info, audit=AuditLog(audit, fsync_ms=fsync_ms))
     try:
         app = Gateway(upstream, engine, keys=key_map, spool=spool, upstream_api_key=os.environ.get(upstream_key_env),
-                      trust_forwarded=trust_forwarded, flush_every_s=flush_every)
+                      trust_forwarded=trust_forwarded, flush_every_s=flush_every, resistance=profile)
     except ValueError as exc:
         fail(f"{upstream_key_env}: {exc}")
     console.print(f"gateway on http://{host}:{port} -> {upstream} (policy {policy.source}, mode {policy.mode}, "
@@ -208,16 +235,22 @@ def _derive():
                    "30m) and score with its latest run, as a deployment does on the gateway's spool")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="output directory")
 @click.option("--no-online", is_flag=True, help="score from batch detections only")
+@_resistance_option
 @_intel_options
 def replay_command(logs: tuple[str, ...], accounts: str | None, policy_path: str | None, detections: str | None,
                    context_path: str | None, decisions_path: str | None, detect_every: str | None, out: str,
-                   no_online: bool, intel: tuple[str, ...], group_key: str | None, group: str | None) -> None:
-    """Backtest a policy on recorded canonical exchanges (timestamp order, recorded time)."""
+                   no_online: bool, resistance: str | None, intel: tuple[str, ...], group_key: str | None,
+                   group: str | None) -> None:
+    """Backtest a policy on recorded canonical exchanges (timestamp order, recorded time).
+
+    With --resistance, decisions.csv also says what each exchange would have been served with (antidistillation
+    strength, watermark key, trace defence)."""
     from distillguard.gateway.config import ConfigError, build_scorer, load_accounts
     from distillguard.gateway.engine import Engine
     from distillguard.gateway.replay import replay
 
     policy = _load_policy(policy_path)
+    profile = _load_resistance(resistance)
     try:
         account_info = load_accounts(accounts) if accounts else None
         scorer = build_scorer(policy, detections, online=not no_online, accounts=account_info,
@@ -234,12 +267,17 @@ def replay_command(logs: tuple[str, ...], accounts: str | None, policy_path: str
         if every_ms is None:
             fail(f"--detect-every: expected a duration such as 6h, 30m or 1d, got {detect_every!r}", 2)
         detect = PeriodicDetection(every_ms, Path(out) / "periodic", Path(accounts) if accounts else None)
-    report = asyncio.run(replay(logs, engine, Path(out), detect=detect))
+    report = asyncio.run(replay(logs, engine, Path(out), detect=detect, resistance=profile))
     if detect is not None:
         console.print(f"batch detection ran {detect.runs} time(s) during the replay ({Path(out) / 'periodic'})")
     restricted = sum(1 for s in report.accounts.values() if s.first_restricted is not None)
     console.print(f"replayed {report.exchanges:,} exchanges from {len(report.accounts):,} accounts "
                   f"({restricted:,} reached throttle or block) -> {out}/decisions.csv, {out}/accounts.csv")
+    if profile is not None:
+        served = report.resistance
+        console.print(f"resistance {profile.name}: {served.get('antidistillation', 0):,} exchange(s) with "
+                      f"antidistillation, {served.get('watermark', 0):,} watermarked, "
+                      f"{served.get('reasoning', 0):,} with a trace defence")
     if report.bad_lines:
         for error in report.errors:
             console.print(f"  {error}", markup=False, highlight=False)

@@ -6,7 +6,9 @@ goes through :meth:`Engine.decide` with the request only, then
 clock is the recorded ``ts``, so budgets and online state evolve as they would
 have. Output: ``decisions.csv`` (one row per exchange) and ``accounts.csv``
 (one row per account, with the ``final_risk`` and ``final_verdict`` decided on everything the account
-sent: on the same traffic, batch detection's verdict).
+sent: on the same traffic, batch detection's verdict). With a resistance profile, ``decisions.csv`` also has what
+each exchange would have been served with (:data:`RESISTANCE_HEADER`: antidistillation strength, watermark key id,
+trace defence; empty for refused exchanges).
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distillguard.gateway.actions import Flow
 from distillguard.gateway.engine import Decision, Engine
+from distillguard.gateway.resistance import Resistance
 from distillguard.ingest import FORMATS, expand_paths
 from distillguard.model import COLUMNS, FieldError, flatten, format_ts
+from distillguard.resist.profile import ResistanceProfile
 
 DECISION_HEADER = ("id", "account_id", "ts", "action", "reasons", "risk", "tier", "enforced", "limited", "status",
                    "campaign_id")
+RESISTANCE_HEADER = ("antidistillation", "watermark_key", "reasoning")  # with a resistance profile
 ACCOUNT_HEADER = ("account_id", "exchanges", "allow", "perturb", "throttle", "block", "limited", "refused",
                   "max_risk", "first_restricted", "final_tier", "final_risk", "final_verdict")
 # columns only the response fills: blanked for the pre-call decision, as the live proxy sees it
@@ -68,6 +74,8 @@ class ReplayReport:
     bad_lines: int = 0
     errors: list[str] = field(default_factory=list)
     accounts: dict[str, AccountSummary] = field(default_factory=dict)
+    # with a resistance profile: exchanges served with antidistillation, a watermark, a trace defence
+    resistance: dict[str, int] = field(default_factory=dict)
 
 
 def load_rows(paths: Sequence[str | Path], report: ReplayReport) -> list[tuple]:
@@ -140,16 +148,33 @@ class PeriodicDetection:
         return out
 
 
+def _served(resistance: Resistance, engine: Engine, decision: Decision, report: ReplayReport) -> tuple:
+    """The resistance columns of one decision (empty when it is refused), counted in ``report``."""
+    if decision.enforced and decision.status is not None:
+        return "", "", ""
+    flow = Flow(request={})
+    resistance.prepare(decision, flow)
+    action = engine.action_for(decision)
+    record: dict[str, Any] = {}
+    directive = resistance.on_request(decision, {}, {}, record, action.reasoning(decision, flow))
+    reasoning = record["resistance"]["reasoning"]
+    for name, on in (("antidistillation", directive.antidistillation > 0),
+                     ("watermark", directive.watermark_key is not None), ("reasoning", reasoning != "keep")):
+        report.resistance[name] = report.resistance.get(name, 0) + on
+    return f"{directive.antidistillation:g}", directive.watermark_key or "", reasoning
+
+
 async def replay(paths: Sequence[str | Path], engine: Engine, out: str | Path,
                  on_progress: Callable[[int], None] | None = None,
-                 detect: PeriodicDetection | None = None) -> ReplayReport:
+                 detect: PeriodicDetection | None = None, resistance: ResistanceProfile | None = None) -> ReplayReport:
     report = ReplayReport()
     rows = load_rows(paths, report)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    served = Resistance(resistance, engine.policy) if resistance is not None else None
     with open(out / "decisions.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(DECISION_HEADER)
+        writer.writerow(DECISION_HEADER + (RESISTANCE_HEADER if served is not None else ()))
         for i, values in enumerate(rows, 1):
             if (i - 1) % PRIME_ROWS == 0:
                 engine.scorer.prime(rows[i - 1:i - 1 + PRIME_ROWS])
@@ -162,7 +187,8 @@ async def replay(paths: Sequence[str | Path], engine: Engine, out: str | Path,
             await engine.complete(decision, row)
             writer.writerow((decision.id, decision.account_id, format_ts(decision.ts_ms), decision.action,
                              "; ".join(decision.reasons), decision.risk, decision.tier, int(decision.enforced),
-                             int(decision.limited), decision.status or "", decision.campaign_id or ""))
+                             int(decision.limited), decision.status or "", decision.campaign_id or "")
+                            + (_served(served, engine, decision, report) if served is not None else ()))
             report.accounts.setdefault(decision.account_id, AccountSummary()).add(decision)
             report.exchanges += 1
             if on_progress and i % 1000 == 0:
