@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import click
+from rich.progress import TaskID
 from rich.table import Table
 
 from distillguard.cli._common import EXIT_BAD_INPUT, EXIT_USAGE, ByteSize, console, fail, progress
@@ -60,6 +61,7 @@ def command(logs: tuple[Path, ...], store_dir: str | None, accounts: Path | None
     except (ValueError, OSError) as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     with tempfile.TemporaryDirectory(prefix="distillguard-") as tmp:
+        store: Store | str
         try:
             if store_dir and engine_name == "spark" and not is_local_store(store_dir):
                 store = store_dir  # a URI or tables: only Spark reads it
@@ -77,7 +79,7 @@ def command(logs: tuple[Path, ...], store_dir: str | None, accounts: Path | None
                 for message in report.errors[:5]:
                     console.print(f"  [yellow]{message}[/]")
             with progress() as bar:
-                tasks: dict[str, int] = {}
+                tasks: dict[str, TaskID] = {}
 
                 def on_progress(stage: str, done: float) -> None:
                     if stage not in tasks:
@@ -85,6 +87,7 @@ def command(logs: tuple[Path, ...], store_dir: str | None, accounts: Path | None
                     bar.update(tasks[stage], completed=round(100 * done))
 
                 if engine_name == "duckdb":
+                    assert isinstance(store, Store)  # only Spark reads a URI or tables
                     result = run_detection(store, out, model=model, progress=on_progress, memory_limit=memory_limit,
                                            decisions=decisions)
                 else:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import sqlglot
 from sqlglot import exp
@@ -85,7 +86,7 @@ class UnsupportedSQL(ValueError):
 class _Spark(Spark):
     """Spark output with DuckDB's unsigned and 128-bit integer types mapped onto exact Spark types."""
 
-    class Generator(Spark.Generator):
+    class Generator(Spark.Generator):  # type: ignore[valid-type,misc]  # declared as a class attribute
         TYPE_MAPPING = {
             **Spark.Generator.TYPE_MAPPING,
             exp.DataType.Type.UBIGINT: "DECIMAL(20, 0)",
@@ -114,7 +115,7 @@ def parse(sql: str) -> exp.Expression:
     statements = [s for s in sqlglot.parse(sql, read=DuckDB, error_level=ErrorLevel.RAISE) if s is not None]
     if len(statements) != 1:
         raise UnsupportedSQL(f"{len(statements)} statements in one call", sql)
-    return statements[0]
+    return cast(exp.Expression, statements[0])
 
 
 # ---- types --------------------------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ class _Types:
 
     def __init__(self, tree: exp.Expression, tables: Mapping[str, Mapping[str, str]]) -> None:
         tables = {t.lower(): {c.lower(): k for c, k in cols.items()} for t, cols in tables.items()}
-        self.by_alias: dict[str, dict[str, str]] = {}
+        self.by_alias: dict[str, Mapping[str, str]] = {}
         base: dict[str, set[str]] = {}
         for table in tree.find_all(exp.Table):
             cols = tables.get(table.name.lower())
@@ -196,8 +197,8 @@ class _Types:
             for alias in tree.find_all(exp.Alias):
                 found.setdefault(alias.alias.lower(), set()).add(self.of(alias.this))
             for series in tree.find_all(exp.GenerateSeries):  # range(n) r(j): j is BIGINT
-                alias = series.parent.args.get("alias") if isinstance(series.parent, exp.Table) else None
-                for col in (alias.args.get("columns") or []) if alias is not None else []:
+                table_alias = series.parent.args.get("alias") if isinstance(series.parent, exp.Table) else None
+                for col in (table_alias.args.get("columns") or []) if table_alias is not None else []:
                     found.setdefault(col.name.lower(), set()).add(INT)
             merged = dict(columns)  # a relation's column wins over a select alias of the same name
             for name, kinds in found.items():
@@ -275,7 +276,7 @@ def _fn(name: str, *args: exp.Expression) -> exp.Anonymous:
 
 
 def _lit(value: int | str) -> exp.Literal:
-    return exp.Literal.string(value) if isinstance(value, str) else exp.Literal.number(value)
+    return exp.Literal.string(value) if isinstance(value, str) else cast(exp.Literal, exp.Literal.number(value))
 
 
 def _int_literal(node: exp.Expression | None) -> int | None:
@@ -435,11 +436,12 @@ def _rewrite(node: exp.Expression, ctx: _Context) -> exp.Expression:  # noqa: C9
         rebuilt = sqlglot.parse_one(
             f"SELECT * FROM {source.sql(dialect=_Spark)} UNPIVOT ({values[0].sql(dialect=_Spark)} FOR "
             f"{into.this.sql(dialect=_Spark)} IN ({columns}))", read=Spark)
-        return rebuilt.subquery() if not isinstance(node.parent, exp.Subquery) else rebuilt
+        query = cast(exp.Query, rebuilt)
+        return cast(exp.Expression, query.subquery() if not isinstance(node.parent, exp.Subquery) else query)
     if isinstance(node, exp.GenerateSeries):
         if node.args.get("step") is not None:
             raise ctx.fail("range()/generate_series() with a step")
-        start, end = node.args.get("start"), node.args.get("end")
+        start, end = cast(exp.Expression, node.args.get("start")), cast(exp.Expression, node.args.get("end"))
         if not node.args.get("is_end_exclusive"):
             end = exp.Add(this=end, expression=_lit(1))
         return _fn("range", start, end)
@@ -509,12 +511,12 @@ def to_spark(tree: exp.Expression, *, sql: str = "", tables: Mapping[str, Mappin
             ctx.arg_kind[id(node)] = types.of(operand)
     for node in reversed(nodes):  # children before parents
         parent, key, index = node.parent, node.arg_key, node.index
-        new = _rewrite(node, ctx)
+        new = _rewrite(cast(exp.Expression, node), ctx)
         if new is not node:
             if node is tree or parent is None:
                 tree = new
             else:
-                parent.set(key, new, index)
+                parent.set(cast(str, key), new, index)
     for call in list(tree.find_all(exp.Anonymous)):
         if call.name.lower() == "md5_number_upper":
             new = _md5_upper(call.expressions[0])

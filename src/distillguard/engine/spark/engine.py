@@ -22,11 +22,14 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from distillguard.engine.base import Engine
 from distillguard.engine.spark.session import spark_session
 from distillguard.engine.spark.store import Source, SparkStore
+
+if TYPE_CHECKING:
+    from distillguard.store import Store
 
 
 class SparkEngine(Engine):
@@ -62,7 +65,7 @@ class SparkEngine(Engine):
     def open(self, store: str | os.PathLike[str]) -> SparkStore:
         """The store (directory, URI or ``table:``/``delta:``/``iceberg:`` source) as ``run_detection`` reads it."""
         options = {"batch_rows": self.batch_rows} if self.batch_rows else {}
-        return SparkStore(self.spark, Source.parse(store), **options)
+        return SparkStore(self.spark, Source.parse(os.fspath(store)), **options)
 
     def detect(self, store: str | os.PathLike[str], out_dir: Path, *, model: Any = None, intel: Any = None,
                decisions: Any = None, progress: Any = None, memory_limit: str | None = None) -> Any:
@@ -72,7 +75,8 @@ class SparkEngine(Engine):
         self.last_store = source
         try:
             with self._communities():
-                return run_detection(source, Path(out_dir), intel=intel, progress=progress, model=model,
+                # SparkStore is duck-typed to the part of Store run_detection reads (tests/test_spark.py)
+                return run_detection(cast("Store", source), Path(out_dir), intel=intel, progress=progress, model=model,
                                      memory_limit=memory_limit, decisions=decisions)
         finally:
             source.close()

@@ -53,5 +53,5 @@ def register_duckdb_hash(spark: Any, arity: int) -> str:
     def run(*columns: pa.Array) -> pa.Array:
         return duckdb_hash(list(columns), version)
 
-    spark.udf.register(name, arrow_udf(run, DecimalType(20, 0)))
+    spark.udf.register(name, arrow_udf(run, DecimalType(20, 0)))  # type: ignore[call-overload]  # variadic
     return name
