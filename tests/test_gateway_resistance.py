@@ -552,3 +552,20 @@ def test_policy_tier_reasoning_is_checked_and_located():
     assert (info.value.field, info.value.line) == ("tiers[2].reasoning", line)
     assert parse_policy(text.split("\nperturb: {")[0] + "\nperturb: {reasoning: restructure}\n",
                         "p.yaml").perturb.reasoning == "restructure"
+
+
+async def test_litellm_guardrail_applies_restructure_as_withhold():
+    """The LiteLLM hook is not wired for restructure: the trace is removed there, never passed on unchanged."""
+    from types import SimpleNamespace
+
+    from distillguard.gateway.litellm_hook import DistillGuardGuardrail
+    from distillguard.gateway.policy import Perturb
+
+    policy = dataclasses.replace(_policy_without_tier_reasoning(), perturb=Perturb(reasoning="restructure"))
+    hook = DistillGuardGuardrail(engine=Engine(policy, FixedScorer(RISKS)), guardrail_name="distillguard")
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    data = await hook.async_pre_call_hook(SimpleNamespace(user_id="watch", metadata={}), None, dict(body),
+                                          "acompletion")
+    response = await hook.async_post_call_success_hook(data, None, fake_upstream.completion("m"))
+    assert "reasoning_content" not in response["choices"][0]["message"]
+    assert response["choices"][0]["message"]["content"] == fake_upstream.ANSWER
