@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from conftest import make_record
 from distillguard.ingest import ingest
 from distillguard.model import EXCHANGE_SCHEMA
-from distillguard.signals import SIGNALS
+from distillguard.signals import LOGIT_OUTPUT, SIGNALS
 from distillguard.store import Store
 from distillguard.store.store import read_exchange_file
 
@@ -39,6 +39,8 @@ def _ingest_new(store: Store, tmp_path: Path) -> None:
         record = make_record(i, account=f"acct_new_{i % 2}", id=f"new_{i:03d}")
         if i % 2 == 0:
             record["request"].update(n=2 + i, logprobs=i == 0, top_logprobs=i)
+            # log-probabilities with a generation (not a 1-token score): the logits signal needs LOGIT_OUTPUT tokens
+            record["response"]["usage"].update(completion_tokens=LOGIT_OUTPUT, total_tokens=20 + LOGIT_OUTPUT)
         records.append(record)
     path = tmp_path / "new.jsonl"
     path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))

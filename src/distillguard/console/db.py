@@ -109,6 +109,8 @@ class ConsoleDB:
         return sql.replace("?", "%s") if self.kind == "postgres" else sql
 
     def _exec(self, sql: str, args: tuple = ()) -> Any:
+        if self.kind == "postgres" and not args:  # psycopg reads '%' as a placeholder whenever params are given
+            return self._con.execute(sql)
         return self._con.execute(self._sql(sql), args)
 
     def _all(self, sql: str, args: tuple = ()) -> list[tuple]:
