@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from distillguard.errors import DistillguardError
+
 if TYPE_CHECKING:
     from distillguard.pipeline import DetectionResult, Progress
 
@@ -43,7 +45,7 @@ class Engine(ABC):
 ENGINES: dict[str, Callable[..., Engine]] = {}
 
 
-class EngineError(ValueError):
+class EngineError(DistillguardError, ValueError):
     """An unknown engine, or one whose dependencies are not installed."""
 
 

@@ -54,6 +54,8 @@ from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.dialects.spark import Spark
 from sqlglot.errors import ErrorLevel
 
+from distillguard.errors import DistillguardError
+
 # the value types the rules tell apart
 BOOL, INT, UINT, FLOAT, DECIMAL, STRING, TIMESTAMP, DATE, ARRAY, NULL, UNKNOWN = (
     "bool", "int", "uint", "float", "decimal", "string", "timestamp", "date", "array", "null", "unknown")
@@ -73,7 +75,7 @@ IGNORED_SETTINGS = frozenset({"enable_progress_bar", "threads", "memory_limit", 
 DUCKDB_HASH_UDF = "dg_duckdb_hash_{n}"  # registered per arity by distillguard.engine.spark.udfs
 
 
-class UnsupportedSQL(ValueError):
+class UnsupportedSQL(DistillguardError, ValueError):
     """A DuckDB construct with no Spark translation of the same meaning."""
 
     def __init__(self, construct: str, sql: str = "") -> None:
