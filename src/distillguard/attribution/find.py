@@ -193,7 +193,8 @@ def _build(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig, cols, feature
         strength = min(1.0, sum(e.weight for e in ev))
         out.append(Campaign(
             id=campaign_id(accts), accounts=accts, score=risk[cid] * (0.5 + 0.5 * strength),
-            evidence=sorted(ev, key=lambda e: (-e.weight, e.kind, e.detail)), strength=strength, exchanges=info.get("exchanges", 0),
+            evidence=sorted(ev, key=lambda e: (-e.weight, e.kind, e.detail)), strength=strength,
+            exchanges=info.get("exchanges", 0),
             first_seen=info.get("first_seen"), last_seen=info.get("last_seen"),
             capabilities=info.get("capabilities", {}), models=info.get("models", {}), atlas=atlas,
             infrastructure=info.get("infrastructure", {}), identifiers=info.get("identifiers", {}),

@@ -26,6 +26,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +88,45 @@ _DERIVED_LAYOUT = "c3"
 def _derived_table(derive: Derive, exchanges: pa.Table) -> pa.Table:
     signals = derive.derive(exchanges)
     return _with_carried(signals, exchanges)
+
+
+DERIVE_PARALLEL_FILES = 4  # fewer missing derived files than this are computed in the calling process
+
+
+def _derive_file(derive: Derive, src: str, columns: list[str], tmp: str) -> str:
+    """A derive worker: one exchange file's signals (with CARRIED columns) written to ``tmp``."""
+    pq.write_table(_derived_table(derive, read_exchange_file(src, columns)), tmp, compression="zstd")
+    return tmp
+
+
+def _usable_cpus() -> int:
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _picklable(derive: Derive) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(derive)
+    except Exception:  # a derive defined in a function (tests, notebooks) runs in this process
+        return False
+    return True
+
+
+def _derive_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for ``Store.derived``, tied to this process's life as ingest's are (forkserver: the
+    caller may hold DuckDB threads, which fork() would copy half-alive; a ``kill -9`` leaves no worker)."""
+    import multiprocessing
+
+    from distillguard.ingest import parallel
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["distillguard.ingest._forkserver_lifeline", parallel.__name__])
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=parallel._worker_init,
+                               initargs=(os.getpid(),))
 
 
 def _with_carried(signals: pa.Table, exchanges: pa.Table) -> pa.Table:
@@ -314,36 +354,59 @@ class Store:
     def _derived_dir(self, derive: Derive, layout: str = _DERIVED_LAYOUT) -> Path:
         return self.root / "derived" / f"v{derive.version}{layout}"
 
-    def derived(self, derive: Derive, on_file: Callable[[], None] | None = None) -> list[str]:
+    def derived(self, derive: Derive, on_file: Callable[[], None] | None = None,
+                workers: int | None = None) -> list[str]:
         """Files of derived per-exchange signals, one per exchange file, computing missing ones.
 
         Derived files are a cache keyed by the signal definitions' version, so
         detection re-reads text only for files it has not seen under that version.
         A no-content store cannot recompute them; it keeps the version it was ingested with.
+        Missing files are computed by ``workers`` processes (default: the usable cores) when there are
+        at least ``DERIVE_PARALLEL_FILES`` of them: one file's signals are numpy and regex work that
+        holds the GIL most of the time, so threads within a file barely help.
         """
         out_dir = self._derived_dir(derive)
-        files = []
-        for path in self.exchange_files():
-            src = Path(path)
-            target = out_dir / src.parent.name / src.name
-            if not target.exists():
-                legacy = self._derived_dir(derive, "") / src.parent.name / src.name
-                if legacy.exists():  # signals without CARRIED: the exchange file still has those columns
-                    table = _with_carried(pq.read_table(legacy), read_exchange_file(src, list(CARRIED)))
-                elif not self.content:
-                    raise StoreError(f"{target}: signals missing in a no-content store (ingested with "
-                                     f"another signal version?); re-ingest from the original logs")
-                else:
-                    columns = list(dict.fromkeys((*derive.inputs, *CARRIED)))
-                    table = _derived_table(derive, read_exchange_file(src, columns))
-                tmp = self._own_staging() / f"derived-{src.name}"
-                pq.write_table(table, tmp, compression="zstd")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, target)
-            files.append(str(target))
-            if on_file:
-                on_file()
+        sources = [Path(path) for path in self.exchange_files()]
+        targets = [out_dir / src.parent.name / src.name for src in sources]
+        columns = list(dict.fromkeys((*derive.inputs, *CARRIED)))
+        todo = [i for i, (src, target) in enumerate(zip(sources, targets, strict=True))
+                if not target.exists() and self.content
+                and not (self._derived_dir(derive, "") / src.parent.name / src.name).exists()]
+        workers = min(workers or _usable_cpus(), len(todo))
+        with contextlib.ExitStack() as stack:
+            computed: Iterator[str] | None = None
+            if workers >= 2 and len(todo) >= DERIVE_PARALLEL_FILES and _picklable(derive):
+                pool = _derive_pool(workers)
+                stack.callback(pool.shutdown, wait=True, cancel_futures=True)  # on an error: no more files
+                staging = self._own_staging()
+                computed = pool.map(_derive_file, [derive] * len(todo), [str(sources[i]) for i in todo],
+                                    [columns] * len(todo),
+                                    [str(staging / f"derived-{sources[i].name}") for i in todo])
+            files = []
+            for src, target in zip(sources, targets, strict=True):
+                if not target.exists():
+                    legacy = self._derived_dir(derive, "") / src.parent.name / src.name
+                    if legacy.exists():  # signals without CARRIED: the exchange file still has those columns
+                        table = _with_carried(pq.read_table(legacy), read_exchange_file(src, list(CARRIED)))
+                        tmp = self._write_staged(table, src)
+                    elif not self.content:
+                        raise StoreError(f"{target}: signals missing in a no-content store (ingested with "
+                                         f"another signal version?); re-ingest from the original logs")
+                    elif computed is not None:
+                        tmp = Path(next(computed))  # in file order; a worker's error is raised here
+                    else:
+                        tmp = self._write_staged(_derived_table(derive, read_exchange_file(src, columns)), src)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(tmp, target)
+                files.append(str(target))
+                if on_file:
+                    on_file()
         return files
+
+    def _write_staged(self, table: pa.Table, src: Path) -> Path:
+        tmp = self._own_staging() / f"derived-{src.name}"
+        pq.write_table(table, tmp, compression="zstd")
+        return tmp
 
     def write_accounts(self, table: pa.Table) -> int:
         """Merge account records: a newer record for an account replaces the older one."""
