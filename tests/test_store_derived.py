@@ -41,3 +41,18 @@ def test_parallel_derivation_writes_the_same_files_in_the_same_order(tmp_path: P
         assert pq.read_table(a).equals(pq.read_table(b))
     assert not list((two.root / "_staging").rglob("derived-*"))  # every staged file was published
     assert two.derived(SIGNALS, workers=2) == parallel  # cached: nothing recomputed
+
+
+def test_a_derive_that_does_not_pickle_runs_in_this_process(tmp_path: Path) -> None:
+    store = _store(tmp_path / "store", tmp_path)
+
+    class Local:  # defined in a function: cannot go to a worker process
+        version = "local-1"
+        inputs = ("id",)
+
+        def derive(self, table):  # type: ignore[no-untyped-def]
+            return table.select(["id"])
+
+    files = store.derived(Local(), workers=2)
+    assert len(files) == len(store.exchange_files()) > DERIVE_PARALLEL_FILES
+    assert sum(pq.read_metadata(f).num_rows for f in files) == 40 * (DERIVE_PARALLEL_FILES + 1)

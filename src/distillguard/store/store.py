@@ -106,12 +106,17 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _picklable(derive: Derive) -> bool:
+def _can_fork_workers(derive: Derive) -> bool:
+    """Whether ``derive`` can go to worker processes from here: it pickles (a derive defined in a function, as in
+    tests and notebooks, runs in this process) and this process may have children (a daemonic one may not)."""
+    import multiprocessing
     import pickle
 
+    if multiprocessing.current_process().daemon:
+        return False
     try:
         pickle.dumps(derive)
-    except Exception:  # a derive defined in a function (tests, notebooks) runs in this process
+    except Exception:
         return False
     return True
 
@@ -375,7 +380,7 @@ class Store:
         workers = min(workers or _usable_cpus(), len(todo))
         with contextlib.ExitStack() as stack:
             computed: Iterator[str] | None = None
-            if workers >= 2 and len(todo) >= DERIVE_PARALLEL_FILES and _picklable(derive):
+            if workers >= 2 and len(todo) >= DERIVE_PARALLEL_FILES and _can_fork_workers(derive):
                 pool = _derive_pool(workers)
                 stack.callback(pool.shutdown, wait=True, cancel_futures=True)  # on an error: no more files
                 staging = self._own_staging()
@@ -383,8 +388,12 @@ class Store:
                                     [columns] * len(todo),
                                     [str(staging / f"derived-{sources[i].name}") for i in todo])
             files = []
-            for src, target in zip(sources, targets, strict=True):
-                if not target.exists():
+            pending = set(todo) if computed is not None else set()
+            for i, (src, target) in enumerate(zip(sources, targets, strict=True)):
+                if computed is not None and i in pending:  # in file order; a worker's error is raised here
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(next(computed), target)
+                elif not target.exists():
                     legacy = self._derived_dir(derive, "") / src.parent.name / src.name
                     if legacy.exists():  # signals without CARRIED: the exchange file still has those columns
                         table = _with_carried(pq.read_table(legacy), read_exchange_file(src, list(CARRIED)))
@@ -392,8 +401,6 @@ class Store:
                     elif not self.content:
                         raise StoreError(f"{target}: signals missing in a no-content store (ingested with "
                                          f"another signal version?); re-ingest from the original logs")
-                    elif computed is not None:
-                        tmp = Path(next(computed))  # in file order; a worker's error is raised here
                     else:
                         tmp = self._write_staged(_derived_table(derive, read_exchange_file(src, columns)), src)
                     target.parent.mkdir(parents=True, exist_ok=True)
