@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import random
+import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def make_record(i: int, account: str = "acct_1", **over: Any) -> dict[str, Any]:
@@ -96,3 +101,24 @@ def mutated_lines(base: dict[str, Any], seed: int, count: int = 400) -> list[byt
                 continue  # an earlier mutation removed the path
         lines.append(json.dumps(record, ensure_ascii=rng.random() < 0.5).encode())
     return lines
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (servers in tests bind there only)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def start_server(config: uvicorn.Config) -> tuple[uvicorn.Server, asyncio.Task]:
+    """A uvicorn server running in this event loop, started (bounded wait: 5 s)."""
+    import uvicorn
+
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    assert server.started
+    return server, task

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import orjson
 import pytest
 import uvicorn
 
+from conftest import free_port, start_server
 from distillguard.gateway import fake_upstream
 from distillguard.gateway.app import Gateway
 from distillguard.gateway.audit import AuditLog, read_audit
@@ -25,23 +25,6 @@ from distillguard.gateway.server import ServerLimits, uvicorn_config
 
 KEYS = {"sk-good": "good", "sk-watch": "watch"}
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def _serve(config: uvicorn.Config) -> tuple[uvicorn.Server, asyncio.Task]:
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started
-    return server, task
 
 
 Script = Callable[[bytes, asyncio.StreamWriter], "asyncio.Future | None"]
@@ -120,11 +103,11 @@ def serve(tmp_path) -> Callable:
 
     @contextlib_asynccontextmanager
     async def run(upstream: str, policy=None, scorer=None, http: str = "auto") -> AsyncIterator[Served]:
-        port = _port()
+        port = free_port()
         engine = Engine(policy or dataclasses.replace(load_policy(), mode="enforce"), scorer or FixedScorer(
             {"watch": 0.5}), audit=AuditLog(tmp_path / "audit.jsonl", fsync_ms=0))
         gw = Gateway(upstream, engine, keys=KEYS)
-        server, task = await _serve(uvicorn_config(gw, "127.0.0.1", port, ServerLimits(), http=http,
+        server, task = await start_server(uvicorn_config(gw, "127.0.0.1", port, ServerLimits(), http=http,
                                                    log_level="critical", lifespan="off"))
         try:
             yield Served(f"http://127.0.0.1:{port}", port, gw, tmp_path / "audit.jsonl")
@@ -144,8 +127,8 @@ def contextlib_asynccontextmanager(f):
 
 @pytest.fixture
 async def fake() -> AsyncIterator[str]:
-    port = _port()
-    server, task = await _serve(uvicorn.Config(fake_upstream.app, host="127.0.0.1", port=port, log_level="error",
+    port = free_port()
+    server, task = await start_server(uvicorn.Config(fake_upstream.app, host="127.0.0.1", port=port, log_level="error",
                                                lifespan="off"))
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import free_port
+
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _descendants(pid: int) -> dict[int, str]:
@@ -54,10 +49,10 @@ def _alive(pid: int) -> bool:
 def test_kill_9_of_the_gateway_takes_every_child_with_it(tmp_path):
     keys = tmp_path / "keys.jsonl"
     keys.write_text('{"api_key": "sk-1", "account_id": "a"}\n')
-    port = _port()
+    port = free_port()
     log = tmp_path / "gateway.log"
     gateway = subprocess.Popen(
-        [str(BIN / "distillguard"), "gateway", "--upstream", f"http://127.0.0.1:{_port()}", "--keys", str(keys),
+        [str(BIN / "distillguard"), "gateway", "--upstream", f"http://127.0.0.1:{free_port()}", "--keys", str(keys),
          "--port", str(port), "--store", str(tmp_path / "store"), "--audit", str(tmp_path / "audit.jsonl")],
         stdout=log.open("wb"), stderr=subprocess.STDOUT)
     children: dict[int, str] = {}

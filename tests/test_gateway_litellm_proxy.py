@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ pytest.importorskip("litellm")
 for _module in ("websockets", "backoff", "apscheduler", "jwt", "fastapi_sso", "mcp", "nacl", "multipart"):
     pytest.importorskip(_module, reason="the LiteLLM proxy's own dependencies (the test extra)")
 
+from conftest import free_port  # noqa: E402
 from distillguard.gateway import fake_upstream  # noqa: E402
 from distillguard.gateway.audit import read_audit  # noqa: E402
 
@@ -50,12 +50,6 @@ DETECTIONS = ("account_id,risk,verdict,campaign_id,signals,exchanges,points_harv
               "bad,0.99,block,campaign-1,batch: harvesting,200,20,20\n"
               "watch,0.59,watch,,batch: one family,50,9,0\n")
 MESSAGES = [{"role": "user", "content": "what is 6*7?"}]
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def documented_guardrails() -> dict:
@@ -85,7 +79,7 @@ def _wait(url: str, proc: subprocess.Popen, seconds: float, log: Path) -> None:
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory):
     work = tmp_path_factory.mktemp("litellm")
-    up_port, proxy_port = _port(), _port()
+    up_port, proxy_port = free_port(), free_port()
     config = documented_guardrails()
     config["guardrails"][0]["litellm_params"]["audit"] = str(work / "audit.jsonl")  # a documented option
     config["model_list"] = [{"model_name": "fake-1", "litellm_params": {

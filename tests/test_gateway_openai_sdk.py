@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 import typing
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +21,7 @@ openai = pytest.importorskip("openai")
 
 from openai.types.responses import Response, ResponseStreamEvent  # noqa: E402
 
+from conftest import free_port, start_server  # noqa: E402
 from distillguard.gateway import fake_upstream  # noqa: E402
 from distillguard.gateway.app import Gateway  # noqa: E402
 from distillguard.gateway.audit import AuditLog, read_audit  # noqa: E402
@@ -36,23 +36,6 @@ KEYS = {"sk-good": "good", "sk-watch": "watch", "sk-bad": "bad"}
 RISKS = {"watch": 0.5, "bad": 0.95}  # watch verdict -> the perturbing tier; block
 EVENT_TYPES = {cls.model_fields["type"].annotation.__args__[0]: cls
                for cls in typing.get_args(typing.get_args(ResponseStreamEvent)[0])}
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def _serve(config: uvicorn.Config) -> tuple[uvicorn.Server, asyncio.Task]:
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started
-    return server, task
 
 
 @dataclasses.dataclass
@@ -70,14 +53,14 @@ class Stack:
 
 @pytest.fixture
 async def stack(tmp_path) -> AsyncIterator[Stack]:
-    up_port, gw_port = _port(), _port()
-    upstream, up_task = await _serve(uvicorn.Config(fake_upstream.app, host="127.0.0.1", port=up_port,
+    up_port, gw_port = free_port(), free_port()
+    upstream, up_task = await start_server(uvicorn.Config(fake_upstream.app, host="127.0.0.1", port=up_port,
                                                     log_level="error", lifespan="off"))
     policy = dataclasses.replace(load_policy(), mode="enforce")
     engine = Engine(policy, FixedScorer(RISKS), audit=AuditLog(tmp_path / "audit.jsonl", fsync_ms=0))
     gw = Gateway(f"http://127.0.0.1:{up_port}", engine, keys=KEYS, spool=Spool(Store.open(tmp_path / "store")),
                  flush_every_s=0)
-    gateway, gw_task = await _serve(uvicorn_config(gw, "127.0.0.1", gw_port, log_level="error", lifespan="off"))
+    gateway, gw_task = await start_server(uvicorn_config(gw, "127.0.0.1", gw_port, log_level="error", lifespan="off"))
     try:
         yield Stack(f"http://127.0.0.1:{gw_port}", gw, tmp_path / "audit.jsonl")
     finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from click.testing import CliRunner
 
 openai = pytest.importorskip("openai")
 
+from conftest import free_port, start_server  # noqa: E402
 from distillguard.cli import main  # noqa: E402
 from distillguard.gateway import fake_upstream  # noqa: E402
 from distillguard.gateway.app import Gateway  # noqa: E402
@@ -50,23 +50,6 @@ def secrets_env(monkeypatch):
     monkeypatch.setenv("DG_WM_2026_01", "11" * 32)
     monkeypatch.setenv("DG_WM_2026_03", "22" * 32)
     monkeypatch.setenv("DG_RESIST_SECRET", SECRET.decode())
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def _serve(config: uvicorn.Config) -> tuple[uvicorn.Server, asyncio.Task]:
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started
-    return server, task
 
 
 class RecordingUpstream:
@@ -119,14 +102,14 @@ class Stack:
 
 
 async def _stack(tmp_path: Path, policy: Any, profile: Any) -> AsyncIterator[Stack]:
-    up_port, gw_port = _port(), _port()
+    up_port, gw_port = free_port(), free_port()
     recording = RecordingUpstream()
-    upstream, up_task = await _serve(uvicorn.Config(recording, host="127.0.0.1", port=up_port, log_level="error",
+    upstream, up_task = await start_server(uvicorn.Config(recording, host="127.0.0.1", port=up_port, log_level="error",
                                                     lifespan="off"))
     engine = Engine(policy, FixedScorer(RISKS), audit=AuditLog(tmp_path / "audit.jsonl", fsync_ms=0))
     gw = Gateway(f"http://127.0.0.1:{up_port}", engine, keys=KEYS, spool=Spool(Store.open(tmp_path / "store")),
                  flush_every_s=0, resistance=profile)
-    gateway, gw_task = await _serve(uvicorn_config(gw, "127.0.0.1", gw_port, log_level="error", lifespan="off"))
+    gateway, gw_task = await start_server(uvicorn_config(gw, "127.0.0.1", gw_port, log_level="error", lifespan="off"))
     try:
         yield Stack(f"http://127.0.0.1:{gw_port}", gw, recording, tmp_path / "store")
     finally:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import httpx
 import orjson
 import pytest
 import uvicorn
 
+from conftest import free_port
 from distillguard.gateway import fake_upstream
 from distillguard.gateway.app import Gateway
 from distillguard.gateway.engine import Engine
@@ -18,15 +18,9 @@ from distillguard.gateway.scoring import FixedScorer
 from distillguard.gateway.upstream import PooledUpstream, UpstreamError
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 async def upstream_url():
-    port = _port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(fake_upstream.app, host="127.0.0.1", port=port, log_level="error",
                                            lifespan="off"))
     task = asyncio.create_task(server.serve())
@@ -56,7 +50,7 @@ async def test_pooled_client_reuses_connections_and_decodes_chunked(upstream_url
 
 async def test_gateway_over_real_sockets_and_refused_upstream(upstream_url):
     engine = Engine(load_policy(), FixedScorer())
-    for url, status in ((upstream_url, 200), (f"http://127.0.0.1:{_port()}", 502)):
+    for url, status in ((upstream_url, 200), (f"http://127.0.0.1:{free_port()}", 502)):
         gw = Gateway(url, engine, keys={"k": "a"})
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gw), base_url="http://gw") as client:
             resp = await client.post("/v1/chat/completions", json={"model": "m", "messages": [], "stream": True},
@@ -71,4 +65,4 @@ async def test_bad_upstream_url_is_rejected():
     with pytest.raises(ValueError, match="http"):
         PooledUpstream("ftp://example")
     with pytest.raises(UpstreamError):
-        await PooledUpstream(f"http://127.0.0.1:{_port()}", connect_timeout_s=1).send("GET", "/v1/models", None, {})
+        await PooledUpstream(f"http://127.0.0.1:{free_port()}", connect_timeout_s=1).send("GET", "/v1/models", None, {})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import orjson
 import pytest
 import uvicorn
 
+from conftest import free_port, start_server
 from distillguard.gateway.app import Gateway
 from distillguard.gateway.engine import Engine
 from distillguard.gateway.policy import load_policy
@@ -25,12 +25,6 @@ from distillguard.gateway.scoring import FixedScorer
 from distillguard.gateway.upstream import PooledUpstream, UpstreamError
 
 KEYS = {"sk-test-1": "acct-1", "sk-test-2": "acct-2"}
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---- a scripted raw HTTP/1.1 upstream ------------------------------------------------------------------------
@@ -401,13 +395,7 @@ async def _echo_app(scope, receive, send) -> None:
 
 
 async def _serve(app, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    return server, task
+    return await start_server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
 
 
 async def _raw_get(port: int, target: str, key: str) -> bytes:
@@ -429,7 +417,7 @@ async def test_no_response_crosses_accounts_through_a_smuggled_request():
             seen_paths.append(scope["path"])
         await _echo_app(scope, receive, send)
 
-    up_port, gw_port = _port(), _port()
+    up_port, gw_port = free_port(), free_port()
     upstream, up_task = await _serve(upstream_app, up_port)
     gw = Gateway(f"http://127.0.0.1:{up_port}", Engine(load_policy(), FixedScorer()), keys=KEYS)
     gateway, gw_task = await _serve(gw, gw_port)

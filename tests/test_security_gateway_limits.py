@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 
 import orjson
@@ -16,16 +15,11 @@ import pytest
 import uvicorn
 from click.testing import CliRunner
 
+from conftest import free_port, start_server
 from distillguard.cli import main
 
 FAST = {"header_timeout_s": 0.5, "body_timeout_s": 0.5}
 MARGIN = 1.0  # deadline + sweep tick + scheduling on a loaded 2-core machine
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def _app(scope, receive, send) -> None:
@@ -53,25 +47,14 @@ async def _app(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _run(config: uvicorn.Config) -> tuple[uvicorn.Server, asyncio.Task]:
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started
-    return server, task
-
-
 @contextlib.asynccontextmanager
 async def _served(http: str = "httptools", **limits) -> AsyncIterator[tuple[int, object]]:
     from distillguard.gateway.server import ServerLimits, uvicorn_config
 
-    port = _port()
+    port = free_port()
     config = uvicorn_config(_app, "127.0.0.1", port, ServerLimits(**{**FAST, **limits}), http=http,
                             lifespan="off", log_level="critical")
-    server, task = await _run(config)
+    server, task = await start_server(config)
     try:
         yield port, config.guard
     finally:
@@ -243,9 +226,9 @@ def _captured_config(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> uvicor
 
 
 async def _check_served_config(config: uvicorn.Config) -> None:
-    port = _port()
+    port = free_port()
     config.host, config.port, config.lifespan, config.log_level = "127.0.0.1", port, "off", "critical"
-    server, task = await _run(config)
+    server, task = await start_server(config)
     try:
         results = await asyncio.gather(*[_loris(port, HEAD_START, b"x-a: b\r\n") for _ in range(5)])
         assert sorted(r[1][:13] for r in results) == [b"HTTP/1.1 408 "] * 3 + [b"HTTP/1.1 429 "] * 2, results
