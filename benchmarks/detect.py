@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+from _results import RESULTS, update_section  # benchmarks/_results.py (scripts run from benchmarks/)
+
 PUBLIC_EXCHANGES = 16_000_000
 BEGIN, END = "<!-- detect:begin -->", "<!-- detect:end -->"
 
@@ -100,16 +101,6 @@ def _campaign_quality(sim: Path, out: Path) -> str:
             f"{benign} benign accounts inside a campaign.")
 
 
-def _update_results(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{BEGIN}\n{section}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="medium")
@@ -178,7 +169,7 @@ def main() -> None:
         lines.append("Setup (not part of detect): " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     section = "\n".join(lines)
     print(section)
-    _update_results(section)
+    update_section(section, BEGIN, END, RESULTS)
     print(f"peak RSS of this driver: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

@@ -31,7 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+from _results import RESULTS, update_section  # benchmarks/_results.py (scripts run from benchmarks/)
+
 BEGIN, END = "<!-- scale:begin -->", "<!-- scale:end -->"
 DEFAULT_SIZES = ("1M", "4M", "16M")
 
@@ -262,16 +263,6 @@ def _estimate(results: dict[str, Any], sizes: list[str]) -> list[str]:
     return out
 
 
-def _update_results(section: str, path: Path = RESULTS) -> None:
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{BEGIN}\n{section}\n{END}"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(DEFAULT_SIZES))
@@ -312,7 +303,7 @@ def main() -> None:
     command = "python benchmarks/scale.py " + " ".join(sys.argv[1:])
     section = render({k: v for k, v in results.items()}, command.strip())
     print(section)
-    _update_results(section, args.results)
+    update_section(section, BEGIN, END, args.results)
 
 
 if __name__ == "__main__":
