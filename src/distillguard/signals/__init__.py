@@ -13,7 +13,6 @@ With ``--no-content`` stores these columns are all detection ever sees of the te
 
 from __future__ import annotations
 
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
+from distillguard._cpu import usable_cpus
 from distillguard.signals import cues
 from distillguard.signals.style import STYLE_K, style_hashes
 from distillguard.signals.text_model import SPEC_HASH, default_model
@@ -198,7 +198,7 @@ class Signals:
     schema = SIGNAL_SCHEMA
 
     def derive(self, table: pa.Table) -> pa.Table:
-        workers = min(_cpus(), len(table) // PARALLEL_ROWS)
+        workers = min(usable_cpus(), len(table) // PARALLEL_ROWS)
         if workers < 2:
             return self._derive(table)
         step = -(-len(table) // workers)
@@ -295,13 +295,6 @@ def _ask(system: pa.Array, user: pa.Array) -> dict[str, np.ndarray]:
     out["cap"] = np.where(scores["cap_p"][:n] > 0, cap[:n], cap[n:]).astype(np.int8)
     out["temb"] = np.rint(scores["embed"][:n] * 127).astype(np.int8)
     return out
-
-
-def _cpus() -> int:
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def _effort_codes(effort: pa.Array) -> np.ndarray:

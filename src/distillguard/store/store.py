@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from distillguard._cpu import usable_cpus
 from distillguard.errors import DistillguardError
 from distillguard.model import ACCOUNT_SCHEMA, CONTENT_COLUMNS, EXCHANGE_SCHEMA
 from distillguard.store.idindex import IdIndex
@@ -97,13 +98,6 @@ def _derive_file(derive: Derive, src: str, columns: list[str], tmp: str) -> str:
     """A derive worker: one exchange file's signals (with CARRIED columns) written to ``tmp``."""
     pq.write_table(_derived_table(derive, read_exchange_file(src, columns)), tmp, compression="zstd")
     return tmp
-
-
-def _usable_cpus() -> int:
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def _can_fork_workers(derive: Derive) -> bool:
@@ -377,7 +371,7 @@ class Store:
         todo = [i for i, (src, target) in enumerate(zip(sources, targets, strict=True))
                 if not target.exists() and self.content
                 and not (self._derived_dir(derive, "") / src.parent.name / src.name).exists()]
-        workers = min(workers or _usable_cpus(), len(todo))
+        workers = min(workers or usable_cpus(), len(todo))
         with contextlib.ExitStack() as stack:
             computed: Iterator[str] | None = None
             if workers >= 2 and len(todo) >= DERIVE_PARALLEL_FILES and _can_fork_workers(derive):
