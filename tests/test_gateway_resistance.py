@@ -62,12 +62,7 @@ class RecordingUpstream:
         if scope["type"] != "http":
             await fake_upstream.app(scope, receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await fake_upstream.read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         self.requests.append((scope["path"], headers, orjson.loads(body) if body else None))
         sent = False

@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 
 from conftest import free_port, start_server
+from distillguard.gateway import fake_upstream
 from distillguard.gateway.app import Gateway
 from distillguard.gateway.engine import Engine
 from distillguard.gateway.policy import load_policy
@@ -377,12 +378,7 @@ async def _echo_app(scope, receive, send) -> None:
     """An OpenAI-ish upstream that answers each request with what it was asked (path, last user message)."""
     if scope["type"] != "http":
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await fake_upstream.read_body(receive)
     content = scope["path"]
     if body:
         content = orjson.loads(body)["messages"][-1]["content"]

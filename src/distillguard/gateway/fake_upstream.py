@@ -123,6 +123,16 @@ _RESPONSES: dict[str, dict[str, Any]] = {}  # stored responses, at most _MAX_FIL
 _ids = itertools.count(1)
 
 
+async def read_body(receive: Any) -> bytes:
+    """The whole request body of an ASGI HTTP request (a test upstream: unbounded)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         if scope["type"] == "lifespan":
@@ -130,12 +140,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
         return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive)
     path, method = scope["path"], scope["method"]
     if path == "/v1/models":
         await _json(send, 200, {"object": "list", "data": [{"id": "fake-1", "object": "model"}]})
