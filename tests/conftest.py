@@ -122,3 +122,14 @@ async def start_server(config: uvicorn.Config) -> tuple[uvicorn.Server, asyncio.
         await asyncio.sleep(0.01)
     assert server.started
     return server, task
+
+
+def tiny_store(root: Path) -> Path:
+    """A store of the simulator's ``tiny`` preset (seed 11, campaigns included) under ``root``; its directory."""
+    from distillguard.ingest.pipeline import ingest
+    from distillguard.simulate import simulate
+    from distillguard.store import Store
+
+    simulate(root / "sim", "tiny", seed=11)
+    ingest([root / "sim" / "exchanges"], Store.open(root / "store"), accounts=root / "sim" / "accounts.jsonl")
+    return root / "store"

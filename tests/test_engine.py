@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlglot import exp
 
+from conftest import tiny_store
 from distillguard.engine import DuckDBEngine, EngineError, get_engine
 from distillguard.engine import sql as rules
 from distillguard.engine.compare import differences
@@ -22,14 +23,7 @@ from distillguard.engine.sql import UnsupportedSQL, parse, to_spark, transpile
 
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from distillguard.ingest.pipeline import ingest
-    from distillguard.simulate import simulate
-    from distillguard.store import Store
-
-    root = tmp_path_factory.mktemp("engine")
-    simulate(root / "sim", "tiny", seed=11)
-    ingest([root / "sim" / "exchanges"], Store.open(root / "store"), accounts=root / "sim" / "accounts.jsonl")
-    return root / "store"
+    return tiny_store(tmp_path_factory.mktemp("engine"))
 
 
 def test_engines_by_name() -> None:

@@ -21,6 +21,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from conftest import tiny_store
+
 REQUIRED = os.environ.get("DISTILLGUARD_REQUIRE_SPARK") == "1"
 
 
@@ -58,14 +60,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from distillguard.ingest.pipeline import ingest
-    from distillguard.simulate import simulate
-    from distillguard.store import Store
-
-    root = tmp_path_factory.mktemp("spark-store")
-    simulate(root / "sim", "tiny", seed=11)
-    ingest([root / "sim" / "exchanges"], Store.open(root / "store"), accounts=root / "sim" / "accounts.jsonl")
-    return root / "store"
+    return tiny_store(tmp_path_factory.mktemp("spark-store"))
 
 
 # ---- the rules, value for value -------------------------------------------------------------------------------
