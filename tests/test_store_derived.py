@@ -12,6 +12,7 @@ from conftest import make_record
 from distillguard.ingest import ingest
 from distillguard.signals import SIGNALS
 from distillguard.store import Store
+from distillguard.store import store as store_module
 from distillguard.store.store import DERIVE_PARALLEL_FILES
 
 
@@ -26,14 +27,19 @@ def _store(root: Path, tmp_path: Path) -> Store:
     return store
 
 
-def test_parallel_derivation_writes_the_same_files_in_the_same_order(tmp_path: Path) -> None:
+def test_parallel_derivation_writes_the_same_files_in_the_same_order(tmp_path: Path, monkeypatch) -> None:
+    pools: list[int] = []
+    real_pool = store_module._derive_pool
+    monkeypatch.setattr(store_module, "_derive_pool", lambda workers: pools.append(workers) or real_pool(workers))
     one = _store(tmp_path / "one", tmp_path)
     many = tmp_path / "many"
     shutil.copytree(one.root, many)
     two = Store.open(many, create=False)
     ticks: list[int] = []
     sequential = one.derived(SIGNALS, workers=1)
+    assert pools == []  # one worker: in this process
     parallel = two.derived(SIGNALS, workers=2, on_file=lambda: ticks.append(1))
+    assert pools == [2]  # the files really went to two worker processes
     assert len(parallel) == len(sequential) == len(one.exchange_files()) > DERIVE_PARALLEL_FILES
     assert len(ticks) == len(parallel)
     for a, b in zip(sequential, parallel, strict=True):
@@ -43,7 +49,7 @@ def test_parallel_derivation_writes_the_same_files_in_the_same_order(tmp_path: P
     assert two.derived(SIGNALS, workers=2) == parallel  # cached: nothing recomputed
 
 
-def test_a_derive_that_does_not_pickle_runs_in_this_process(tmp_path: Path) -> None:
+def test_a_derive_that_does_not_pickle_runs_in_this_process(tmp_path: Path, monkeypatch) -> None:
     store = _store(tmp_path / "store", tmp_path)
 
     class Local:  # defined in a function: cannot go to a worker process
@@ -53,6 +59,9 @@ def test_a_derive_that_does_not_pickle_runs_in_this_process(tmp_path: Path) -> N
         def derive(self, table):  # type: ignore[no-untyped-def]
             return table.select(["id"])
 
+    pools: list[int] = []
+    monkeypatch.setattr(store_module, "_derive_pool", lambda workers: pools.append(workers))
     files = store.derived(Local(), workers=2)
+    assert pools == []
     assert len(files) == len(store.exchange_files()) > DERIVE_PARALLEL_FILES
     assert sum(pq.read_metadata(f).num_rows for f in files) == 40 * (DERIVE_PARALLEL_FILES + 1)
