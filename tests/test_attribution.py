@@ -21,8 +21,9 @@ from distillguard.store import Store
 
 T0 = datetime(2026, 2, 2, tzinfo=UTC)
 RELEASE = T0 + timedelta(days=14)
-CAMPAIGN_KEYS = {"id", "score", "strength", "accounts", "exchanges", "first_seen", "last_seen", "capabilities",
-                 "models", "evidence", "atlas", "infrastructure", "identifiers", "templates", "behaviour"}
+CAMPAIGN_KEYS = {"id", "score", "strength", "accounts", "watched", "exchanges", "first_seen", "last_seen",
+                 "capabilities", "models", "evidence", "atlas", "infrastructure", "identifiers", "templates",
+                 "behaviour"}
 
 
 def _iso(t: datetime) -> str:

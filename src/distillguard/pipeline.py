@@ -60,7 +60,7 @@ def scores_table(scores: Scores) -> pa.Table:
 
 def accounts_table(ft: FeatureTable, scores: Scores, campaigns: list[Any]) -> pa.Table:
     """The accounts.csv rows, riskiest first, with each evidence family's points (the gateway reads them)."""
-    member = {a: c.id for c in campaigns for a in c.accounts}
+    member = {a: c.id for c in campaigns for a in (*c.accounts, *getattr(c, "watched", ()))}
     order = np.argsort(-scores.risk, kind="stable")
     ids = [str(a) for a in ft.account_ids[order]]
     points = {f"points_{name}": pa.array(np.round(scores.components.get(name, np.zeros(len(ids)))[order], 3))
@@ -125,13 +125,18 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
                                 coordination_reasons=why, decisions=decisions, fit=False)
         still, changed = [], False
         for camp in kept:
-            eligible_flags = [flagged(scores.verdicts[index[a]]) for a in camp.accounts if eligible[index[a]]]
+            eligible_flags = [flagged(scores.verdicts[index[a]]) for a in linked[id(camp)] if eligible[index[a]]]
             members = [a for a in camp.accounts if flagged(scores.verdicts[index[a]])]
             if (np.mean(eligible_flags) if eligible_flags else 0.0) >= 0.5 and len(members) >= cfg.min_accounts:
-                if members != camp.accounts:
-                    for a in set(camp.accounts) - set(members):
+                # linked members that could be harvesters themselves and are watched stay in the campaign as
+                # *watched* members (accounts.csv names their campaign; intel shares only the restricted ones)
+                watched = [a for a in linked[id(camp)] if a not in members and eligible[index[a]]
+                           and points[index[a]] > 0 and scores.risk[index[a]] >= model.policy.watch]
+                if members != camp.accounts or watched != camp.watched:
+                    for a in set(linked[id(camp)]) - set(members) - set(watched):
                         note[a] = f"linked to {len(members)} restricted account(s), but not restricted itself"
                     camp.accounts = members
+                    camp.watched = watched
                     camp.id = campaign_id(members)
                     changed = True
                 still.append(camp)
@@ -144,7 +149,7 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
         if not changed:
             break
     scores.components["coordination"] = points
-    in_campaign = {a for c in kept for a in c.accounts}
+    in_campaign = {a for c in kept for a in (*c.accounts, *c.watched)}
     scores.components["campaign_note"] = np.array(
         ["" if a in in_campaign or not flagged(v) else note.get(a, "linked to no other suspicious account")
          for a, v in zip(ft.account_ids, scores.verdicts, strict=True)], dtype=object)

@@ -42,7 +42,7 @@ class Campaign:
     """One campaign; :meth:`to_json` is the object documented in docs/architecture.md."""
 
     id: str
-    accounts: list[str]
+    accounts: list[str]  # the members detection restricts
     score: float
     evidence: list[Evidence] = field(default_factory=list)
     strength: float = 0.0  # how strongly the members are linked, 0..1 (sum of the evidence weights, capped)
@@ -61,6 +61,9 @@ class Campaign:
     # per member, the weight of its links inside the campaign resting on two evidence kinds or more ("<account>")
     # and on one kind only ("~<account>")
     ties: dict[str, float] = field(default_factory=dict, repr=False)
+    # linked members that could be harvesters themselves but are only watched: named in accounts.csv and the
+    # campaign record, never shared as intel or acted on as members
+    watched: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +71,7 @@ class Campaign:
             "score": round(self.score, 4),
             "strength": round(self.strength, 4),
             "accounts": sorted(self.accounts),
+            "watched": sorted(self.watched),
             "exchanges": self.exchanges,
             "first_seen": _iso(self.first_seen),
             "last_seen": _iso(self.last_seen),

@@ -105,7 +105,8 @@ def _load_detections(detections: Path) -> tuple[dict[str, tuple[float, str]], di
             raise LabelsError(f"{campaigns_path}: not JSON ({exc})") from None
         for camp in doc.get("campaigns", []):
             n_campaigns += 1
-            for account in camp.get("accounts", []):
+            # attribution counts every member it names: the restricted ones and the watched ones
+            for account in (*camp.get("accounts", []), *camp.get("watched", [])):
                 member[str(account)] = str(camp.get("id"))
     return rows, member, n_campaigns
 
