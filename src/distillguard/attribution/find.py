@@ -27,7 +27,7 @@ _DETAIL = {
     "shared_payment": "{n} accounts share {v} payment fingerprint(s)",
     "shared_payment_issuer": "{n} accounts pay with cards from {v} shared issuer(s)",
     "shared_org": "{n} accounts share {v} organisation id(s)",
-    "lookalike_email_domain": "{n} accounts use {v} look-alike email domain family(ies)",
+    "lookalike_email_domain": "{n} accounts use {v} pair(s) of look-alike email domains",
     "shared_signup_network": "{n} accounts signed up from {v} shared network(s)",
     "shared_email_domain": "{n} accounts use {v} shared email domain(s)",
     "batch_creation": "{n} accounts were created in {v} sign-up burst(s)",
@@ -104,7 +104,8 @@ def find_campaigns(con: duckdb.DuckDBPyConnection, scores: pa.Table, features: p
     finally:
         for name in _TEMP:
             con.execute(f"DROP TABLE IF EXISTS {name}")
-        for name in ("_cand_arrow", "_members_arrow", "_features_arrow", "_bands_arrow", "_jac_arrow"):
+        for name in ("_cand_arrow", "_members_arrow", "_features_arrow", "_bands_arrow", "_jac_arrow",
+                     "_lookalike_arrow"):
             with contextlib.suppress(duckdb.Error):
                 con.unregister(name)
     return sorted((c for c in campaigns if c.score >= cfg.min_score), key=lambda c: (-c.score, c.id))

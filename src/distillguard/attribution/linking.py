@@ -27,12 +27,13 @@ import numpy as np
 import pyarrow as pa
 
 from distillguard.attribution import minhash
+from distillguard.attribution.domains import lookalike_pairs
 
 # kind -> (weight, category); weights are per-pair contributions, summed over kinds
 KINDS: dict[str, tuple[float, str]] = {
     "shared_payment": (0.35, "identity"),
     "shared_payment_issuer": (0.15, "identity"),  # prepaid/virtual card BIN behind distinct cards
-    "lookalike_email_domain": (0.2, "identity"),  # distinct domains with one skeleton: mailbox1.xyz, mail-box7.xyz
+    "lookalike_email_domain": (0.2, "identity"),  # a pair of look-alike domains (attribution/domains.py)
     "batch_creation": (0.15, "identity"),  # signed up in one burst (consecutive gaps <= creation_gap_s)
     "shared_proxy_pool": (0.3, "identity"),  # rotating over the same set of /24s (weighted by Jaccard)
     "shared_template": (0.25, "behaviour"),
@@ -99,6 +100,14 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, n
     Reads ``accounts`` and the tables of :func:`columns.aggregate`. Returns the MinHash signatures of the
     set kinds (per kind, indexed by ``_cand.node``) for :func:`build_edges` to weigh pairs with.
     """
+    # look-alike pairs among the candidates' domains (attribution/domains.py); every holder of either domain of
+    # a pair holds its key, so the flagged-share test below judges the pair on all of them
+    domains = [r[0] for r in con.execute("SELECT DISTINCT lower(a.email_domain) FROM accounts a JOIN _cand c"
+                                         " USING (account_id) WHERE a.email_domain <> ''").fetchall()]
+    pairs = lookalike_pairs([d for d in domains if d])
+    con.register("_lookalike_arrow", pa.table({
+        "domain": pa.array([d for pair in pairs for d in pair], pa.string()),
+        "pair": pa.array([f"{a} ~ {b}" for a, b in pairs for _ in range(2)], pa.string())}))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _all_keys AS
         SELECT account_id, 'shared_payment' AS kind, payment_fp AS value FROM accounts WHERE payment_fp <> ''
@@ -106,13 +115,8 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, n
               FROM accounts WHERE payment_fp <> ''
         UNION SELECT account_id, 'shared_org', org_id FROM accounts WHERE org_id <> ''
         UNION SELECT account_id, 'shared_email_domain', lower(email_domain) FROM accounts WHERE email_domain <> ''
-        UNION SELECT account_id, 'lookalike_email_domain', skeleton FROM (
-              SELECT account_id, skeleton, count(DISTINCT domain) OVER (PARTITION BY skeleton) AS variants FROM (
-                  SELECT account_id, lower(email_domain) AS domain,
-                         regexp_replace(regexp_replace(lower(email_domain), '\\.[a-z.]+$', ''), '[0-9_-]', '', 'g')
-                             AS skeleton
-                  FROM accounts WHERE email_domain <> ''))
-              WHERE variants >= 2
+        UNION SELECT a.account_id, 'lookalike_email_domain', l.pair FROM accounts a
+              JOIN _lookalike_arrow l ON lower(a.email_domain) = l.domain
         UNION SELECT account_id, 'shared_signup_network', {net_sql('signup_ip')} FROM accounts WHERE signup_ip <> ''
         UNION SELECT account_id, 'shared_ip_prefix', net FROM _nets
         UNION SELECT account_id, 'shared_client_fingerprint', coalesce(tls_fp, '') || ' ' || coalesce(user_agent, '')
@@ -133,6 +137,7 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, n
         SELECT h.account_id, h.kind, h.value FROM held h JOIN good USING (kind, value) WHERE h.flagged
     """)
     con.execute("DROP TABLE _all_keys")
+    con.unregister("_lookalike_arrow")
     _batch_keys(con, cfg)
     return _set_keys(con, cfg)
 

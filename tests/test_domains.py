@@ -1,0 +1,46 @@
+"""Look-alike e-mail domains (attribution/domains.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from distillguard.attribution.domains import alike, lookalike_pairs, one_edit, registrable_label, stem
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("lunarisai.co", "lunaris-ai.com"),  # hyphenation and TLD swap
+    ("lunaris-ai.com", "lunarls-ai.com"),  # homoglyph l/i
+    ("lunaris-ai.net", "lunaris-labs.io"),  # dictionary word on one stem
+    ("gmai1.com", "gmail.com"), ("hotrnail.com", "hotmail.com"), ("out1ook.com", "outlook.com"),
+    ("mailbox1.xyz", "mail-box7.top"),  # digits and separators
+    ("examplecorp.com", "exmaplecorp.io"),  # adjacent transposition
+    ("northwind.com", "northwinds.com"),  # insertion
+    ("example.co.uk", "examp1e.com"),  # registrable label under a second-level suffix
+])
+def test_lookalikes(a: str, b: str) -> None:
+    assert alike(a, b) and alike(b, a)
+    assert (min(a, b), max(a, b)) in lookalike_pairs([a, b, "unrelated.org"])
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("gmail.com", "yahoo.com"), ("mit.edu", "umich.edu"), ("acme.com", "acne.com"),  # short stems: one edit is a word
+    ("stanford.edu", "berkeley.edu"), ("alpha.io", "alphabet.com"),
+])
+def test_not_lookalikes(a: str, b: str) -> None:
+    assert not alike(a, b)
+    assert lookalike_pairs([a, b]) == []
+
+
+def test_helpers() -> None:
+    assert registrable_label("mail.example.co.uk") == "example"
+    assert registrable_label("Example.COM.") == "example"
+    assert stem("Lunar1s-AI") == "lunarlsal"
+    assert one_edit("abcdef", "abcdxf") and one_edit("abcdef", "abdcef") and one_edit("abcdef", "abcdefg")
+    assert not one_edit("abcdef", "abdcfe") and not one_edit("abc", "abcde")
+    assert lookalike_pairs(["", " ", "a.com", "A.com"]) == []  # one domain, however written, is no pair
+
+
+def test_blocking_keeps_many_domains_near_linear() -> None:
+    domains = [f"company{i:05d}x{chr(97 + i % 26)}.com" for i in range(5000)]
+    pairs = lookalike_pairs(domains)
+    assert all(a < b for a, b in pairs)
