@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from distillguard.attribution.domains import alike, lookalike_pairs, one_edit, registrable_label, stem
+from distillguard.attribution.domains import (
+    alike,
+    imitates_public,
+    lookalike_pairs,
+    numbered,
+    one_edit,
+    registrable_label,
+    squats,
+    stem,
+    throwaway,
+)
 
 
 @pytest.mark.parametrize(("a", "b"), [
@@ -12,7 +22,7 @@ from distillguard.attribution.domains import alike, lookalike_pairs, one_edit, r
     ("lunaris-ai.com", "lunarls-ai.com"),  # homoglyph l/i
     ("lunaris-ai.net", "lunaris-labs.io"),  # dictionary word on one stem
     ("gmai1.com", "gmail.com"), ("hotrnail.com", "hotmail.com"), ("out1ook.com", "outlook.com"),
-    ("mailbox1.xyz", "mail-box7.top"),  # digits and separators
+    ("mailbox1.xyz", "mail-box7.top"), ("fastmail851.site", "fastmail667.icu"),  # digits and separators
     ("examplecorp.com", "exmaplecorp.io"),  # adjacent transposition
     ("northwind.com", "northwinds.com"),  # insertion
     ("example.co.uk", "examp1e.com"),  # registrable label under a second-level suffix
@@ -25,6 +35,8 @@ def test_lookalikes(a: str, b: str) -> None:
 @pytest.mark.parametrize(("a", "b"), [
     ("gmail.com", "yahoo.com"), ("mit.edu", "umich.edu"), ("acme.com", "acne.com"),  # short stems: one edit is a word
     ("stanford.edu", "berkeley.edu"), ("alpha.io", "alphabet.com"),
+    ("126.com", "i.ua"),  # stems of one letter
+    ("yandex.com", "yandex.ru"), ("outlook.com", "outlook.de"),  # one public provider's country domains
 ])
 def test_not_lookalikes(a: str, b: str) -> None:
     assert not alike(a, b)
@@ -44,3 +56,16 @@ def test_blocking_keeps_many_domains_near_linear() -> None:
     domains = [f"company{i:05d}x{chr(97 + i % 26)}.com" for i in range(5000)]
     pairs = lookalike_pairs(domains)
     assert all(a < b for a, b in pairs)
+
+
+def test_private_families_and_throwaway_pairs() -> None:
+    # one registrant's private family: a pair of these links with full look-alike weight
+    assert not throwaway("lunaris-ai.com", "lunarls-ai.com") and not throwaway("lunarisai.co", "lunaris-labs.io")
+    # bought, generated and shared by many operations: squats on a public mailbox and numbered series
+    assert throwaway("gmai1.com", "gmail.com") and throwaway("gmai1.com", "gmaill.co")
+    assert throwaway("fastmail-x-lxv.site", "fastmail-x-c8n.top")
+    assert throwaway("webmail170.online", "webmail555.shop") and numbered("post918.site", "post991.xyz")
+    assert not numbered("lunaris-ai.com", "lunaris-ai.net")  # a suffix swap is no series
+    assert imitates_public("hotrnail.com") and imitates_public("yah00-mail.net") and not imitates_public("gmail.com")
+    # squats on what this deployment's ordinary accounts use, whether or not the shipped list knows it
+    assert squats(["acmemai1.com", "lunaris-ai.com"], ["acmemail.com", "gmail.com"]) == {"acmemai1.com"}

@@ -84,3 +84,60 @@ def test_evidence_from_two_large_groups_accumulates_on_the_same_pairs():
     con, scores = _world(n_benign=600, flagged=200, flagged_prompt="Produce a full worked solution for the dataset")
     campaigns = find_campaigns(con, scores)
     assert len(campaigns) == 1 and len(campaigns[0].accounts) == 200
+
+
+def _domain_world(domains: list[str], created_ms: list[int]) -> tuple[duckdb.DuckDBPyConnection, pa.Table]:
+    """Suspicious accounts that share nothing but what their e-mail domains and sign-up times say, beside 200
+    ordinary gmail accounts."""
+    rng = np.random.default_rng(5)
+    n_sus = len(domains)
+    n = n_sus + 200
+    ids = np.array([f"acct_{i:05d}" for i in range(n)])
+    owner = np.repeat(np.arange(n), 4)
+    n_ex = len(owner)
+    cols = {name: pa.nulls(n_ex, f.type) for name, f in zip(EXCHANGE_SCHEMA.names, EXCHANGE_SCHEMA, strict=True)}
+    cols.update(
+        id=pa.array([f"x{i}" for i in range(n_ex)]),
+        ts=pa.array(T0_MS + rng.integers(0, 28 * 86_400_000, n_ex), pa.int64()).cast(EXCHANGE_SCHEMA.field("ts").type),
+        account_id=pa.array(ids[owner]),
+        ip=pa.array([f"{a}.{b}.{c}.9" for a, b, c in rng.integers(1, 250, (n_ex, 3))]),
+        user_agent=pa.array([f"client/{i}" for i in owner.tolist()]),
+        model=pa.array(["aurora-2"] * n_ex), max_tokens=pa.array([1024] * n_ex),
+        n_user_turns=pa.array(np.ones(n_ex, np.int32)),
+        user_text=pa.array([f"{rng.integers(10**9)} unique words {o}" for o in owner.tolist()]),
+    )
+    created = np.r_[np.array(created_ms, dtype=np.int64), T0_MS - rng.integers(2, 400, 200) * 86_400_000]
+    accounts = pa.table({
+        "account_id": ids, "created_at": pa.array(created, pa.int64()).cast(ACCOUNT_SCHEMA.field("created_at").type),
+        "email_domain": [*domains, *(["gmail.com"] * 200)], "payment_fp": [f"pm_{i:09d}" for i in range(n)],
+        **{name: pa.nulls(n, ACCOUNT_SCHEMA.field(name).type)
+           for name in ("country", "signup_ip", "org_id", "tier", "verified", "extra_json")},
+    }, schema=ACCOUNT_SCHEMA)
+    con = duckdb.connect()
+    con.register("_ex", pa.table(cols, schema=EXCHANGE_SCHEMA))
+    con.register("_acc", accounts)
+    con.execute("CREATE VIEW exchanges AS SELECT * FROM _ex")
+    con.execute("CREATE VIEW accounts AS SELECT * FROM _acc")
+    risk = np.r_[np.full(n_sus, 0.6), np.zeros(200)]
+    return con, pa.table({"account_id": ids, "risk": risk})
+
+
+def test_a_private_family_of_look_alike_domains_signed_up_together_is_one_campaign():
+    family = ["lunaris-ai.com", "lunarisai.co", "lunarls-ai.com", "lunaris-ai.net", "lunarisai.co", "lunarls-ai.com"]
+    day = 86_400_000
+    con, scores = _domain_world(family, [T0_MS - 30 * day + i * 6 * 3_600_000 for i in range(6)])  # 6 h apart
+    campaigns = find_campaigns(con, scores)
+    assert len(campaigns) == 1 and len(campaigns[0].accounts) == 6
+    assert "lookalike_email_domain" in {e.kind for e in campaigns[0].evidence}
+
+
+def test_look_alike_domains_of_accounts_signed_up_apart_or_of_one_provider_link_nobody():
+    """Colleagues at atlas-lab.org and customers of atlaslabs.ai (common words, sign-ups months apart), and one
+    provider's country domains signed up together, are no campaign."""
+    day = 86_400_000
+    apart = ["atlas-lab.org", "atlaslabs.ai", "atlas-lab.org", "atlaslabs.ai", "atlas-lab.org", "atlaslabs.ai"]
+    con, scores = _domain_world(apart, [T0_MS - (40 + 60 * i) * day for i in range(6)])
+    assert find_campaigns(con, scores) == []
+    provider = ["yandex.com", "yandex.ru", "yandex.com", "yandex.ru", "yandex.com", "yandex.ru"]
+    con, scores = _domain_world(provider, [T0_MS - 30 * day + i * 3_600_000 for i in range(6)])
+    assert find_campaigns(con, scores) == []

@@ -117,6 +117,7 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
                 note[a] = (f"linked with {len(camp.accounts) - 1} account(s), but not as an operation: too few of "
                            "them take outputs or are throwaway accounts")
     linked = {id(c): list(c.accounts) for c in kept}  # every account linked into a campaign keeps its coordination
+    takes = first.components.get("harvest", np.zeros(len(ft.account_ids)))
     for _ in range(5):
         # a campaign lists the members it restricts, and stands only while most of its eligible members are
         # restricted and at least ``min_accounts`` remain; decide again until that is stable
@@ -128,10 +129,12 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
             eligible_flags = [flagged(scores.verdicts[index[a]]) for a in linked[id(camp)] if eligible[index[a]]]
             members = [a for a in camp.accounts if flagged(scores.verdicts[index[a]])]
             if (np.mean(eligible_flags) if eligible_flags else 0.0) >= 0.5 and len(members) >= cfg.min_accounts:
-                # linked members that could be harvesters themselves and are watched stay in the campaign as
-                # *watched* members (accounts.csv names their campaign; intel shares only the restricted ones)
+                # linked members that take outputs themselves (a family's worth of harvest evidence) and are
+                # watched stay in the campaign as *watched* members (accounts.csv names their campaign; intel
+                # shares only the restricted ones)
                 watched = [a for a in linked[id(camp)] if a not in members and eligible[index[a]]
-                           and points[index[a]] > 0 and scores.risk[index[a]] >= model.policy.watch]
+                           and points[index[a]] > 0 and takes[index[a]] >= model.policy.family_floor
+                           and scores.risk[index[a]] >= model.policy.watch]
                 if members != camp.accounts or watched != camp.watched:
                     for a in set(linked[id(camp)]) - set(members) - set(watched):
                         note[a] = f"linked to {len(members)} restricted account(s), but not restricted itself"

@@ -28,6 +28,8 @@ _DETAIL = {
     "shared_payment_issuer": "{n} accounts pay with cards from {v} shared issuer(s)",
     "shared_org": "{n} accounts share {v} organisation id(s)",
     "lookalike_email_domain": "{n} accounts use {v} pair(s) of look-alike email domains",
+    "throwaway_email_domain": "{n} accounts use {v} pair(s) of throwaway email domains (public-mailbox squats or "
+                              "numbered series)",
     "shared_signup_network": "{n} accounts signed up from {v} shared network(s)",
     "shared_email_domain": "{n} accounts use {v} shared email domain(s)",
     "batch_creation": "{n} accounts were created in {v} sign-up burst(s)",

@@ -27,13 +27,16 @@ import numpy as np
 import pyarrow as pa
 
 from distillguard.attribution import minhash
-from distillguard.attribution.domains import lookalike_pairs
+from distillguard.attribution.domains import lookalike_pairs, squats, throwaway
 
 # kind -> (weight, category); weights are per-pair contributions, summed over kinds
 KINDS: dict[str, tuple[float, str]] = {
     "shared_payment": (0.35, "identity"),
     "shared_payment_issuer": (0.15, "identity"),  # prepaid/virtual card BIN behind distinct cards
-    "lookalike_email_domain": (0.2, "identity"),  # a pair of look-alike domains (attribution/domains.py)
+    # a pair of look-alike domains (attribution/domains.py): a private family names one registrant; squats on a
+    # public mailbox (gmai1.com) and numbered series (fastmail851.site) are bought and shared by many operations
+    "lookalike_email_domain": (0.3, "identity"),
+    "throwaway_email_domain": (0.2, "identity"),
     "batch_creation": (0.15, "identity"),  # signed up in one burst (consecutive gaps <= creation_gap_s)
     "shared_proxy_pool": (0.3, "identity"),  # rotating over the same set of /24s (weighted by Jaccard)
     "shared_template": (0.25, "behaviour"),
@@ -52,7 +55,12 @@ INFRASTRUCTURE = tuple(k for k, (_, cat) in KINDS.items() if cat == "infrastruct
 # its operations; these kinds link two accounts only when they also belong to one launch cohort: created, or
 # first active, within ``cohort_s`` of each other. Exact payment cards, proxy pools, synchrony and sign-up
 # bursts are per-operation and link regardless (a hydra's replacement accounts arrive over weeks).
-COHORT_GATED = ("shared_template", "shared_payment_issuer", "lookalike_email_domain", *INFRASTRUCTURE)
+# Look-alike domains name a registrant only for accounts it signed up together: colleagues at ``atlas-lab.org``
+# and customers of ``atlaslabs.ai`` who were all active on the first day of the window are no cohort. These kinds
+# need sign-up within ``cohort_s`` (first activity only when a sign-up time is missing).
+SIGNUP_GATED = ("lookalike_email_domain", "throwaway_email_domain")
+COHORT_GATED = ("shared_template", "shared_payment_issuer", "lookalike_email_domain", "throwaway_email_domain",
+                *INFRASTRUCTURE)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class LinkConfig:
     min_jaccard: float = 0.3  # for the set kinds: synchrony and proxy pool
     pool_min_networks: int = 3  # a proxy pool is at least this many informative /24s (a NAT is one or two)
     creation_gap_s: int = 600
+    public_domain_accounts: int = 10  # a domain this many unsuspicious accounts use is a public mailbox
     cohort_s: int = 86_400  # dialect kinds need sign-up or first activity this close (0: no gate)
     min_edge: float = 0.3  # total weight to keep an edge
     min_strong: float = 0.3  # identity + behaviour weight an edge needs beyond infrastructure
@@ -105,8 +114,14 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, n
     domains = [r[0] for r in con.execute("SELECT DISTINCT lower(a.email_domain) FROM accounts a JOIN _cand c"
                                          " USING (account_id) WHERE a.email_domain <> ''").fetchall()]
     pairs = lookalike_pairs([d for d in domains if d])
+    public = [r[0] for r in con.execute(
+        "SELECT lower(a.email_domain) FROM accounts a LEFT JOIN _cand c USING (account_id) WHERE a.email_domain <> ''"
+        f" AND c.account_id IS NULL GROUP BY 1 HAVING count(*) >= {cfg.public_domain_accounts}").fetchall()]
+    squatted = squats(sorted({d for pair in pairs for d in pair}), public)
     con.register("_lookalike_arrow", pa.table({
         "domain": pa.array([d for pair in pairs for d in pair], pa.string()),
+        "kind": pa.array(["throwaway_email_domain" if a in squatted or b in squatted or throwaway(a, b)
+                          else "lookalike_email_domain" for a, b in pairs for _ in range(2)], pa.string()),
         "pair": pa.array([f"{a} ~ {b}" for a, b in pairs for _ in range(2)], pa.string())}))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _all_keys AS
@@ -115,7 +130,7 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, n
               FROM accounts WHERE payment_fp <> ''
         UNION SELECT account_id, 'shared_org', org_id FROM accounts WHERE org_id <> ''
         UNION SELECT account_id, 'shared_email_domain', lower(email_domain) FROM accounts WHERE email_domain <> ''
-        UNION SELECT a.account_id, 'lookalike_email_domain', l.pair FROM accounts a
+        UNION SELECT a.account_id, l.kind, l.pair FROM accounts a
               JOIN _lookalike_arrow l ON lower(a.email_domain) = l.domain
         UNION SELECT account_id, 'shared_signup_network', {net_sql('signup_ip')} FROM accounts WHERE signup_ip <> ''
         UNION SELECT account_id, 'shared_ip_prefix', net FROM _nets
@@ -227,6 +242,7 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dic
     weights = " ".join(f"WHEN '{k}' THEN {w}" for k, (w, _) in KINDS.items())
     infra = ", ".join(f"'{k}'" for k in INFRASTRUCTURE)
     gated = ", ".join(f"'{k}'" for k in COHORT_GATED)
+    registered = ", ".join(f"'{k}'" for k in SIGNUP_GATED)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE _cohort AS
         SELECT c.node, c.account_id, epoch(any_value(a.created_at)) AS born, epoch(any_value(x.first_ts)) AS start
@@ -305,8 +321,10 @@ def build_edges(con: duckdb.DuckDBPyConnection, cfg: LinkConfig, signatures: dic
                p.weight
         FROM weighed p JOIN _cohort ca ON ca.node = p.a JOIN _cohort cb ON cb.node = p.b
         WHERE {cfg.cohort_s} <= 0 OR p.kind NOT IN ({gated})
-              OR coalesce(abs(ca.born - cb.born) <= {cfg.cohort_s}, true)
-              OR coalesce(abs(ca.start - cb.start) <= {cfg.cohort_s}, true)
+              OR (p.kind IN ({registered}) AND coalesce(abs(ca.born - cb.born) <= {cfg.cohort_s},
+                                                       abs(ca.start - cb.start) <= {cfg.cohort_s}, true))
+              OR (p.kind NOT IN ({registered}) AND (coalesce(abs(ca.born - cb.born) <= {cfg.cohort_s}, true)
+                                                   OR coalesce(abs(ca.start - cb.start) <= {cfg.cohort_s}, true)))
     """)
     con.unregister("_jac_arrow")
     con.execute(f"""
