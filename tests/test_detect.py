@@ -164,6 +164,40 @@ def test_a_cohort_attackers_dominate_cannot_normalise_them() -> None:
     assert scores.components["identity"][:660].max() < 1.0
 
 
+def test_a_card_paying_for_unrelated_parties_is_identity_evidence_a_company_card_is_not() -> None:
+    feats = population(12, seed=6)
+    feats["card_parties"] = np.array([0, 1, 1, 2, 2, 3, 3, 4, 6, 1, 1, 1], dtype=float)
+    scores = score_accounts(np.arange(12), feats)
+    points = scores.components["item:card_across_parties"]
+    assert points[:5].tolist() == [0.0] * 5  # no card, one party (a company card), a couple
+    assert points[5:9].tolist() == [1.0, 1.0, 1.5, 1.5]
+    from distillguard.detect.evidence import coordination_eligible
+    items = {k.split(":", 1)[1]: v for k, v in scores.components.items() if k.startswith("item:")}
+    assert coordination_eligible(scores.components, items)[5:9].all()  # a shared card may carry coordination
+
+
+def test_card_parties_count_organisations_company_domains_and_individuals() -> None:
+    import duckdb
+
+    from distillguard.features import build_context
+    from distillguard.model import party
+
+    assert party("a", "org_1", "gmail.com") == "org:org_1"
+    assert party("a", "", "acme.com") == "domain:acme.com"
+    assert party("a", None, "gmail.com") == party("a", "", "GMAIL.co.uk") == "account:a"
+    con = duckdb.connect()
+    con.execute("CREATE TABLE accounts (account_id VARCHAR, payment_fp VARCHAR, org_id VARCHAR, email_domain VARCHAR)")
+    con.execute("""INSERT INTO accounts VALUES
+        ('t1', 'team', 'org_1', 'acme.com'), ('t2', 'team', 'org_1', 'acme.com'), ('t3', 'team', 'org_1', 'acme.com'),
+        ('c1', 'couple', '', 'gmail.com'), ('c2', 'couple', '', 'outlook.com'),
+        ('h1', 'ring', '', 'gmail.com'), ('h2', 'ring', '', 'yahoo.com'), ('h3', 'ring', 'org_9', 'x.io'),
+        ('h4', 'ring', '', 'lunaris-ai.com'), ('s1', 'solo', '', 'gmail.com')""")
+    context = build_context(con, {"models": np.array([]), "first_ts": np.array([])})
+    assert context.payment_parties == {"couple": 2, "ring": 4}  # the team's card pays for one organisation
+    from distillguard.features.compute import Context
+    assert Context.from_json(orjson.loads(orjson.dumps(context.to_json()))).payment_parties == {"couple": 2, "ring": 4}
+
+
 def test_small_deployments_fall_back_to_the_shipped_priors() -> None:
     b = Baselines.fit(population(10))
     assert not b.table  # too few accounts for any cohort

@@ -24,35 +24,14 @@ import re
 from collections import defaultdict
 from itertools import combinations
 
-# second-level labels under which the registrable name is one label further left (example.co.uk, uni.ac.jp)
-_SECOND_LEVEL = frozenset(("co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go", "gv", "mil"))
+from distillguard.model.account import PUBLIC_MAILBOXES, public_mailbox, registrable_label
+
 _GLYPHS = (("rn", "m"), ("vv", "w"), ("0", "o"), ("1", "l"), ("3", "e"), ("5", "s"), ("i", "l"), ("|", "l"))
 _WORD = re.compile(r"[a-z]+")
 MIN_STEM = 6  # one edit apart counts only for stems this long (``mail1`` / ``mails`` are different words)
 MIN_WORD = 5  # a shared leading word this long links (``lunaris-ai`` / ``lunaris-labs``)
 MIN_LINK = 4  # stems shorter than this never pair (``126.com`` / ``i.ua`` fold to one letter)
-# Public mailbox providers (the registrable label, any country suffix): everyone's addresses, never one actor's
-# registration. Two of them (``yandex.com`` / ``yandex.ru``) are one provider, not a pair; a domain imitating one
-# (``gmai1.com``, ``fastmail-x-lxv.site``) is a throwaway squat.
-PUBLIC_MAILBOXES = frozenset((
-    "gmail", "googlemail", "yahoo", "ymail", "rocketmail", "outlook", "hotmail", "live", "msn", "aol", "icloud",
-    "me", "mac", "proton", "protonmail", "pm", "tutanota", "tuta", "gmx", "web", "freenet", "t-online", "yandex",
-    "mail", "inbox", "bk", "list", "rambler", "qq", "foxmail", "sina", "sohu", "aliyun", "naver", "daum",
-    "hanmail", "kakao", "nate", "zoho", "fastmail", "hey", "mailbox", "posteo", "libero", "virgilio", "orange",
-    "wanadoo", "free", "laposte", "sfr", "seznam", "wp", "onet", "interia", "o2", "ukr", "rediffmail", "comcast",
-    "verizon", "att", "sbcglobal", "bellsouth", "btinternet", "sky", "virginmedia", "bigpond", "optusnet",
-    "shaw", "rogers", "sympatico", "uol", "bol", "terra", "docomo", "ezweb", "softbank", "i", "email",
-))
 MAX_BLOCK = 200  # domains sharing a blocking key beyond this are compared by equal stems only
-
-
-def registrable_label(domain: str) -> str:
-    """The label a registrant chose: ``example`` of ``mail.example.co.uk`` (no public-suffix list is shipped;
-    common second-level suffixes are recognised)."""
-    labels = [p for p in domain.strip().lower().rstrip(".").split(".") if p]
-    if len(labels) >= 3 and labels[-2] in _SECOND_LEVEL and len(labels[-1]) == 2:
-        return labels[-3]
-    return labels[-2] if len(labels) >= 2 else (labels[0] if labels else "")
 
 
 def stem(label: str) -> str:
@@ -90,11 +69,6 @@ def one_edit(a: str, b: str) -> bool:
     if la > lb:
         return a[i + 1:] == b[i:]
     return a[i:] == b[i + 1:]
-
-
-def public_mailbox(domain: str) -> bool:
-    """Whether ``domain`` is a public mailbox provider's (:data:`PUBLIC_MAILBOXES`, any suffix)."""
-    return registrable_label(domain) in PUBLIC_MAILBOXES
 
 
 def imitates_public(domain: str) -> bool:

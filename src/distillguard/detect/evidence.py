@@ -170,6 +170,20 @@ def _young_says(finding: Finding, f: Features, i: int) -> str:
     return f"account first used {finding.observed[i]:.1f} days after sign-up"
 
 
+def _card_parties(f: Features, b: Baselines) -> Finding:
+    """One payment card paying for accounts of several unrelated parties (organisations, company domains or
+    individuals): a shared payment signal. A company's card pays for its own organisation's accounts and a couple
+    may share one, so two parties score nothing; three score a point, four or more one and a half."""
+    parties = np.nan_to_num(column(f, "card_parties"))
+    points = np.where(parties >= 4, 1.5, np.where(parties >= 3, 1.0, 0.0))
+    return Finding(points, parties, np.full(len(parties), 2.0), np.full(len(parties), "shipped prior", dtype=object))
+
+
+def _card_parties_says(finding: Finding, f: Features, i: int) -> str:
+    return (f"its payment card pays for accounts of {finding.observed[i]:.0f} unrelated organisations or people "
+            "(a company card pays for one organisation)")
+
+
 def _text_distance(f: Features, b: Baselines) -> Finding:
     """The distribution test: how far the account's typical prompt sits from its cohort's, in the text
     classifiers' learned representation (robust deviations, root mean square over the kept dimensions)."""
@@ -216,6 +230,7 @@ ITEMS: tuple[Item, ...] = (
     rate_item("step_by_step", "elicitation", "cot", cap=1.0, says=_rate_says("asks for step-by-step reasoning")),
     # who is asking
     Item("young_account", "identity", _young, _young_says, 1.5),
+    Item("card_across_parties", "identity", _card_parties, _card_parties_says, 1.5),
     z_item("address_rotation", "identity", "ip_per_req", cap=2.0, min_n=10,
            gate=lambda f: column(f, "log_ip") >= math.log1p(8), says=_share_says("new IP address per request")),
     z_item("network_spread", "identity", "log_asn", cap=1.5, min_n=10, says=_count_says("networks (ASNs)", "log_asn")),
@@ -235,11 +250,12 @@ ITEMS: tuple[Item, ...] = (
 
 
 # Cross-account evidence is granted only to an account that could be a harvester itself: it takes outputs
-# (harvest), or it is a throwaway or disguised account. What its prompts say is not enough (eval labs and
+# (harvest), or it is a throwaway or disguised account (a days-old account, many clients, a card paying for
+# several unrelated parties). What its prompts say is not enough (eval labs and
 # harvesters write alike), nor is rotating addresses (customers of a residential proxy do, and a shared pool is
 # the very link). Batch attribution and the gateway's online links both use this one rule.
 COORDINATION_FAMILIES = ("harvest",)
-COORDINATION_ITEMS = ("young_account", "client_mix")
+COORDINATION_ITEMS = ("young_account", "client_mix", "card_across_parties")
 COORDINATION_MIN = 0.5
 
 

@@ -23,6 +23,7 @@ from distillguard.features.compute import (
 )
 from distillguard.features.state import AccountState
 from distillguard.features.stats import STAT_NAMES, batch_stats
+from distillguard.model.account import party
 from distillguard.signals import SIGNAL_SCHEMA
 from distillguard.store import Store
 
@@ -83,9 +84,15 @@ def build_context(con: duckdb.DuckDBPyConnection, stats: dict[str, np.ndarray]) 
     pay = Counter(r[0] for r in con.execute("SELECT payment_fp FROM accounts WHERE payment_fp IS NOT NULL").fetchall())
     dom = Counter(r[0] for r in con.execute("SELECT email_domain FROM accounts WHERE email_domain IS NOT NULL")
                   .fetchall())
+    parties: dict[str, set[str]] = {}  # who pays with each shared card (model.account.party)
+    for account, card, org, domain in con.execute(
+            "SELECT account_id, payment_fp, org_id, email_domain FROM accounts WHERE payment_fp <> ''").fetchall():
+        if pay.get(card, 0) > 1:
+            parties.setdefault(card, set()).add(party(account, org, domain))
     return Context(releases=releases_from_models(stats["models"], stats["first_ts"]),
                    payment_counts={k: v for k, v in pay.items() if v > 1},
-                   domain_counts={k: v for k, v in dom.items() if v > 1})
+                   domain_counts={k: v for k, v in dom.items() if v > 1},
+                   payment_parties={k: len(v) for k, v in parties.items() if len(v) > 1})
 
 
 def account_features(con: duckdb.DuckDBPyConnection, *, until_ms: int | None = None,

@@ -39,7 +39,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "new_model_share", "new_model_speed",
     # infrastructure and identity
     "log_ip", "ip_per_req", "log_prefix", "log_asn", "log_ua", "log_tls", "log_key",
-    "age_days", "tier", "verified", "log_payment_shared", "log_domain_shared",
+    "age_days", "tier", "verified", "log_payment_shared", "log_domain_shared", "card_parties",
 )
 
 
@@ -50,17 +50,21 @@ class Context:
     releases: dict[str, float] = field(default_factory=dict)  # model -> release time (ms) inside the window
     payment_counts: dict[str, int] = field(default_factory=dict)
     domain_counts: dict[str, int] = field(default_factory=dict)
+    # payment fingerprint -> distinct parties (organisations, company domains, individuals) it pays for, when >= 2
+    payment_parties: dict[str, int] = field(default_factory=dict)
     # the deployment's baselines per cohort (``distillguard.detect.baselines.Baselines.to_json``), set by detection
     baselines: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"releases": self.releases, "payment_counts": self.payment_counts,
-                "domain_counts": self.domain_counts, "baselines": self.baselines}
+                "domain_counts": self.domain_counts, "payment_parties": self.payment_parties,
+                "baselines": self.baselines}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Context:
         return cls(dict(data.get("releases", {})), dict(data.get("payment_counts", {})),
-                   dict(data.get("domain_counts", {})), dict(data.get("baselines", {})))
+                   dict(data.get("domain_counts", {})), dict(data.get("payment_parties", {})),
+                   dict(data.get("baselines", {})))
 
 
 def _entropy(counts: np.ndarray) -> np.ndarray:
@@ -109,7 +113,7 @@ def _account_columns(accounts: dict[str, np.ndarray] | None, n: int, context: Co
     if accounts is None:
         nan = np.full(n, np.nan)
         return {"age_days": nan, "tier": nan, "verified": nan, "log_payment_shared": np.zeros(n),
-                "log_domain_shared": np.zeros(n)}
+                "log_domain_shared": np.zeros(n), "card_parties": np.zeros(n)}
     created = np.asarray(accounts["created_ms"], dtype=np.float64)
     tier_codes = {t: float(i) for i, t in enumerate(TIERS)}
     pay = np.array([context.payment_counts.get(p, 1) if p else 0 for p in accounts["payment_fp"]], dtype=np.float64)
@@ -120,6 +124,9 @@ def _account_columns(accounts: dict[str, np.ndarray] | None, n: int, context: Co
         "verified": np.asarray(accounts["verified"], dtype=np.float64),
         "log_payment_shared": np.log1p(np.maximum(pay - 1, 0)),
         "log_domain_shared": np.log1p(np.maximum(dom - 1, 0)),
+        # parties paying with the account's card, itself included (0: no card on record)
+        "card_parties": np.array([float(context.payment_parties.get(p, 1)) if p else 0.0
+                                  for p in accounts["payment_fp"]], dtype=np.float64),
     }
 
 

@@ -1,6 +1,15 @@
 """The exchange model at the centre of every stage."""
 
-from distillguard.model.account import ACCOUNT_SCHEMA, TIERS, accounts_to_table, flatten_account
+from distillguard.model.account import (
+    ACCOUNT_SCHEMA,
+    PUBLIC_MAILBOXES,
+    TIERS,
+    accounts_to_table,
+    flatten_account,
+    party,
+    public_mailbox,
+    registrable_label,
+)
 from distillguard.model.exchange import (
     COLUMNS,
     CONTENT_COLUMNS,
@@ -14,6 +23,7 @@ from distillguard.model.exchange import (
 )
 
 __all__ = [
-    "ACCOUNT_SCHEMA", "COLUMNS", "CONTENT_COLUMNS", "EXCHANGE_SCHEMA", "TIERS", "FieldError",
-    "accounts_to_table", "flatten", "flatten_account", "format_ts", "parse_ts", "rows_to_table", "to_record",
+    "ACCOUNT_SCHEMA", "COLUMNS", "CONTENT_COLUMNS", "EXCHANGE_SCHEMA", "PUBLIC_MAILBOXES", "TIERS", "FieldError",
+    "accounts_to_table", "flatten", "flatten_account", "format_ts", "parse_ts", "party", "public_mailbox",
+    "registrable_label", "rows_to_table", "to_record",
 ]

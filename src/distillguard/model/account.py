@@ -27,6 +27,44 @@ ACCOUNT_SCHEMA = pa.schema(
 )
 _KNOWN = set(ACCOUNT_SCHEMA.names) - {"extra_json"}
 
+# second-level labels under which the registrable name is one label further left (example.co.uk, uni.ac.jp)
+_SECOND_LEVEL = frozenset(("co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go", "gv", "mil"))
+# Public mailbox providers (the registrable label of the e-mail domain, any country suffix): addresses anyone can
+# have, so the domain says nothing about who the holder works for, and two of them are no look-alike pair.
+PUBLIC_MAILBOXES = frozenset((
+    "gmail", "googlemail", "yahoo", "ymail", "rocketmail", "outlook", "hotmail", "live", "msn", "aol", "icloud",
+    "me", "mac", "proton", "protonmail", "pm", "tutanota", "tuta", "gmx", "web", "freenet", "t-online", "yandex",
+    "mail", "inbox", "bk", "list", "rambler", "qq", "foxmail", "sina", "sohu", "aliyun", "naver", "daum",
+    "hanmail", "kakao", "nate", "zoho", "fastmail", "hey", "mailbox", "posteo", "libero", "virgilio", "orange",
+    "wanadoo", "free", "laposte", "sfr", "seznam", "wp", "onet", "interia", "o2", "ukr", "rediffmail", "comcast",
+    "verizon", "att", "sbcglobal", "bellsouth", "btinternet", "sky", "virginmedia", "bigpond", "optusnet",
+    "shaw", "rogers", "sympatico", "uol", "bol", "terra", "docomo", "ezweb", "softbank", "i", "email",
+))
+
+
+def registrable_label(domain: str) -> str:
+    """The label a registrant chose: ``example`` of ``mail.example.co.uk`` (no public-suffix list is shipped;
+    common second-level suffixes are recognised)."""
+    labels = [p for p in domain.strip().lower().rstrip(".").split(".") if p]
+    if len(labels) >= 3 and labels[-2] in _SECOND_LEVEL and len(labels[-1]) == 2:
+        return labels[-3]
+    return labels[-2] if len(labels) >= 2 else (labels[0] if labels else "")
+
+
+def public_mailbox(domain: str) -> bool:
+    """Whether ``domain`` is a public mailbox provider's (:data:`PUBLIC_MAILBOXES`, any suffix)."""
+    return registrable_label(domain) in PUBLIC_MAILBOXES
+
+
+def party(account_id: str, org_id: str | None, email_domain: str | None) -> str:
+    """Who an account belongs to, as far as its record says: its organisation, else its e-mail domain unless that
+    is a public mailbox, else the account itself (an individual)."""
+    if org_id:
+        return f"org:{org_id}"
+    if email_domain and not public_mailbox(email_domain):
+        return f"domain:{email_domain.strip().lower()}"
+    return f"account:{account_id}"
+
 
 def flatten_account(record: Any) -> tuple:
     """Validate an account record and return its row in :data:`ACCOUNT_SCHEMA` order."""
