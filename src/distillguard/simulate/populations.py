@@ -183,6 +183,15 @@ class Casual(_Base):
             acct.profile["effort"] = float(rng.choice([0.0, 0.03, 0.1, 0.3]))
             acct.p_mini = float(rng.uniform(0, 0.4))
             acct.p_new = 0.85
+            # households: one card paying for two (every 33rd account) or three people's accounts (every 100th),
+            # each on their own mailbox -- the shared payment signal's ordinary look-alike (no random draw, so the
+            # rest of the population is unchanged)
+            for size, every in ((3, 100), (2, 33)):
+                if i % every == size - 1 and all(a.payment_fp for a in (*out[i - size + 1:], acct)):
+                    acct.payment_fp = out[i - size + 1].payment_fp
+                    for a in out[i - size + 2:]:
+                        a.payment_fp = acct.payment_fp
+                    break
             out.append(acct)
         return out
 
