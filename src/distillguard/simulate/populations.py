@@ -167,7 +167,7 @@ class Casual(_Base):
     burst = 0.5
 
     def make_accounts(self, rng: np.random.Generator, n: int) -> list[Account]:
-        out = []
+        out: list[Account] = []
         for i in range(n):
             uas = tuple(_choice(rng, APP_UA) for _ in range(1 + int(rng.integers(0, 2))))
             net, country = _human_net(rng, self.world.seed, uas, 0.08, 0.04)
