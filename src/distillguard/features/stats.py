@@ -161,11 +161,17 @@ STAT_NAMES: tuple[str, ...] = (
 )
 
 
-def _distinct_sql(d: Distinct, where: str) -> str:
-    """The K smallest sketch hashes of one distinct statistic per account (see :class:`Distinct`)."""
-    value = f"({d.sql} >> 32)::UINTEGER" if d.fingerprint else f"(md5_number_upper({d.sql}) >> 32)::UINTEGER"
-    return (f"SELECT account_id, min(h, {KMV_K}) AS kept FROM (SELECT DISTINCT account_id, {value} AS h "
-            f"FROM ex {where}) WHERE h IS NOT NULL GROUP BY account_id")
+def _sketch_value(d: Distinct) -> str:
+    return f"({d.sql} >> 32)::UINTEGER" if d.fingerprint else f"(md5_number_upper({d.sql}) >> 32)::UINTEGER"
+
+
+def _distinct_sql(where: str) -> str:
+    """The K smallest sketch hashes of every distinct statistic per account (see :class:`Distinct`), in one pass
+    over the exchanges: each row fans out to one (statistic, hash) pair per statistic, then distinct pairs per
+    account keep their K smallest hashes. One scan instead of one per statistic (on Spark each is a job)."""
+    cases = " ".join(f"WHEN {k} THEN {_sketch_value(d)}" for k, d in enumerate(DISTINCTS))
+    return (f"SELECT account_id, k, min(h, {KMV_K}) AS kept FROM (SELECT DISTINCT account_id, k, CASE k {cases} END "
+            f"AS h FROM ex, range({len(DISTINCTS)}) r(k) {where}) WHERE h IS NOT NULL GROUP BY account_id, k")
 
 
 def _main_sql(where: str) -> str:
@@ -232,12 +238,11 @@ def batch_stats(con: duckdb.DuckDBPyConnection, until_ms: int | None = None) -> 
         if name != "account_id":
             stats[name] = np.zeros(n)
             stats[name][pos] = np.asarray(part[name], dtype=np.float64)
-    for d in DISTINCTS:
-        rows = con.execute(_distinct_sql(d, where)).fetchall()
-        values = np.zeros(n)
-        for account, kept in rows:
-            values[index[account]] = kmv_estimate(len(kept), float(max(kept)))
-        stats[f"d_{d.name}"] = values
+    distinct = np.zeros((len(DISTINCTS), n))
+    for account, k, kept in con.execute(_distinct_sql(where)).fetchall():
+        distinct[int(k), index[account]] = kmv_estimate(len(kept), float(max(kept)))
+    for k, d in enumerate(DISTINCTS):
+        stats[f"d_{d.name}"] = distinct[k]
 
     stats.update(_activity(con, where, index, n))
     stats = {"account_id": ids, **{name: stats[name] for name in STAT_NAMES}}
