@@ -69,3 +69,10 @@ def test_private_families_and_throwaway_pairs() -> None:
     assert imitates_public("hotrnail.com") and imitates_public("yah00-mail.net") and not imitates_public("gmail.com")
     # squats on what this deployment's ordinary accounts use, whether or not the shipped list knows it
     assert squats(["acmemai1.com", "lunaris-ai.com"], ["acmemail.com", "gmail.com"]) == {"acmemai1.com"}
+
+
+def test_a_huge_family_of_one_stem_is_paired_as_a_star() -> None:
+    family = [f"lunaris-ai.{tld}{i}" for i, tld in enumerate(["com", "net", "io"] * 200)]
+    pairs = lookalike_pairs(family)
+    assert len(pairs) == len(family) - 1  # not ~180,000
+    assert {d for pair in pairs for d in pair} == set(family)

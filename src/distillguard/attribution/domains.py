@@ -121,14 +121,18 @@ def lookalike_pairs(domains: list[str]) -> list[tuple[str, str]]:
     """Sorted pairs ``(a, b)``, ``a < b``, of distinct look-alike domains among ``domains`` (lower-cased).
 
     Candidates are proposed by blocking keys (the stem, its first and last four letters, the leading word), so the
-    cost stays near linear; a block larger than :data:`MAX_BLOCK` is skipped except for equal stems.
+    cost stays near linear; a block larger than :data:`MAX_BLOCK` is skipped, except a family of equal stems,
+    which is paired as a star.
     """
     blocks = _blocks(_unique(domains))
     pairs: set[tuple[str, str]] = set()
     for (kind, _), members in blocks.items():
         if len(members) < 2 or (len(members) > MAX_BLOCK and kind != "stem"):
             continue
-        for a, b in combinations(members, 2):
+        # a large family of one stem (hundreds of suffix swaps) is paired as a star around its first member, so
+        # its keys grow with the family, not with its square
+        candidates = combinations(members, 2) if len(members) <= MAX_BLOCK else ((members[0], m) for m in members[1:])
+        for a, b in candidates:
             if alike(a, b):
                 pairs.add((a, b) if a < b else (b, a))
     return sorted(pairs)
