@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import duckdb
@@ -30,6 +31,37 @@ def test_minhash_estimates_jaccard_and_skips_small_sets():
     assert (again == sig).all()  # order of the input does not matter
 
 
+def _connect(exchanges: dict, accounts: dict) -> duckdb.DuckDBPyConnection:
+    """Views ``exchanges`` and ``accounts`` over the given columns, every other schema column null."""
+    n_ex, n_acc = len(exchanges["id"]), len(accounts["account_id"])
+    cols = {name: pa.nulls(n_ex, f.type) for name, f in zip(EXCHANGE_SCHEMA.names, EXCHANGE_SCHEMA, strict=True)}
+    cols.update(exchanges)
+    acc = {name: pa.nulls(n_acc, f.type) for name, f in zip(ACCOUNT_SCHEMA.names, ACCOUNT_SCHEMA, strict=True)}
+    acc.update(accounts)
+    con = duckdb.connect()
+    con.register("_ex", pa.table(cols, schema=EXCHANGE_SCHEMA))
+    con.register("_acc", pa.table(acc, schema=ACCOUNT_SCHEMA))
+    con.execute("CREATE VIEW exchanges AS SELECT * FROM _ex")
+    con.execute("CREATE VIEW accounts AS SELECT * FROM _acc")
+    return con
+
+
+def _exchanges(rng: np.random.Generator, ids: np.ndarray, owner: np.ndarray, user_agent: list[str],
+               user_text: Callable[[], list[str]]) -> dict:
+    """Exchange columns of ``ids[owner]`` over 28 days from random /24s (``user_text`` is drawn last)."""
+    n_ex = len(owner)
+    return dict(
+        id=pa.array([f"x{i}" for i in range(n_ex)]),
+        ts=pa.array(T0_MS + rng.integers(0, 28 * 86_400_000, n_ex), pa.int64()).cast(EXCHANGE_SCHEMA.field("ts").type),
+        account_id=pa.array(ids[owner]),
+        ip=pa.array([f"{a}.{b}.{c}.9" for a, b, c in rng.integers(1, 250, (n_ex, 3))]),
+        user_agent=pa.array(user_agent),
+        model=pa.array(["aurora-2"] * n_ex), max_tokens=pa.array([1024] * n_ex),
+        n_user_turns=pa.array(np.ones(n_ex, np.int32)),
+        user_text=pa.array(user_text()),
+    )
+
+
 def _world(n_benign: int, flagged: int, flagged_prompt: str | None = None
            ) -> tuple[duckdb.DuckDBPyConnection, pa.Table]:
     """Benign accounts all asking 'question about <n>' (one template once digits fold); the flagged ones signed up
@@ -38,32 +70,16 @@ def _world(n_benign: int, flagged: int, flagged_prompt: str | None = None
     ids = np.array([f"acct_{i:05d}" for i in range(n_benign)])
     per = 6
     owner = np.repeat(np.arange(n_benign), per)
-    n_ex = len(owner)
-    cols = {name: pa.nulls(n_ex, f.type) for name, f in zip(EXCHANGE_SCHEMA.names, EXCHANGE_SCHEMA, strict=True)}
-    cols.update(
-        id=pa.array([f"x{i}" for i in range(n_ex)]),
-        ts=pa.array(T0_MS + rng.integers(0, 28 * 86_400_000, n_ex), pa.int64()).cast(EXCHANGE_SCHEMA.field("ts").type),
-        account_id=pa.array(ids[owner]),
-        ip=pa.array([f"{a}.{b}.{c}.9" for a, b, c in rng.integers(1, 250, (n_ex, 3))]),
-        user_agent=pa.array(["OpenAI/Python 1.59.7"] * n_ex),
-        model=pa.array(["aurora-2"] * n_ex), max_tokens=pa.array([1024] * n_ex),
-        n_user_turns=pa.array(np.ones(n_ex, np.int32)),
-        user_text=pa.array([flagged_prompt if flagged_prompt and o < flagged else f"question about {v}"
-                            for o, v in zip(owner.tolist(), rng.integers(0, 10**6, n_ex).tolist(), strict=True)]),
-    )
+    exchanges = _exchanges(rng, ids, owner, ["OpenAI/Python 1.59.7"] * len(owner), lambda: [
+        flagged_prompt if flagged_prompt and o < flagged else f"question about {v}"
+        for o, v in zip(owner.tolist(), rng.integers(0, 10**6, len(owner)).tolist(), strict=True)])
     created = T0_MS - rng.integers(2, 400, n_benign) * 86_400_000
     created[:flagged] = T0_MS - 86_400_000 + np.arange(flagged) * 30_000  # one sign-up every 30 s: one burst
-    accounts = pa.table({
-        "account_id": ids, "created_at": pa.array(created, pa.int64()).cast(ACCOUNT_SCHEMA.field("created_at").type),
-        "email_domain": ["gmail.com"] * n_benign, "payment_fp": [f"pfp_4a1f{i:09d}" for i in range(n_benign)],
-        **{name: pa.nulls(n_benign, ACCOUNT_SCHEMA.field(name).type)
-           for name in ("country", "signup_ip", "org_id", "tier", "verified", "extra_json")},
-    }, schema=ACCOUNT_SCHEMA)
-    con = duckdb.connect()
-    con.register("_ex", pa.table(cols, schema=EXCHANGE_SCHEMA))
-    con.register("_acc", accounts)
-    con.execute("CREATE VIEW exchanges AS SELECT * FROM _ex")
-    con.execute("CREATE VIEW accounts AS SELECT * FROM _acc")
+    con = _connect(exchanges, {
+        "account_id": pa.array(ids),
+        "created_at": pa.array(created, pa.int64()).cast(ACCOUNT_SCHEMA.field("created_at").type),
+        "email_domain": pa.array(["gmail.com"] * n_benign),
+        "payment_fp": pa.array([f"pfp_4a1f{i:09d}" for i in range(n_benign)])})
     risk = np.zeros(n_benign)
     risk[:flagged] = 0.6
     return con, pa.table({"account_id": ids, "risk": risk})
@@ -94,30 +110,14 @@ def _domain_world(domains: list[str], created_ms: list[int]) -> tuple[duckdb.Duc
     n = n_sus + 200
     ids = np.array([f"acct_{i:05d}" for i in range(n)])
     owner = np.repeat(np.arange(n), 4)
-    n_ex = len(owner)
-    cols = {name: pa.nulls(n_ex, f.type) for name, f in zip(EXCHANGE_SCHEMA.names, EXCHANGE_SCHEMA, strict=True)}
-    cols.update(
-        id=pa.array([f"x{i}" for i in range(n_ex)]),
-        ts=pa.array(T0_MS + rng.integers(0, 28 * 86_400_000, n_ex), pa.int64()).cast(EXCHANGE_SCHEMA.field("ts").type),
-        account_id=pa.array(ids[owner]),
-        ip=pa.array([f"{a}.{b}.{c}.9" for a, b, c in rng.integers(1, 250, (n_ex, 3))]),
-        user_agent=pa.array([f"client/{i}" for i in owner.tolist()]),
-        model=pa.array(["aurora-2"] * n_ex), max_tokens=pa.array([1024] * n_ex),
-        n_user_turns=pa.array(np.ones(n_ex, np.int32)),
-        user_text=pa.array([f"{rng.integers(10**9)} unique words {o}" for o in owner.tolist()]),
-    )
+    exchanges = _exchanges(rng, ids, owner, [f"client/{i}" for i in owner.tolist()],
+                           lambda: [f"{rng.integers(10**9)} unique words {o}" for o in owner.tolist()])
     created = np.r_[np.array(created_ms, dtype=np.int64), T0_MS - rng.integers(2, 400, 200) * 86_400_000]
-    accounts = pa.table({
-        "account_id": ids, "created_at": pa.array(created, pa.int64()).cast(ACCOUNT_SCHEMA.field("created_at").type),
-        "email_domain": [*domains, *(["gmail.com"] * 200)], "payment_fp": [f"pm_{i:09d}" for i in range(n)],
-        **{name: pa.nulls(n, ACCOUNT_SCHEMA.field(name).type)
-           for name in ("country", "signup_ip", "org_id", "tier", "verified", "extra_json")},
-    }, schema=ACCOUNT_SCHEMA)
-    con = duckdb.connect()
-    con.register("_ex", pa.table(cols, schema=EXCHANGE_SCHEMA))
-    con.register("_acc", accounts)
-    con.execute("CREATE VIEW exchanges AS SELECT * FROM _ex")
-    con.execute("CREATE VIEW accounts AS SELECT * FROM _acc")
+    con = _connect(exchanges, {
+        "account_id": pa.array(ids),
+        "created_at": pa.array(created, pa.int64()).cast(ACCOUNT_SCHEMA.field("created_at").type),
+        "email_domain": pa.array([*domains, *(["gmail.com"] * 200)]),
+        "payment_fp": pa.array([f"pm_{i:09d}" for i in range(n)])})
     risk = np.r_[np.full(n_sus, 0.6), np.zeros(200)]
     return con, pa.table({"account_id": ids, "risk": risk})
 
