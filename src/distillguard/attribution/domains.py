@@ -77,8 +77,11 @@ def imitates_public(domain: str) -> bool:
     if label in PUBLIC_MAILBOXES:
         return False
     s, word = stem(label), lead_word(label)
-    return any(s == stem(p) or (len(s) >= MIN_STEM and one_edit(s, stem(p))) or word == stem(p)
-               for p in PUBLIC_MAILBOXES if len(stem(p)) >= MIN_WORD)
+    return any(s == p or (len(s) >= MIN_STEM and one_edit(s, p)) or word == p for p in _PUBLIC_STEMS)
+
+
+# the public mailboxes' folded stems long enough to be imitated (``me``, ``i``, ``pm`` are words, not brands)
+_PUBLIC_STEMS = tuple(sorted({stem(p) for p in PUBLIC_MAILBOXES if len(stem(p)) >= MIN_WORD}))
 
 
 def alike(a: str, b: str) -> bool:
