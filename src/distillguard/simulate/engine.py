@@ -10,8 +10,11 @@ multi-turn sessions; it does not grow with the number of days or exchanges.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import pickle
 import random
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,21 +127,32 @@ class _Days:
         return writer.files[0], seen, counts, ts[first]
 
 
-_FORKED: _Days | None = None  # the job forked workers inherit
+_JOB: _Days | None = None  # the job a worker process renders days of
 
 
-def _run_forked(day: int) -> DayResult:
-    assert _FORKED is not None
-    return _FORKED.run(day)
+def _worker_init(parent: int, job: bytes) -> None:
+    """Tie the worker's life to the simulator's (as ingest's workers are) and unpickle its job once."""
+    from distillguard.ingest.parallel import _worker_init as tie
+
+    global _JOB
+    tie(parent)
+    _JOB = pickle.loads(job)
+
+
+def _run_day(day: int) -> DayResult:
+    assert _JOB is not None
+    return _JOB.run(day)
 
 
 def generate(out: Path, world: World, pops: list[Population], compress: str, progress: Progress | None = None,
              workers: int = 1) -> DayStats:
     """Write ``out/exchanges/<day>.jsonl[.zst|.gz]`` for every day of the span.
 
-    With ``workers`` > 1 days are rendered by forked processes; the bytes are the same either way.
+    With ``workers`` > 1 days are rendered by worker processes, each rendering any day from its own copy of
+    the job; the bytes are the same either way. Workers come from a forkserver, never a fork of this
+    process: the caller may hold threads (pytest's, DuckDB's), and a forked child can inherit a lock one of
+    them held and wait on it forever.
     """
-    global _FORKED
     job = _Days(out, world, pops, compress)
     n = len(job.accounts)
     stats = DayStats(np.zeros(n, np.int64), np.full(n, np.iinfo(np.int64).max))
@@ -151,16 +165,18 @@ def generate(out: Path, world: World, pops: list[Population], compress: str, pro
         stats.files.append(path)
 
     days = range(world.timeline.days)
-    if workers > 1 and "fork" in mp.get_all_start_methods():
-        _FORKED = job
-        try:
-            with mp.get_context("fork").Pool(min(workers, len(days))) as pool:
-                for result in pool.imap_unordered(_run_forked, days):
-                    merge(result)
-                    if progress:
-                        progress(int(result[2].sum()))
-        finally:
-            _FORKED = None
+    if workers > 1 and len(days) > 1:
+        from distillguard.ingest import parallel
+
+        context = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+        if context.get_start_method() == "forkserver":
+            context.set_forkserver_preload(["distillguard.ingest._forkserver_lifeline", parallel.__name__])
+        with ProcessPoolExecutor(min(workers, len(days)), mp_context=context, initializer=_worker_init,
+                                 initargs=(os.getpid(), pickle.dumps(job))) as pool:
+            for result in pool.map(_run_day, days):  # in day order: merging is order-free, progress is smooth
+                merge(result)
+                if progress:
+                    progress(int(result[2].sum()))
     else:
         for day in days:
             merge(job.run(day, progress))
