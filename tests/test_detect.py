@@ -201,21 +201,16 @@ def test_card_parties_count_organisations_company_domains_and_individuals() -> N
 def test_a_rate_counts_by_how_far_above_the_benign_rate_not_by_volume_alone() -> None:
     """A heavy account with a cue in a few per cent of its requests (a nightly batch job with some grading prompts)
     is significant by sheer volume but not what a harvester does; the same share in most requests is."""
-    from distillguard.detect.evidence import wilson_lower
-
     feats = population(6, seed=7)
     feats["log_n"] = np.log1p(np.array([900.0, 900.0, 900.0, 8.0, 3.0, 900.0]))
-    feats["rubric_share"] = np.array([0.0, 0.06, 0.9, 1.0, 1.0, 0.03])
+    feats["rubric_share"] = np.array([0.0, 0.06, 0.9, 1.0, 1.0, 0.02])
     points = score_accounts(np.arange(6), feats, Model(), fit=False).components["item:grading"]
     assert points[0] == 0.0
-    assert points[1] < 0.6  # 54 of 900 against a shipped 1.2 %: a billion-to-one by volume, a small lift
+    assert points[1] < 0.75  # 54 of 900 against a shipped 1.2 %: a billion-to-one by volume, a lift of 5
     assert points[2] == pytest.approx(2.0)  # the cue is the account's purpose: the item's cap
-    assert points[3] == pytest.approx(2.0)  # 8 of 8: a lift of ~60 even at the rate's lower bound
+    assert points[3] == pytest.approx(2.0)  # 8 of 8: a lift of ~80, and a billion-to-one already
     assert 1.0 < points[4] < 2.0  # 3 of 3: the binomial surprise of three requests holds it below the cap
-    assert points[5] == 0.0  # 2.5x the benign rate: ordinary variation between customers
-    assert wilson_lower(np.array([0, 5, 10]), np.array([0, 10, 10])).tolist()[0] == 0.0
-    low = wilson_lower(np.array([5, 10]), np.array([10, 10]))
-    assert 0.2 < low[0] < 0.5 and 0.7 < low[1] < 1.0
+    assert points[5] == 0.0  # under twice the benign rate: ordinary variation between customers
 
 
 def test_small_deployments_fall_back_to_the_shipped_priors() -> None:

@@ -93,23 +93,10 @@ def z_item(name: str, family: str, feature: str, *, z0: float = 2.0, cap: float 
 
 # How far above its cohort's benign rate an account's rate must be before it counts, and where it counts fully: a
 # cue in twice the benign share of requests is ordinary variation between customers; one in thirty times the share,
-# or in half of all requests where the benign rate is too high for that, is what an account built for it does. The
-# lift is taken at the rate's lower confidence bound (Wilson, one-sided 95 %), so a handful of requests cannot claim
-# a large lift by chance.
+# or in half of all requests where the benign rate is too high for that, is what an account built for it does.
 LIFT_NONE = 2.0
 LIFT_FULL = 30.0
 FULL_SHARE = 0.5
-_WILSON_Z = 1.645
-
-
-def wilson_lower(k: np.ndarray, n: np.ndarray, z: float = _WILSON_Z) -> np.ndarray:
-    """The one-sided lower confidence bound of the rate ``k / n`` (0 where ``n`` is 0)."""
-    n = np.asarray(n, dtype=np.float64)
-    safe = np.maximum(n, 1.0)
-    p = np.clip(np.asarray(k, dtype=np.float64) / safe, 0.0, 1.0)
-    centre = p + z * z / (2 * safe)
-    spread = z * np.sqrt(p * (1 - p) / safe + z * z / (4 * safe * safe))
-    return np.where(n > 0, np.maximum((centre - spread) / (1 + z * z / safe), 0.0), 0.0)
 
 
 def rate_item(name: str, family: str, rate: str, *, cap: float = 2.0, min_count: float = 2.0,
@@ -118,11 +105,11 @@ def rate_item(name: str, family: str, rate: str, *, cap: float = 2.0, min_count:
     """Points for a rate of events both improbable under the cohort's benign rate and well above it.
 
     Two measures, the smaller wins: *surprise* (the binomial tail, in decades: a few requests prove little) and
-    *lift* (the rate's lower confidence bound over the benign rate, from :data:`LIFT_NONE` to :data:`LIFT_FULL`
-    on a log scale). Surprise alone grows with volume for any excess: a nightly batch job with 900 requests, 7 %
-    of them grading prompts against a benign 1.2 %, would score as if grading were its purpose. Lift alone would
-    let three requests decide. Where the benign rate is high (asking for steps, in a cohort where a sixth of the
-    requests do), full lift is reached at :data:`FULL_SHARE` of the account's requests instead.
+    *lift* (the rate over the benign rate, from :data:`LIFT_NONE` to :data:`LIFT_FULL` on a log scale). Surprise
+    alone grows with volume for any excess: a nightly batch job with 900 requests, 6 % of them grading prompts
+    against a benign 1.2 %, would score as if grading were its purpose. Lift alone would let three requests decide;
+    the surprise of three requests holds them back. Where the benign rate is high (asking for steps, in a cohort
+    where a sixth of the requests do), full lift is reached at :data:`FULL_SHARE` of the account's requests instead.
     """
     lift_none = math.log10(LIFT_NONE)
 
@@ -134,8 +121,8 @@ def rate_item(name: str, family: str, rate: str, *, cap: float = 2.0, min_count:
         p0 = np.clip(p0, 1e-6, 0.999)
         with np.errstate(divide="ignore"):
             surprise = -np.log10(np.maximum(binom.sf(k - 1, n, p0), 1e-300))
-            lift = np.log10(np.maximum(wilson_lower(k, n), 1e-12) / p0)
-        lift_full = np.log10(np.maximum(np.minimum(LIFT_FULL, FULL_SHARE / p0), 2 * LIFT_NONE))
+            lift = np.log10(np.maximum(k / np.maximum(n, 1.0), 1e-12) / p0)
+        lift_full = np.log10(np.maximum(np.minimum(LIFT_FULL, FULL_SHARE / p0), 1.5 * LIFT_NONE))
         points = np.minimum(np.clip(0.5 * (surprise - 2.0), 0.0, cap),
                             cap * np.clip((lift - lift_none) / (lift_full - lift_none), 0.0, 1.0))
         ok = k >= min_count
