@@ -192,7 +192,7 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
     strength times how tied the member itself is (the weight of its own links inside the campaign, up to
     :data:`TIED`; links resting on one kind of evidence count for at most :data:`SINGLE_KIND_TIE` of it): a core
     member of a hydra gets all of it, an account tied only by shared phrasing (public prompts harvesters and eval
-    labs both send) at most half, which throttles with evidence of its own but never blocks alone.
+    labs both send) at most three quarters, which throttles with evidence of its own but never blocks alone.
     Members not ``eligible`` (no harvest or evasion evidence of their own) get none. ``linked`` (campaign object
     id -> accounts) lists everyone linked into a campaign when its listed members are only those it restricts."""
     index = {a: i for i, a in enumerate(account_ids)}
