@@ -100,6 +100,30 @@ def test_links_add_coordination_evidence_only_to_eligible_accounts_never_a_restr
     assert score.verdict in ("allow", "watch")  # one family of its own and the link: not yet restricted
 
 
+def test_a_private_lookalike_domain_signed_up_beside_a_flagged_account_is_a_link_colleagues_are_not():
+    from distillguard.gateway.online.links import LOOKALIKE_POINTS, Links
+
+    records = {
+        "flagged": {"email_domain": "lunaris-ai.com", "created_at": "2026-03-01T10:00:00Z"},
+        "twin": {"email_domain": "lunarls-ai.com", "created_at": "2026-03-01T11:00:00Z"},  # a homoglyph, an hour on
+        "late": {"email_domain": "lunarls-ai.com", "created_at": "2026-03-20T10:00:00Z"},  # the same, weeks later
+        "colleague": {"email_domain": "lunaris-ai.com", "created_at": "2026-03-01T10:00:00Z"},  # the same domain
+        "squat": {"email_domain": "gmai1.com", "created_at": "2026-03-01T10:00:00Z"},  # throwaway pairs: batch's
+        "webmail": {"email_domain": "gmail.com", "created_at": "2026-03-01T10:00:00Z"},
+        "stranger": {"email_domain": "harborrobotics.de", "created_at": "2026-03-01T10:00:00Z"},
+    }
+    links = Links()
+    assert links.evidence("twin", records["twin"]) == (0.0, "")
+    links.flag("flagged", records["flagged"])
+    links.flag("gmail-user", {"email_domain": "gmail.com", "created_at": "2026-03-01T09:00:00Z"})
+    points, why = links.evidence("twin", records["twin"])
+    assert points == LOOKALIKE_POINTS and "lunarls-ai.com looks like lunaris-ai.com" in why
+    for name in ("late", "colleague", "squat", "webmail", "stranger"):
+        assert links.evidence(name, records[name]) == (0.0, ""), name
+    assert links.evidence("undated", {"email_domain": "lunarls-ai.com"}) == (0.0, "")
+    assert links.evidence("twin", records["twin"]) == (points, why)  # cached until another account is flagged
+
+
 def test_replay_reports_bad_lines_with_file_line_field(tmp_path):
     logs = tmp_path / "log.jsonl"
     logs.write_bytes(orjson.dumps(make_record(1)) + b"\n{broken\n" + orjson.dumps({"id": "x", "ts": "2026"}) + b"\n")
