@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from distillguard.attribution.domains import alike, throwaway
+from distillguard.attribution.linking import LinkConfig
 from distillguard.decide import flagged
 from distillguard.model import parse_ts
 from distillguard.model.account import public_mailbox
@@ -14,7 +15,7 @@ LINK_POINTS = 2.0  # a payment fingerprint shared with a flagged account: one fa
 # a private look-alike domain family (``lunaris-ai.com`` beside a flagged ``lunarls-ai.com``), signed up for within
 # COHORT_MS of a flagged holder: batch attribution weighs it a little below a shared card (0.3 against 0.35)
 LOOKALIKE_POINTS = 1.7
-COHORT_MS = 86_400_000  # batch attribution's ``cohort_s``: colleagues who joined in other weeks are no cohort
+COHORT_MS = LinkConfig().cohort_s * 1000  # batch attribution's cohort: colleagues who joined in other weeks are not one
 
 
 def _created_ms(record: dict[str, Any] | None) -> int | None:
@@ -55,7 +56,8 @@ class Links:
         self.payments: dict[str, set[str]] = {}  # payment fingerprint -> flagged accounts using it
         self.flagged: set[str] = set()
         self.domains: dict[str, list[int]] = {}  # private domain of flagged accounts -> their sign-up times
-        self._domain_links: dict[str, tuple[int, float, str]] = {}  # account -> (domains version, points, why)
+        self._holders = 0  # flagged accounts in ``domains``: a cached look-alike answer is stale once it grows
+        self._domain_links: dict[str, tuple[int, float, str]] = {}  # account -> (holders then, points, why)
 
     def seed(self, batch: Any, accounts: dict[str, dict[str, Any]]) -> None:
         """Accounts batch detection restricts or put in a campaign (accounts.csv)."""
@@ -73,6 +75,7 @@ class Links:
         domain, created = _private_domain(record), _created_ms(record)
         if domain and created is not None:
             self.domains.setdefault(domain, []).append(created)
+            self._holders += 1
 
     def evidence(self, account: str, record: dict[str, Any] | None) -> tuple[float, str]:
         payment = (record or {}).get("payment_fp")
@@ -84,7 +87,7 @@ class Links:
         return self._lookalike(account, record)
 
     def _lookalike(self, account: str, record: dict[str, Any] | None) -> tuple[float, str]:
-        version = sum(len(v) for v in self.domains.values())  # grows with every flagged holder added
+        version = self._holders
         cached = self._domain_links.get(account)
         if cached is not None and cached[0] == version:
             return cached[1], cached[2]
