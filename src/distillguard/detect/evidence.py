@@ -93,7 +93,8 @@ def z_item(name: str, family: str, feature: str, *, z0: float = 2.0, cap: float 
 
 # How far above its cohort's benign rate an account's rate must be before it counts, and where it counts fully: a
 # cue in twice the benign share of requests is ordinary variation between customers; one in thirty times the share,
-# or in half of all requests where the benign rate is too high for that, is what an account built for it does.
+# or in half of all requests where the benign rate is too high for that (but never below 3x), is what an account
+# built for it does.
 LIFT_NONE = 2.0
 LIFT_FULL = 30.0
 FULL_SHARE = 0.5
