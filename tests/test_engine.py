@@ -78,6 +78,14 @@ def test_type_directed_rules() -> None:
 
 def test_list_and_window_rules() -> None:
     assert spark("SELECT min(n, 16) FROM ex") == "SELECT SLICE(ARRAY_SORT(COLLECT_LIST(n)), 1, 16) FROM ex"
+    # the only aggregate of a grouped select: each group keeps its k first rows before collecting (bounded memory)
+    assert spark("SELECT ip, min(n, 3) AS kept FROM ex WHERE n > 0 GROUP BY ip") == (
+        "SELECT ip, SLICE(ARRAY_SORT(COLLECT_LIST(n)), 1, 3) AS kept FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY "
+        "ip ORDER BY n ASC NULLS LAST) AS __dg_rank FROM ex WHERE n > 0) AS __dg_smallest WHERE __dg_rank <= 3 "
+        "GROUP BY ip")
+    # beside another aggregate, which needs every row, the unbounded form (same meaning) stays
+    assert spark("SELECT ip, min(n, 3), count(*) FROM ex GROUP BY ip") == \
+        "SELECT ip, SLICE(ARRAY_SORT(COLLECT_LIST(n)), 1, 3), COUNT(*) FROM ex GROUP BY ip"
     assert spark("SELECT list(ip ORDER BY ip) FROM ex") == "SELECT ARRAY_SORT(COLLECT_LIST(ip)) FROM ex"
     assert spark("SELECT count(DISTINCT ip) OVER (PARTITION BY n) FROM ex") == \
         "SELECT SIZE(COLLECT_SET(ip) OVER (PARTITION BY n)) FROM ex"

@@ -96,6 +96,9 @@ QUERIES = [
     "SELECT s, (md5_number_upper(s) >> 32)::UINTEGER, md5_number_upper(s) FROM t ORDER BY i",
     "SELECT g, min(i, 2), list(s ORDER BY s), count(*) FILTER (WHERE x > 1), median(x), arg_min(s, i) FROM t "
     "GROUP BY g ORDER BY g",
+    "SELECT g, min(i, 2) AS two, min(i, 3) AS three FROM t WHERE x > 0 GROUP BY g ORDER BY g",
+    "SELECT g, j, min(s, 1) FROM (SELECT DISTINCT g, j, s FROM t, range(2) r(j)) WHERE s IS NOT NULL "
+    "GROUP BY g, j ORDER BY g, j",
     "SELECT i, count(DISTINCT s) OVER (PARTITION BY g), row_number() OVER (PARTITION BY g ORDER BY x) FROM t "
     "ORDER BY i",
     "SELECT i, j, hash(i), hash(s, j), hash(s) FROM t, range(2) r(j) ORDER BY i, j",

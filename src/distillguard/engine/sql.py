@@ -21,7 +21,11 @@ Rules (DuckDB meaning -> Spark expression):
   converted with ``conv``; ``md5_number_upper(s) >> 32`` (the sketch hash of ``features.stats``) reads 4 bytes;
 * ``hash(...)`` (DuckDB's own 64-bit hash) -> a vectorised Arrow UDF that evaluates DuckDB's ``hash`` on the
   executors (:mod:`distillguard.engine.spark.udfs`): no Spark function has its values;
-* ``min(x, k)`` (the k smallest, sorted) -> ``slice(array_sort(collect_list(x)), 1, k)``;
+* ``min(x, k)`` (the k smallest, sorted) -> ``slice(array_sort(collect_list(x)), 1, k)``; where it is the only
+  aggregate of a grouped select (the distinct-count sketches), the select first keeps the k first rows per group
+  by ``row_number()`` ordered by ``x`` (Spark's window group limit takes them before the shuffle), so no group
+  ever collects more than k values: ``collect_list`` alone holds every value of a group, and on the heaviest
+  accounts at 16M exchanges that ran Spark out of aggregation memory;
 * ``list(x ORDER BY x)`` -> ``array_sort(collect_list(x))``; any other ordered list is an error;
 * ``epoch(ts)`` -> ``unix_micros(ts) / 1e6`` (DOUBLE, not Spark's truncating ``unix_timestamp``);
   ``epoch_ms(ts)`` -> ``unix_millis(ts)`` (``epoch_ms(int)`` -> ``timestamp_millis``);
@@ -309,6 +313,44 @@ def _md5_upper_shift32(value: exp.Expression) -> exp.Expression:
     return exp.Cast(this=number, to=exp.DataType.build("BIGINT"))
 
 
+_RANK = "__dg_rank"
+
+
+def _bound_smallest(select: exp.Select) -> exp.Select:
+    """``SELECT keys, min(x, k) ... GROUP BY keys`` -> the same select over the k first rows of each group by
+    ``x`` (see the module docstring). Left as it is unless ``min(x, k)`` (one ``x``, one constant ``k``) is the
+    select's only aggregate and the group keys are plain unqualified columns: the bounded form is then exact
+    (ties and NULLs included: NULLs sort last and ``min``/``collect_list`` skip them); other selects keep the
+    unbounded form, which has the same meaning."""
+    group = select.args.get("group")
+    source = select.args.get("from_")
+    if group is None or source is None or select.args.get("joins") or select.args.get("having") is not None:
+        return select
+    keys = group.expressions
+    if not keys or not all(isinstance(key, exp.Column) and not key.table for key in keys):
+        return select
+    aggregates = [a for e in select.expressions for a in e.find_all(exp.AggFunc)]
+    smallest = [a for a in aggregates if isinstance(a, exp.Min) and a.args.get("count") is not None]
+    if not smallest or len(smallest) != len(aggregates):
+        return select
+    values = {a.this.sql(dialect=DuckDB) for a in smallest}
+    counts = {_int_literal(a.args["count"]) for a in smallest}
+    (count,) = counts if len(counts) == 1 else (None,)
+    if len(values) != 1 or count is None or count < 1:
+        return select
+    if any(col.table for e in select.expressions for col in e.find_all(exp.Column)):
+        return select
+    order = exp.Order(expressions=[exp.Ordered(this=smallest[0].this.copy(), desc=False, nulls_first=False)])
+    rank = exp.Window(this=exp.RowNumber(), partition_by=[key.copy() for key in keys], order=order)
+    inner = exp.select(exp.Star(), exp.alias_(rank, _RANK)).from_(source.this.copy())
+    if select.args.get("where") is not None:
+        inner.set("where", select.args["where"].copy())
+    bounded = select.copy()
+    bounded.set("from_", exp.From(this=inner.subquery("__dg_smallest")))
+    bounded.set("where", exp.Where(this=exp.LTE(this=exp.column(_RANK), expression=_lit(count))))
+    return bounded
+
+
 def _anchored(pattern: str) -> bool:
     """At most one match: anchored at either end and no top-level alternation."""
     return (pattern.startswith("^") or (pattern.endswith("$") and not pattern.endswith("\\$"))) and "|" not in pattern
@@ -503,6 +545,13 @@ def to_spark(tree: exp.Expression, *, sql: str = "", tables: Mapping[str, Mappin
     in the output is an error); ``relations`` turns a ``read_parquet`` path list into a registered view name.
     """
     tree = tree.copy()
+    for select in list(tree.find_all(exp.Select)):
+        bounded = _bound_smallest(select)
+        if bounded is not select:
+            if select is tree:
+                tree = bounded
+            else:
+                select.replace(bounded)
     types = _Types(tree, tables or {})
     ctx = _Context(sql or tree.sql(dialect=DuckDB), types, functions, relations)
     nodes = list(tree.walk(bfs=False))
