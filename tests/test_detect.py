@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from distillguard.cli import main
-from distillguard.decide import BLOCK, THROTTLE, WATCH, DecisionPolicy, Record, decide, verdict
+from distillguard.decide import BLOCK, THROTTLE, WATCH, DecisionPolicy, Record, decide, flagged, verdict
 from distillguard.detect import (
     DETECTORS,
     FAMILIES,
@@ -211,6 +211,24 @@ def test_a_rate_counts_by_how_far_above_the_benign_rate_not_by_volume_alone() ->
     assert points[3] == pytest.approx(2.0)  # 8 of 8: a lift of ~80, and a billion-to-one already
     assert 1.0 < points[4] < 2.0  # 3 of 3: the binomial surprise of three requests holds it below the cap
     assert points[5] == 0.0  # under twice the benign rate: ordinary variation between customers
+
+
+def test_taking_the_models_probabilities_is_its_own_family_and_never_restricts_alone() -> None:
+    """Log-probabilities of long generations are what soft-label distillation needs and no volume of text gives:
+    they count beside the (capped) harvest of text, so a campaign that takes both is not hidden under one cap;
+    taken alone they are one trait and stay below throttle."""
+    feats = population(4, seed=3)
+    feats["log_n"] = np.log1p(np.array([200.0, 200.0, 200.0, 200.0]))
+    feats["logits_share"] = np.array([0.0, 1.0, 1.0, 0.0])
+    feats["hit_cap_share"] = np.array([0.0, 0.0, 0.9, 0.9])
+    feats["log_tokens_per_req"] = np.log1p(np.array([400.0, 400.0, 4000.0, 4000.0]))
+    scores = score_accounts(np.arange(4), feats, Model(), fit=False)
+    distribution, harvest = scores.components["distribution"], scores.components["harvest"]
+    assert distribution[0] == 0.0 and distribution[1] == pytest.approx(2.0) and distribution[2] == pytest.approx(2.0)
+    assert scores.components["item:logits"][1] == pytest.approx(2.0)
+    assert harvest[2] == pytest.approx(harvest[3])  # the probabilities are not counted in the harvest of text
+    assert not flagged(scores.verdicts[1])  # probabilities alone: one trait
+    assert scores.risk[2] > scores.risk[3]  # probabilities on top of a capped harvest of text: more evidence
 
 
 def test_small_deployments_fall_back_to_the_shipped_priors() -> None:

@@ -18,9 +18,8 @@ from typing import Any
 import orjson
 
 from distillguard.attribution.campaign import ATLAS_EXTRACT_MODEL, ATLAS_TRAIN_PROXY, campaign_id
+from distillguard.detect.evidence import FAMILIES
 from distillguard.store import Store
-
-FAMILIES = ("harvest", "elicitation", "identity", "coverage", "session", "timing")
 
 
 def _h(text: str) -> float:

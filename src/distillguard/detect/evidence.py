@@ -32,6 +32,7 @@ from distillguard.signals import TEXT_DIMS
 
 FAMILIES: dict[str, str] = {
     "harvest": "what it takes",
+    "distribution": "whether it takes the model's probabilities",
     "elicitation": "what its prompts ask for",
     "identity": "who is asking",
     "coverage": "how it covers a capability space",
@@ -39,8 +40,10 @@ FAMILIES: dict[str, str] = {
     "timing": "when it works",
 }
 # what prompts say is capped lowest of the strong families: eval labs and judges write like harvesters
-FAMILY_CAP: dict[str, float] = {"harvest": 4.0, "elicitation": 3.0, "identity": 3.0, "coverage": 2.5,
-                                "session": 1.0, "timing": 2.0}
+# Token log-probabilities of generations are a family of their own: what soft-label distillation needs and
+# no volume of text gives, so a campaign that takes them is not hidden under the cap on how much text it takes.
+FAMILY_CAP: dict[str, float] = {"harvest": 4.0, "distribution": 2.0, "elicitation": 3.0, "identity": 3.0,
+                                "coverage": 2.5, "session": 1.0, "timing": 2.0}
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,8 @@ ITEMS: tuple[Item, ...] = (
     z_item("reasoning_volume", "harvest", "log_reasoning_per_req", cap=2.0, says=_reasoning),
     rate_item("outputs_at_limit", "harvest", "hit_cap", cap=3.0,
               says=_rate_says("long outputs (1,024+ tokens) cut at the token limit")),
-    rate_item("logits", "harvest", "logits", cap=2.0,
+    # whether it takes the model's probabilities
+    rate_item("logits", "distribution", "logits", cap=2.0,
               says=_rate_says("asks for the token log-probabilities of long generations")),
     # what its prompts ask for
     rate_item("trace_coercion", "elicitation", "coerce", cap=3.0,
@@ -275,7 +279,7 @@ ITEMS: tuple[Item, ...] = (
 # several unrelated parties). What its prompts say is not enough (eval labs and
 # harvesters write alike), nor is rotating addresses (customers of a residential proxy do, and a shared pool is
 # the very link). Batch attribution and the gateway's online links both use this one rule.
-COORDINATION_FAMILIES = ("harvest",)
+COORDINATION_FAMILIES = ("harvest", "distribution")
 COORDINATION_ITEMS = ("young_account", "client_mix", "card_across_parties")
 COORDINATION_MIN = 0.5
 
