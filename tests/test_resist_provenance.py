@@ -20,6 +20,14 @@ def test_binomial_pvalue_is_the_upper_tail():
     assert prov.binomial_pvalue(0, 0, 0.25) == 1.0
 
 
+def test_chernoff_bound_is_never_below_the_exact_tail():
+    for green, n in [(30, 100), (40, 100), (300, 1000), (1, 1), (26, 100), (100, 100)]:
+        exact = prov.binomial_pvalue(green, n, 0.25)
+        bound = prov.chernoff_pvalue(green - 0.25 * n, [1.0] * n, 0.25)
+        assert exact <= bound * (1 + 1e-9) <= 1.0
+    assert prov.chernoff_pvalue(0.0, [0.5, 0.2], 0.25) == 1.0
+
+
 def test_generation_tuples_dedup_prompt_and_context_zero():
     items = [([5, 6, 7], [8, 9, 8, 9]),  # (7,8) (8,9) (9,8) (8,9)dup
              ([1, 2], [3, 0, 4, 1, 2])]  # (2,3) (3,0) (0,4)ctx0 (4,1) (1,2) in prompt
@@ -93,6 +101,57 @@ def test_without_dedup_a_repetitive_clean_text_would_look_radioactive():
     assert prov.score(t, key, green)[0].pvalue > 0.01
 
 
+def test_reading_masses_average_per_window_and_leave_out_earlier_pairs():
+    import numpy as np
+
+    text = [5, 6, 5, 7]
+    dist = np.full((4, 8), 0.0)
+    dist[0, 6], dist[0, 7] = 0.75, 0.25  # after 5: mostly 6
+    dist[1, 5] = 1.0  # after 6: 5
+    dist[2, 6], dist[2, 7] = 0.25, 0.75  # after 5 again: (5, 6) occurred earlier in the text, left out
+    t = prov.reading_masses([text], [dist], top_k=2, weigh="mean")
+    pairs = dict(zip(t.pairs, t.weights or [], strict=True))
+    assert pairs[(5, 6)] == pytest.approx(0.75 / 2) and pairs[(5, 7)] == pytest.approx(0.5)
+    assert pairs[(6, 5)] == pytest.approx(1.0) and t.in_prompt == 1 and t.duplicates == 1
+    exposed = dict(zip(*(lambda e: (e.pairs, e.weights))(prov.reading_masses([text], [dist], top_k=2)), strict=True))
+    assert exposed[(5, 7)] == pytest.approx(0.5 * 2 ** 0.5) and exposed[(6, 5)] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="weigh"):
+        prov.reading_masses([text], [dist], weigh="sum")
+
+
+def test_the_probability_mass_test_finds_a_lean_the_top1_test_misses_and_stays_calibrated():
+    """A suspect that leans towards our green tokens without changing its top-1 guess: the top-1 reading test sees
+    nothing, the mass test does; a suspect independent of the key is not flagged by our key or by random keys."""
+    import numpy as np
+
+    key = random_key("ours", rng_seed=1)
+    green = prov.torch_green(VOCAB)
+    wm = KeyedWatermark(key, VOCAB)
+    rng = np.random.default_rng(0)
+    texts, leaning, clean = [], [], []
+    for _ in range(60):
+        text = [int(x) for x in rng.integers(1, VOCAB, 40)]
+        base = rng.dirichlet(np.full(VOCAB, 0.3), size=len(text))
+        lean = base.copy()
+        for i, ctx in enumerate(text):
+            mask = wm.green_mask(ctx).numpy().astype(bool)
+            top = int(base[i].argmax())
+            lean[i, mask] *= 2.0  # twice as likely if green ...
+            lean[i, top] = base[i, top] * 20  # ... while the top-1 guess stays what it was
+            lean[i] /= lean[i].sum()
+        texts.append(text)
+        leaning.append(lean)
+        clean.append(base)
+    top1 = prov.reading_tuples(texts, [d.argmax(-1).tolist() for d in leaning])
+    assert prov.score(top1, key, green)[0].pvalue > 1e-2
+    radioactive = prov.score(prov.reading_masses(texts, leaning), key, green)[0]
+    assert radioactive.statistic == "mass" and radioactive.pvalue < 1e-3 and radioactive.green_fraction > 0.25
+    result = prov.test(prov.reading_masses(texts, clean), key, green, suspect="clean", mode="reading",
+                       n_control_keys=40)
+    assert result.score.pvalue > 0.01 and result.control_false_positive_rate <= 0.05
+    assert all(c.pvalue > 1e-3 for c in result.control_keys)
+
+
 def test_report_is_self_contained(tmp_path):
     from distillguard.resist.report import write_html
 
@@ -149,7 +208,8 @@ def test_cli_local_model_generation_and_reading_modes(tmp_path):
     prompts.write_text("".join(json.dumps({"prompt_ids": [i + 1, i + 2]}) + "\n" for i in range(10)))
     texts = tmp_path / "served.jsonl"
     texts.write_text("".join(json.dumps({"token_ids": p + c}) + "\n" for p, c in _texts(10, 30, key)))
-    for mode in (["--prompts", str(prompts), "--max-tokens", "20"], ["--read", str(texts)]):
+    for mode in (["--prompts", str(prompts), "--max-tokens", "20"], ["--read", str(texts)],
+                 ["--read", str(texts), "--reading-statistic", "top1"]):
         res = runner.invoke(main, ["provenance", "test", "--keys", str(keys), "--hf-model", str(model_dir), *mode,
                                    "--control-keys", "10", "--out", str(tmp_path / "out")])
         assert res.exit_code == 0, res.output

@@ -108,6 +108,9 @@ def _lines(path: str) -> list[dict]:
               help="prompts to send (JSON Lines with prompt, or .txt): use prompts like the ones we served")
 @click.option("--read", "read_path", type=click.Path(exists=True, dir_okay=False),
               help="with --hf-model: reading mode on our watermarked texts (JSON Lines text/token_ids)")
+@click.option("--reading-statistic", type=click.Choice(["probabilities", "top1"]), default="probabilities",
+              show_default=True, help="reading mode: score the suspect's next-token probabilities (green mass, more "
+              "powerful) or only its top-1 guesses (the radioactivity paper's count)")
 @click.option("--tokenizer", type=click.Path(exists=True, file_okay=False),
               help="our serving model's tokenizer directory (the token ids the watermark was applied to)")
 @click.option("--vocab-size", type=int, default=None, help="our serving model's vocabulary size (default: tokenizer)")
@@ -121,7 +124,8 @@ def _lines(path: str) -> list[dict]:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="provenance-out", show_default=True)
 def test_cmd(keys_path: str, key_id: str | None, generations: str | None, endpoint: str | None,
              model_name: str | None, api_key_env: str | None, hf_model: str | None, prompts: str | None,
-             read_path: str | None, tokenizer: str | None, vocab_size: int | None, control_generations: str | None,
+             read_path: str | None, reading_statistic: str, tokenizer: str | None, vocab_size: int | None,
+             control_generations: str | None,
              filter_served: str | None, alpha: float, control_keys: int, max_tokens: int, out_dir: str) -> None:
     """Test whether a suspect model was trained on outputs watermarked with our key (radioactivity p-value, random-key
     and clean-model controls); writes OUT/provenance.json and a self-contained OUT/provenance.html.
@@ -194,7 +198,7 @@ def test_cmd(keys_path: str, key_id: str | None, generations: str | None, endpoi
                 mode = "reading"
                 texts_ids = [row["token_ids"] if "token_ids" in row else encode(row.get("text") or row["completion"])
                              for row in _lines(read_path)]
-                preds = _read_predictions(model, texts_ids)
+                preds, dists = _read_predictions(model, texts_ids, reading_statistic == "probabilities")
             elif prompts:
                 rows = _lines(prompts)
                 items = _hf_generate(model, [row.get("prompt_ids") or encode(row["prompt"]) for row in rows],
@@ -203,7 +207,10 @@ def test_cmd(keys_path: str, key_id: str | None, generations: str | None, endpoi
                 fail("--hf-model needs --prompts (generation mode) or --read (reading mode)", 2)
     except (OSError, ValueError) as exc:
         fail(str(exc))
-    if mode == "reading":
+    if mode == "reading" and reading_statistic == "probabilities":
+        tuples = prov.reading_masses(texts_ids, dists, filter_contexts=filt)
+        notes.append("reading mode with the suspect's next-token probabilities (green probability mass per window)")
+    elif mode == "reading":
         tuples = prov.reading_tuples(texts_ids, preds, filter_contexts=filt)
     else:
         assert items is not None  # every generation-mode branch above sets them (or fails)
@@ -239,12 +246,15 @@ def _hf_generate(model, prompts: list[list[int]], max_tokens: int) -> list[tuple
     return out
 
 
-def _read_predictions(model, texts: list[list[int]]) -> list[list[int]]:
+def _read_predictions(model, texts: list[list[int]], probabilities: bool) -> tuple[list[list[int]], list[Any]]:
+    """Top-1 guesses at every position of each text and, with ``probabilities``, the next-token distributions."""
     import torch
 
-    preds = []
+    preds, dists = [], []
     with torch.no_grad():
         for ids in texts:
             logits = model(input_ids=torch.tensor([ids], dtype=torch.long)).logits[0]
             preds.append(logits.argmax(-1).tolist())
-    return preds
+            if probabilities:
+                dists.append(torch.softmax(logits.float(), -1).numpy())
+    return preds, dists

@@ -17,6 +17,18 @@ the KGW watermark our engines apply (:class:`~distillguard.resist.decode.KeyedWa
 5. Under H0 (the suspect is independent of our key) each scored tuple is green with probability gamma, so the
    number of green tuples is Binomial(N, gamma) and the p-value is its upper tail.
 
+*Reading mode with the suspect's probabilities* (an open model we can run, :func:`reading_masses`): instead of its
+top-1 guess, each position contributes the suspect's next-token distribution (its ``top_k`` most likely tokens).
+Per distinct window the distributions are averaged (positions sharing a window share one green list, so they are
+one observation, the de-duplication of step 2), tokens that already followed that window earlier in the text are
+left out (step 3), and the statistic is the probability mass on green tokens above gamma, summed over windows:
+``S = sum_w sum_v p_wv (green_wv - gamma)``. Under H0 the green flags are independent of the suspect's
+probabilities (gamma each, negatively associated within a window), so ``S`` has mean 0 and variance at most
+``gamma (1 - gamma) sum p_wv^2``, and the p-value is Chernoff's bound on its upper tail with the exact Bernoulli
+moment generating function (valid at any sample size, conservative). A model that learned our watermarked
+texts leans towards their green tokens everywhere, not only where its top-1 guess flips, so this uses far more of
+what it absorbed than the top-1 test.
+
 Controls: the same tuples scored with ``control_keys`` random keys (p-values must be uniform: a suspect that only
 looks radioactive because of how it writes fails here too), and, when given, a clean control model or text scored
 with our key.
@@ -63,6 +75,7 @@ class Tuples:
     filtered: int = 0
     skipped_context: int = 0
     order: list[int] = field(default_factory=list)  # index of the sequence each pair came from
+    weights: list[float] | None = None  # probability mass per pair (reading_masses); None: each pair counts once
 
     def counts(self) -> dict[str, int]:
         return {"tokens": self.seen_tokens, "scored": len(self.pairs), "duplicates": self.duplicates,
@@ -127,6 +140,88 @@ def reading_tuples(texts: Iterable[Sequence[int]], predictions: Iterable[Sequenc
     return out
 
 
+WINDOW_WEIGHTS = ("exposure", "mean")
+
+
+def reading_masses(texts: Iterable[Sequence[int]], distributions: Iterable[Any], *, top_k: int = 64,
+                   weigh: str = "exposure", filter_contexts: set[int] | None = None,
+                   skip_contexts: frozenset[int] = SKIP_CONTEXTS) -> Tuples:
+    """Weighted tuples from a model reading our texts with its probabilities (see the module docstring):
+    ``distributions[i]`` is an array ``[len(text) - 1, vocab]`` (or longer) of its next-token probabilities at each
+    position of ``texts[i]``. One tuple per (window, token) with the token's probability averaged over the
+    positions that share the window; tokens that followed the window earlier in the same text are left out.
+
+    ``weigh``: how windows count against each other. ``exposure`` (default) weighs a window by the square root of
+    the number of positions it has in the texts read (a model that trained on the texts saw the window's green
+    tokens that often, so its lean grows with it, while one window's weight stays bounded); ``mean``: every
+    window once. Any weights fixed before the key is applied keep the test valid."""
+    if weigh not in WINDOW_WEIGHTS:
+        raise ValueError(f"weigh: expected one of {', '.join(WINDOW_WEIGHTS)}, got {weigh!r}")
+    import numpy as np
+
+    acc: dict[int, dict[int, float]] = {}
+    positions: dict[int, int] = defaultdict(int)
+    out = Tuples()
+    for n, (text, dist) in enumerate(zip(texts, distributions, strict=True)):
+        probs = np.asarray(dist, dtype=np.float64)
+        k = min(top_k, probs.shape[-1])
+        earlier: set[tuple[int, int]] = set()
+        for i in range(len(text) - 1):
+            out.seen_tokens += 1
+            ctx = int(text[i])
+            if ctx in skip_contexts:
+                out.skipped_context += 1
+            elif filter_contexts is not None and ctx not in filter_contexts:
+                out.filtered += 1
+            else:
+                row = probs[i]
+                top = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
+                sums = acc.setdefault(ctx, {})
+                if not sums:
+                    out.order.append(n)
+                positions[ctx] += 1
+                for v in top.tolist():
+                    if (ctx, v) in earlier:
+                        out.in_prompt += 1
+                        continue
+                    sums[v] = sums.get(v, 0.0) + float(row[v])
+            earlier.add((int(text[i]), int(text[i + 1])))
+    out.weights = []
+    for ctx, sums in acc.items():
+        for v, total in sums.items():
+            if total > 0:
+                out.pairs.append((ctx, v))
+                mean = total / positions[ctx]
+                out.weights.append(mean * math.sqrt(positions[ctx]) if weigh == "exposure" else mean)
+    out.duplicates = sum(positions.values()) - len(acc)
+    return out
+
+
+def chernoff_pvalue(excess: float, weights: Sequence[float], gamma: float) -> float:
+    """Upper bound on P(S >= excess) for ``S = sum w_i (g_i - gamma)`` with ``g_i`` Bernoulli(gamma), independent or
+    negatively associated (one key's green list in a window): Chernoff's bound with the exact Bernoulli moment
+    generating function, ``inf_l exp(-l excess) prod E exp(l w_i (g_i - gamma))``. Valid at any sample size; for
+    equal weights it is the binomial's Chernoff (Kullback-Leibler) bound."""
+    import numpy as np
+    from scipy.optimize import minimize_scalar
+
+    w = np.asarray(weights, dtype=np.float64)
+    w = w[w > 0]
+    if excess <= 0 or not len(w):
+        return 1.0
+    if excess >= (1.0 - gamma) * w.sum():
+        return float(np.exp(np.log(gamma) * len(w))) if excess <= (1.0 - gamma) * w.sum() + 1e-12 else 0.0
+
+    def log_bound(lam: float) -> float:
+        a, b = -lam * gamma * w, lam * (1.0 - gamma) * w
+        return float(-lam * excess + np.sum(np.logaddexp(np.log(1.0 - gamma) + a, np.log(gamma) + b)))
+
+    scale = excess / max(float(np.sum(w * w)) * gamma * (1.0 - gamma), 1e-300)  # the Gaussian optimum, roughly
+    hi = max(scale * 8.0, 1.0)
+    best = minimize_scalar(log_bound, bounds=(0.0, hi), method="bounded", options={"xatol": 1e-9 * hi})
+    return float(min(1.0, math.exp(min(0.0, best.fun))))
+
+
 GreenFn = Callable[[WatermarkKey, Sequence[tuple[int, int]]], list[bool]]
 
 
@@ -158,17 +253,29 @@ class KeyScore:
     green: int
     pvalue: float
     z: float
+    statistic: str = "binomial"  # or "mass": green probability mass (reading_masses), Bernstein's bound
+    mass: float = 0.0  # with "mass": total probability mass scored ...
+    green_mass: float = 0.0  # ... and the part of it on green tokens
 
     @property
     def green_fraction(self) -> float:
+        if self.statistic == "mass":
+            return self.green_mass / self.mass if self.mass else float("nan")
         return self.green / self.scored if self.scored else float("nan")
 
 
 def score(tuples: Tuples, key: WatermarkKey, green_fn: GreenFn) -> tuple[KeyScore, list[bool]]:
     flags = green_fn(key, tuples.pairs)
-    g, n = sum(flags), len(flags)
-    return KeyScore(key.id, key.greenlist_ratio, n, g, binomial_pvalue(g, n, key.greenlist_ratio),
-                    z_score(g, n, key.greenlist_ratio)), flags
+    g, n, gamma = sum(flags), len(flags), key.greenlist_ratio
+    if tuples.weights is None:
+        return KeyScore(key.id, gamma, n, g, binomial_pvalue(g, n, gamma), z_score(g, n, gamma)), flags
+    weights = tuples.weights
+    mass = float(sum(weights))
+    green_mass = float(sum(w for w, f in zip(weights, flags, strict=True) if f))
+    excess = green_mass - gamma * mass
+    variance = gamma * (1.0 - gamma) * float(sum(w * w for w in weights))
+    z = excess / math.sqrt(variance) if variance > 0 else 0.0
+    return KeyScore(key.id, gamma, n, g, chernoff_pvalue(excess, weights, gamma), z, "mass", mass, green_mass), flags
 
 
 def control_keys(key: WatermarkKey, count: int, seed: int = 0) -> list[WatermarkKey]:
@@ -235,16 +342,26 @@ class ProvenanceResult:
         return out
 
 
-def cumulative(flags: list[bool], gamma: float, points: int = 60) -> list[tuple[int, float]]:
+def cumulative(flags: list[bool], gamma: float, points: int = 60,
+               weights: Sequence[float] | None = None) -> list[tuple[int, float]]:
     n = len(flags)
     if n == 0:
         return []
     step = max(1, n // points)
-    out, green = [], 0
+    out: list[tuple[int, float]] = []
+    green = 0.0
+    excess = variance = 0.0
     for i, f in enumerate(flags, 1):
-        green += f
-        if i % step == 0 or i == n:
-            out.append((i, z_score(green, i, gamma)))
+        if weights is None:
+            green += f
+            if i % step == 0 or i == n:
+                out.append((i, z_score(int(green), i, gamma)))
+        else:
+            w = weights[i - 1]
+            excess += w * (float(f) - gamma)
+            variance += gamma * (1.0 - gamma) * w * w
+            if i % step == 0 or i == n:
+                out.append((i, excess / math.sqrt(variance) if variance > 0 else 0.0))
     return out
 
 
@@ -259,7 +376,8 @@ def test(tuples: Tuples, key: WatermarkKey, green_fn: GreenFn, *, suspect: str, 
         clean_result = {"name": clean_name, "counts": clean.counts(), "score": asdict(clean_score)}
     return ProvenanceResult(suspect=suspect, key=key.public(), mode=mode, counts=tuples.counts(), score=main,
                             alpha=alpha, control_keys=controls, clean_control=clean_result,
-                            cumulative_z=cumulative(flags, key.greenlist_ratio), notes=list(notes))
+                            cumulative_z=cumulative(flags, key.greenlist_ratio, weights=tuples.weights),
+                            notes=list(notes))
 
 
 # -- where the suspect's tokens come from ---------------------------------------------------------------------------

@@ -34,11 +34,17 @@ mode: {{ r.mode }} &middot; significance level {{ r.alpha }}</p>
 key-dependent {{ gamma }} % of the vocabulary ("green" words) was made slightly more likely. A model that never
 saw our outputs picks green words about {{ gamma }} % of the time, by chance. A model trained on enough of our
 outputs inherits the preference: its own text contains more green words than chance allows ("radioactivity").</p>
+{% if r.score.statistic == "mass" %}<p>We read our watermarked texts with the suspect model and measured how
+likely it finds each next word: it put <b>{{ "%.1f"|format(100*r.score.green_fraction) if r.score.scored else "-" }}
+%</b> of its probability on green words, over {{ r.score.scored }} distinct (previous word, word) pairs, against
+{{ gamma }} % expected by chance. The probability of at least this much by chance, for a model that never saw our
+watermarked text, is at most <b>p = {{ "%.2e"|format(r.score.pvalue) }}</b> (z = {{ "%.1f"|format(r.score.z) }};
+Chernoff's bound, valid at any sample size).</p>{% else %}
 <p>We counted <b>{{ r.score.green }}</b> green out of <b>{{ r.score.scored }}</b> distinct scored word pairs
 ({{ "%.1f"|format(100*r.score.green_fraction) if r.score.scored else "-" }} % against {{ gamma }} % expected
 by chance).
 The probability of at least this many by chance, for a model that never saw our watermarked text, is
-<b>p = {{ "%.2e"|format(r.score.pvalue) }}</b> (z = {{ "%.1f"|format(r.score.z) }}).</p>
+<b>p = {{ "%.2e"|format(r.score.pvalue) }}</b> (z = {{ "%.1f"|format(r.score.z) }}).</p>{% endif %}
 
 <h2>Controls</h2>
 <table>
@@ -59,7 +65,11 @@ The probability of at least this many by chance, for a model that never saw our 
 <h2>Method</h2>
 <ul>
 <li>Test of Sander et al., "Watermarking makes language models radioactive" (NeurIPS 2024): the number of green
-tokens among N scored tokens is Binomial(N, gamma) under the null hypothesis; the p-value is its upper tail.</li>
+tokens among N scored tokens is Binomial(N, gamma) under the null hypothesis; the p-value is its upper tail.
+{% if r.score.statistic == "mass" %}Here, with the suspect's weights at hand, each distinct pair contributes the
+suspect's probability of the word (averaged over the positions sharing the previous word, which share one green
+list) instead of a count: under the null hypothesis the green probability mass exceeds gamma only by chance,
+with variance at most gamma (1 - gamma) times the sum of squared probabilities.{% endif %}</li>
 <li>De-duplication: each (previous token, token) pair is scored once, however often the suspect repeats it
 ({{ r.counts.duplicates }} repeats not scored). Without it a clean but repetitive model looks radioactive.</li>
 <li>Pairs that occur in the text the suspect was given (our prompts or texts, which may themselves be
