@@ -21,11 +21,12 @@ the KGW watermark our engines apply (:class:`~distillguard.resist.decode.KeyedWa
 top-1 guess, each position contributes the suspect's next-token distribution (its ``top_k`` most likely tokens).
 Per distinct window the distributions are averaged (positions sharing a window share one green list, so they are
 one observation, the de-duplication of step 2), tokens that already followed that window earlier in the text are
-left out (step 3), and the statistic is the probability mass on green tokens above gamma, summed over windows:
-``S = sum_w sum_v p_wv (green_wv - gamma)``. Under H0 the green flags are independent of the suspect's
+left out (step 3), and the statistic is the probability mass on green tokens above gamma, summed over windows
+(each weighed by the square root of its positions, its exposure ``e_w``):
+``S = sum_w e_w sum_v p_wv (green_wv - gamma)``. Under H0 the green flags are independent of the suspect's
 probabilities (gamma each, negatively associated within a window), so ``S`` has mean 0 and variance at most
-``gamma (1 - gamma) sum p_wv^2``, and the p-value is Chernoff's bound on its upper tail with the exact Bernoulli
-moment generating function (valid at any sample size, conservative). A model that learned our watermarked
+``gamma (1 - gamma) sum (e_w p_wv)^2``, and the p-value is Chernoff's bound on its upper tail with the exact
+Bernoulli moment generating function (valid at any sample size, conservative). A model that learned our watermarked
 texts leans towards their green tokens everywhere, not only where its top-1 guess flips, so this uses far more of
 what it absorbed than the top-1 test.
 
@@ -161,6 +162,7 @@ def reading_masses(texts: Iterable[Sequence[int]], distributions: Iterable[Any],
 
     acc: dict[int, dict[int, float]] = {}
     positions: dict[int, int] = defaultdict(int)
+    first: dict[int, int] = {}  # window -> the first text it occurs in
     out = Tuples()
     for n, (text, dist) in enumerate(zip(texts, distributions, strict=True)):
         probs = np.asarray(dist, dtype=np.float64)
@@ -177,8 +179,7 @@ def reading_masses(texts: Iterable[Sequence[int]], distributions: Iterable[Any],
                 row = probs[i]
                 top = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
                 sums = acc.setdefault(ctx, {})
-                if not sums:
-                    out.order.append(n)
+                first.setdefault(ctx, n)
                 positions[ctx] += 1
                 for v in top.tolist():
                     if (ctx, v) in earlier:
@@ -191,6 +192,7 @@ def reading_masses(texts: Iterable[Sequence[int]], distributions: Iterable[Any],
         for v, total in sums.items():
             if total > 0:
                 out.pairs.append((ctx, v))
+                out.order.append(first[ctx])
                 mean = total / positions[ctx]
                 out.weights.append(mean * math.sqrt(positions[ctx]) if weigh == "exposure" else mean)
     out.duplicates = sum(positions.values()) - len(acc)
@@ -253,7 +255,7 @@ class KeyScore:
     green: int
     pvalue: float
     z: float
-    statistic: str = "binomial"  # or "mass": green probability mass (reading_masses), Bernstein's bound
+    statistic: str = "binomial"  # or "mass": green probability mass (reading_masses), Chernoff's bound
     mass: float = 0.0  # with "mass": total probability mass scored ...
     green_mass: float = 0.0  # ... and the part of it on green tokens
 
