@@ -545,7 +545,7 @@ def to_spark(tree: exp.Expression, *, sql: str = "", tables: Mapping[str, Mappin
     in the output is an error); ``relations`` turns a ``read_parquet`` path list into a registered view name.
     """
     tree = tree.copy()
-    for select in list(tree.find_all(exp.Select)):
+    for select in reversed(list(tree.find_all(exp.Select))):  # inner selects first: an outer one copies them
         bounded = _bound_smallest(select)
         if bounded is not select:
             if select is tree:
