@@ -119,6 +119,23 @@ def test_reading_masses_average_per_window_and_leave_out_earlier_pairs():
         prov.reading_masses([text], [dist], weigh="sum")
 
 
+def test_reading_masses_read_the_top_probabilities_as_the_full_distributions():
+    """The CLI keeps only each position's most likely tokens (a real vocabulary's full distributions do not fit in
+    memory): the tuples are the same as from the full distributions."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(3)
+    texts = [[int(x) for x in rng.integers(1, VOCAB, 30)] for _ in range(5)]
+    full = [rng.dirichlet(np.full(VOCAB, 0.3), size=30) for _ in texts]
+    dense = prov.reading_masses(texts, full, top_k=8)
+    sparse = prov.reading_masses(texts, [prov.top_probabilities(torch.tensor(d), 8) for d in full], top_k=8)
+    a = dict(zip(dense.pairs, dense.weights or [], strict=True))
+    b = dict(zip(sparse.pairs, sparse.weights or [], strict=True))
+    assert a and a.keys() == b.keys() and [a[k] for k in a] == pytest.approx([b[k] for k in a], rel=1e-6)
+    assert (dense.in_prompt, dense.duplicates) == (sparse.in_prompt, sparse.duplicates)
+
+
 def test_the_probability_mass_test_finds_a_lean_the_top1_test_misses_and_stays_calibrated():
     """A suspect that leans towards our green tokens without changing its top-1 guess: the top-1 reading test sees
     nothing, the mass test does; a suspect independent of the key is not flagged by our key or by random keys."""

@@ -247,8 +247,11 @@ def _hf_generate(model, prompts: list[list[int]], max_tokens: int) -> list[tuple
 
 
 def _read_predictions(model, texts: list[list[int]], probabilities: bool) -> tuple[list[list[int]], list[Any]]:
-    """Top-1 guesses at every position of each text and, with ``probabilities``, the next-token distributions."""
+    """Top-1 guesses at every position of each text and, with ``probabilities``, the next-token distributions (their
+    most likely tokens only, as the probability statistic reads them)."""
     import torch
+
+    from distillguard.resist import provenance as prov
 
     preds, dists = [], []
     with torch.no_grad():
@@ -256,5 +259,5 @@ def _read_predictions(model, texts: list[list[int]], probabilities: bool) -> tup
             logits = model(input_ids=torch.tensor([ids], dtype=torch.long)).logits[0]
             preds.append(logits.argmax(-1).tolist())
             if probabilities:
-                dists.append(torch.softmax(logits.float(), -1).numpy())
+                dists.append(prov.top_probabilities(torch.softmax(logits.float(), -1)))
     return preds, dists

@@ -142,14 +142,17 @@ def reading_tuples(texts: Iterable[Sequence[int]], predictions: Iterable[Sequenc
 
 
 WINDOW_WEIGHTS = ("exposure", "mean")
+READING_TOP_K = 64  # tokens per position the probability statistic reads
 
 
-def reading_masses(texts: Iterable[Sequence[int]], distributions: Iterable[Any], *, top_k: int = 64,
+def reading_masses(texts: Iterable[Sequence[int]], distributions: Iterable[Any], *, top_k: int = READING_TOP_K,
                    weigh: str = "exposure", filter_contexts: set[int] | None = None,
                    skip_contexts: frozenset[int] = SKIP_CONTEXTS) -> Tuples:
     """Weighted tuples from a model reading our texts with its probabilities (see the module docstring):
     ``distributions[i]`` is an array ``[len(text) - 1, vocab]`` (or longer) of its next-token probabilities at each
-    position of ``texts[i]``. One tuple per (window, token) with the token's probability averaged over the
+    position of ``texts[i]``, or, for a large vocabulary, the pair ``(token_ids, probabilities)`` of arrays
+    ``[positions, k]`` holding only each position's ``k >= top_k`` most likely tokens (:func:`top_probabilities`).
+    One tuple per (window, token) with the token's probability averaged over the
     positions that share the window; tokens that followed the window earlier in the same text are left out.
 
     ``weigh``: how windows count against each other. ``exposure`` (default) weighs a window by the square root of
@@ -165,7 +168,10 @@ def reading_masses(texts: Iterable[Sequence[int]], distributions: Iterable[Any],
     first: dict[int, int] = {}  # window -> the first text it occurs in
     out = Tuples()
     for n, (text, dist) in enumerate(zip(texts, distributions, strict=True)):
-        probs = np.asarray(dist, dtype=np.float64)
+        if isinstance(dist, tuple):
+            ids, probs = np.asarray(dist[0]), np.asarray(dist[1], dtype=np.float64)
+        else:
+            ids, probs = None, np.asarray(dist, dtype=np.float64)
         k = min(top_k, probs.shape[-1])
         earlier: set[tuple[int, int]] = set()
         for i in range(len(text) - 1):
@@ -178,14 +184,15 @@ def reading_masses(texts: Iterable[Sequence[int]], distributions: Iterable[Any],
             else:
                 row = probs[i]
                 top = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
+                tokens = (ids[i][top] if ids is not None else top).tolist()
                 sums = acc.setdefault(ctx, {})
                 first.setdefault(ctx, n)
                 positions[ctx] += 1
-                for v in top.tolist():
+                for v, mass in zip(tokens, row[top].tolist(), strict=True):
                     if (ctx, v) in earlier:
                         out.in_prompt += 1
                         continue
-                    sums[v] = sums.get(v, 0.0) + float(row[v])
+                    sums[v] = sums.get(v, 0.0) + mass
             earlier.add((int(text[i]), int(text[i + 1])))
     out.weights = []
     for ctx, sums in acc.items():
@@ -197,6 +204,14 @@ def reading_masses(texts: Iterable[Sequence[int]], distributions: Iterable[Any],
                 out.weights.append(mean * math.sqrt(positions[ctx]) if weigh == "exposure" else mean)
     out.duplicates = sum(positions.values()) - len(acc)
     return out
+
+
+def top_probabilities(probabilities: Any, k: int = READING_TOP_K) -> tuple[Any, Any]:
+    """A suspect's next-token probabilities ``[positions, vocab]`` (a torch tensor) reduced to the ``(token_ids,
+    probabilities)`` of each position's ``k`` most likely tokens, as :func:`reading_masses` reads them: a model's
+    full distributions over a real vocabulary take gigabytes per hundred texts, the top ``k`` a few hundred kB."""
+    values, ids = probabilities.topk(min(k, probabilities.shape[-1]), dim=-1)
+    return ids.numpy(), values.float().numpy()
 
 
 def chernoff_pvalue(excess: float, weights: Sequence[float], gamma: float) -> float:
