@@ -42,6 +42,8 @@ def build_world(root: Path, seed: int = 3) -> Path:
 
     def account(aid: str, label: str, campaign: str, population: str, created: datetime | None = None, **kw) -> None:
         created = created or T0 - timedelta(days=r.uniform(10, 400))
+        if str(kw.get("payment_fp", "")).startswith("pfp_"):  # the issuer a processor reports: the card's BIN
+            kw["payment_issuer"] = kw["payment_fp"][4:10]
         accounts.append({"account_id": aid, "created_at": _iso(created), **kw})
         labels.append({"account_id": aid, "label": label, "campaign": campaign, "population": population})
 

@@ -1,4 +1,5 @@
-"""Stores written before a column was appended to EXCHANGE_SCHEMA keep working: missing columns read as nulls.
+"""Stores written before a column was appended to EXCHANGE_SCHEMA (or ACCOUNT_SCHEMA) keep working: missing
+columns read as nulls.
 
 ``fixtures/ingest/exchanges-before-n-logprobs.parquet`` is an exchange file as the ingest of commit 97681ed wrote
 it (12 exchanges of ``conftest.make_record``, ids ``old_000``..``old_011``, accounts ``acct_old_0``..``2``, on
@@ -12,11 +13,12 @@ import shutil
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from conftest import make_record
 from distillguard.ingest import ingest
-from distillguard.model import EXCHANGE_SCHEMA
+from distillguard.model import ACCOUNT_SCHEMA, EXCHANGE_SCHEMA
 from distillguard.signals import LOGIT_OUTPUT, SIGNALS
 from distillguard.store import Store
 from distillguard.store.store import read_exchange_file
@@ -107,3 +109,25 @@ def test_signals_and_detection_run_on_an_old_store(tmp_path: Path) -> None:
     assert [k for k, v in sorted(logits.items()) if v] == ["new_000", "new_002", "new_004"]
     result = run_detection(store, tmp_path / "out")
     assert len(result.accounts) == 5  # acct_old_0..2, acct_new_0..1
+
+
+def test_account_records_written_before_payment_issuer_read_it_as_null_and_merge(tmp_path: Path) -> None:
+    """``accounts.parquet`` from before ``payment_issuer`` was appended: the view reads it as null, and a newer
+    ingest merges its records (with issuers) into the old file without losing the old ones."""
+    store = _old_store(tmp_path / "store")
+    old_schema = pa.schema([f for f in ACCOUNT_SCHEMA if f.name != "payment_issuer"])
+    ids, cards = ["acct_old_0", "acct_old_1"], ["card_a", "card_b"]
+    old = pa.table({f.name: pa.array(ids if f.name == "account_id" else cards if f.name == "payment_fp"
+                                     else [None, None], f.type) for f in old_schema}, schema=old_schema)
+    (tmp_path / "store" / "accounts").mkdir(exist_ok=True)
+    pq.write_table(old, tmp_path / "store" / "accounts" / "accounts.parquet")
+    rows = store.connect().execute("SELECT account_id, payment_issuer FROM accounts ORDER BY 1").fetchall()
+    assert rows == [("acct_old_0", None), ("acct_old_1", None)]
+
+    records = tmp_path / "accounts.jsonl"
+    records.write_bytes(orjson.dumps({"account_id": "acct_old_1", "payment_fp": "card_c", "payment_issuer": "411111"})
+                        + b"\n" + orjson.dumps({"account_id": "acct_new_0", "payment_issuer": "53d2a1"}) + b"\n")
+    ingest([], store, accounts=records)
+    rows = store.connect().execute(
+        "SELECT account_id, payment_fp, payment_issuer FROM accounts ORDER BY 1").fetchall()
+    assert rows == [("acct_new_0", None, "53d2a1"), ("acct_old_0", "card_a", None), ("acct_old_1", "card_c", "411111")]

@@ -141,3 +141,40 @@ def test_look_alike_domains_of_accounts_signed_up_apart_or_of_one_provider_link_
     provider = ["yandex.com", "yandex.ru", "yandex.com", "yandex.ru", "yandex.com", "yandex.ru"]
     con, scores = _domain_world(provider, [T0_MS - 30 * day + i * 3_600_000 for i in range(6)])
     assert find_campaigns(con, scores) == []
+
+
+def _card_world(issuers: list[str | None], fingerprints: list[str], benign_issuer: str | None = None
+                ) -> tuple[duckdb.DuckDBPyConnection, pa.Table]:
+    """Suspicious accounts with distinct cards, signed up in one burst (0.15 of a link: not enough alone), beside
+    200 ordinary accounts whose cards come from ``benign_issuer``."""
+    rng = np.random.default_rng(9)
+    n_sus = len(issuers)
+    n = n_sus + 200
+    ids = np.array([f"acct_{i:05d}" for i in range(n)])
+    owner = np.repeat(np.arange(n), 4)
+    exchanges = _exchanges(rng, ids, owner, [f"client/{i}" for i in owner.tolist()],
+                           lambda: [f"{rng.integers(10**9)} unique words {o}" for o in owner.tolist()])
+    created = np.r_[T0_MS - 86_400_000 + np.arange(n_sus) * 60_000, T0_MS - rng.integers(2, 400, 200) * 86_400_000]
+    con = _connect(exchanges, {
+        "account_id": pa.array(ids),
+        "created_at": pa.array(created, pa.int64()).cast(ACCOUNT_SCHEMA.field("created_at").type),
+        "email_domain": pa.array(["gmail.com"] * n),
+        "payment_fp": pa.array([*fingerprints, *(f"card_{i:09d}" for i in range(200))]),
+        "payment_issuer": pa.array([*issuers, *([benign_issuer] * 200)], pa.string())})
+    risk = np.r_[np.full(n_sus, 0.6), np.zeros(200)]
+    return con, pa.table({"account_id": ids, "risk": risk})
+
+
+def test_distinct_cards_of_one_issuer_link_only_by_the_records_issuer_field():
+    """The issuer is the account record's ``payment_issuer`` (what a payment processor reports), never parsed out of
+    the fingerprint's text: a provider's fingerprints are opaque. An issuer most of whose holders are ordinary
+    customers (a big bank's BIN) links nobody."""
+    cards = [f"pfp_53d2a1{i:010x}" for i in range(8)]
+    con, scores = _card_world(["53d2a1"] * 8, cards)
+    campaigns = find_campaigns(con, scores)
+    assert len(campaigns) == 1 and len(campaigns[0].accounts) == 8
+    assert "shared_payment_issuer" in {e.kind for e in campaigns[0].evidence}
+    con, scores = _card_world([None] * 8, cards)  # the same fingerprints, no issuer in the records
+    assert find_campaigns(con, scores) == []
+    con, scores = _card_world(["411111"] * 8, cards, benign_issuer="411111")  # 8 of 208 holders suspicious
+    assert find_campaigns(con, scores) == []

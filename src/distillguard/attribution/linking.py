@@ -32,7 +32,9 @@ from distillguard.attribution.domains import lookalike_pairs, squats, throwaway
 # kind -> (weight, category); weights are per-pair contributions, summed over kinds
 KINDS: dict[str, tuple[float, str]] = {
     "shared_payment": (0.35, "identity"),
-    "shared_payment_issuer": (0.15, "identity"),  # prepaid/virtual card BIN behind distinct cards
+    # one card issuer (the account record's ``payment_issuer``: IIN/BIN or issuer name) behind distinct cards;
+    # common issuers are no evidence (most of their holders are unsuspicious: ``min_flagged_share``)
+    "shared_payment_issuer": (0.15, "identity"),
     # a pair of look-alike domains (attribution/domains.py): a private family names one registrant; squats on a
     # public mailbox (gmai1.com) and numbered series (fastmail851.site) are bought and shared by many operations
     "lookalike_email_domain": (0.3, "identity"),
@@ -126,8 +128,8 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, n
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _all_keys AS
         SELECT account_id, 'shared_payment' AS kind, payment_fp AS value FROM accounts WHERE payment_fp <> ''
-        UNION SELECT account_id, 'shared_payment_issuer', regexp_extract(payment_fp, '^(pfp_[0-9a-f]{{6}})', 1)
-              FROM accounts WHERE payment_fp <> ''
+        UNION SELECT account_id, 'shared_payment_issuer', lower(trim(payment_issuer)) FROM accounts
+              WHERE payment_issuer <> '' AND payment_fp <> ''
         UNION SELECT account_id, 'shared_org', org_id FROM accounts WHERE org_id <> ''
         UNION SELECT account_id, 'shared_email_domain', lower(email_domain) FROM accounts WHERE email_domain <> ''
         UNION SELECT a.account_id, l.kind, l.pair FROM accounts a

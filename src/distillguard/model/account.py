@@ -23,6 +23,11 @@ ACCOUNT_SCHEMA = pa.schema(
         ("tier", pa.string()),
         ("verified", pa.bool_()),
         ("extra_json", pa.string()),  # unknown fields, kept
+        # appended, so code that knows the columns above by position keeps working; stores written before it read
+        # it as null. The card's issuer as the payment processor reports it: its IIN/BIN (first 6-8 digits) or
+        # the issuer's name (Stripe: ``card.iin`` or ``card.issuer``). Distinct cards from one prepaid or virtual
+        # card issuer are an actor's habit (attribution's ``shared_payment_issuer``).
+        ("payment_issuer", pa.string()),
     ]
 )
 _KNOWN = set(ACCOUNT_SCHEMA.names) - {"extra_json"}
@@ -76,7 +81,7 @@ def flatten_account(record: Any) -> tuple:
     created = record.get("created_at")
     created_ms = parse_ts(created, "created_at") if created is not None else None
     values: dict[str, Any] = {}
-    for key in ("email_domain", "payment_fp", "country", "signup_ip", "org_id", "tier"):
+    for key in ("email_domain", "payment_fp", "country", "signup_ip", "org_id", "tier", "payment_issuer"):
         value = record.get(key)
         if value is not None and not isinstance(value, str):
             raise FieldError(key, f"expected a string, got {type(value).__name__}")
@@ -89,7 +94,7 @@ def flatten_account(record: Any) -> tuple:
     extra = {k: v for k, v in record.items() if k not in _KNOWN}
     return (account, created_ms, values["email_domain"], values["payment_fp"], values["country"],
             values["signup_ip"], values["org_id"], values["tier"], verified,
-            orjson.dumps(extra).decode() if extra else None)
+            orjson.dumps(extra).decode() if extra else None, values["payment_issuer"])
 
 
 def accounts_to_table(rows: list[tuple]) -> pa.Table:

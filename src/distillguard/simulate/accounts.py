@@ -17,7 +17,7 @@ import numpy as np
 import xxhash
 
 from distillguard.simulate.config import DAY_MS, MINI, NEW, OLD, Model, Timeline
-from distillguard.simulate.infra import Network
+from distillguard.simulate.infra import Network, issuer_of
 
 
 def _cdf(weights: list[float]) -> np.ndarray:
@@ -91,7 +91,8 @@ class Account:
     def record(self) -> dict:
         return {"account_id": self.account_id, "created_at": self.created_at, "email_domain": self.email_domain,
                 "payment_fp": self.payment_fp, "country": self.country, "signup_ip": self.signup_ip,
-                "org_id": self.org_id, "tier": self.tier, "verified": self.verified}
+                "org_id": self.org_id, "tier": self.tier, "verified": self.verified,
+                "payment_issuer": issuer_of(self.payment_fp)}
 
 
 # One population-day of events: owner (index into the population's accounts), ts (epoch ms),

@@ -130,8 +130,16 @@ PREPAID_BINS = ("53d2a1", "5b7c0e", "4f66d9", "52e4b7", "4c0f1a", "5e9a23")
 
 
 def payment_fp(rng: np.random.Generator, bins: tuple[str, ...] = COMMON_BINS) -> str:
-    """``pfp_`` + issuer part + card part: actors reuse issuers, so the prefix is the shareable pattern."""
+    """``pfp_`` + issuer part + card part: actors reuse issuers (the account record names it, ``issuer_of``)."""
     return f"pfp_{bins[int(rng.integers(len(bins)))]}{hexid(rng, 10)}"
+
+
+def issuer_of(payment: str | None) -> str | None:
+    """The issuer a payment processor would report for a simulated card (the record's ``payment_issuer``); an
+    invoice or a shared card given as a plain string has none."""
+    if payment and payment.startswith("pfp_") and len(payment) >= 10:
+        return payment[4:10]
+    return None
 
 
 WORDS = ("north", "blue", "river", "peak", "maple", "cedar", "lumen", "nova", "atlas", "orbit", "delta", "harbor",

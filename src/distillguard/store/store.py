@@ -143,8 +143,19 @@ class StagedPart:
     moves: list[tuple[Path, Path]]  # derived signals first: an exchange file is never visible without them
 
 
-# Exchange files written before a column was appended to EXCHANGE_SCHEMA lack it: readers take it as null.
+# Files written before a column was appended to EXCHANGE_SCHEMA (ACCOUNT_SCHEMA) lack it: readers take it as null.
 _SCHEMA_NAMES = frozenset(EXCHANGE_SCHEMA.names)
+_ACCOUNT_NAMES = frozenset(ACCOUNT_SCHEMA.names)
+
+
+def _with_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` in ``schema``: columns it lacks (a file written before they were added) are nulls."""
+    for name in schema.names:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(len(table), schema.field(name).type))
+    return table.select(schema.names).cast(schema)
+
+
 _FILE_COLUMNS: dict[tuple[str, int, int], frozenset[str]] = {}  # published files never change: read each footer once
 
 
@@ -412,10 +423,11 @@ class Store:
     def write_accounts(self, table: pa.Table) -> int:
         """Merge account records: a newer record for an account replaces the older one."""
         path = self.root / "accounts" / "accounts.parquet"
+        table = table.cast(ACCOUNT_SCHEMA)
         if path.exists():
-            old = pq.read_table(path)
+            old = _with_columns(pq.read_table(path), ACCOUNT_SCHEMA)
             old = old.filter(pc.invert(pc.is_in(old.column("account_id"), value_set=table.column("account_id"))))
-            table = pa.concat_tables([old, table.cast(ACCOUNT_SCHEMA)])
+            table = pa.concat_tables([old, table])
         # last record wins for accounts repeated within the input
         ids = table.column("account_id").to_pylist()
         last = {account: i for i, account in enumerate(ids)}
@@ -446,7 +458,11 @@ class Store:
         con.execute(f"CREATE VIEW exchanges AS {self._exchanges_sql(con)}")
         accounts = self.root / "accounts" / "accounts.parquet"
         if accounts.exists():
-            con.execute(f"CREATE VIEW accounts AS SELECT * FROM read_parquet('{_sql_str(str(accounts))}')")
+            query = f"SELECT * FROM read_parquet('{_sql_str(str(accounts))}')"
+            if not file_columns(accounts) >= _ACCOUNT_NAMES:  # written before a column was added: nulls for it
+                con.register("_empty_accounts", ACCOUNT_SCHEMA.empty_table())
+                query = f"SELECT * FROM _empty_accounts UNION ALL BY NAME {query}"
+            con.execute(f"CREATE VIEW accounts AS {query}")
         else:
             con.register("_empty_accounts", ACCOUNT_SCHEMA.empty_table())
             con.execute("CREATE VIEW accounts AS SELECT * FROM _empty_accounts")

@@ -60,7 +60,17 @@ class SparkStore:
         return self._exchanges
 
     def accounts(self) -> Any:
-        return self._read("accounts", ACCOUNT_SCHEMA)
+        """The account records; columns a table predates (written before they were added, or kept by a
+        provider's own pipeline without them) are nulls of their type, as in the DuckDB store."""
+        from pyspark.sql import functions as F
+
+        frame = self._read("accounts", ACCOUNT_SCHEMA)
+        present = set(frame.columns)
+        types = {f.name: f.dataType for f in spark_schema(ACCOUNT_SCHEMA).fields}
+        for name in ACCOUNT_SCHEMA.names:
+            if name not in present:
+                frame = frame.withColumn(name, F.lit(None).cast(types[name]))
+        return frame
 
     def _read(self, what: str, schema: pa.Schema) -> Any:
         reader = self.spark.read
