@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import make_record
-from distillguard.model import COLUMNS, FieldError, flatten, flatten_account, rows_to_table, to_record
+from distillguard.model import ACCOUNT_SCHEMA, COLUMNS, FieldError, flatten, flatten_account, rows_to_table, to_record
 
 
 def test_flatten_extracts_columns() -> None:
@@ -103,8 +103,13 @@ def test_round_trip_to_record() -> None:
 
 
 def test_account_record_keeps_unknown_fields_and_checks_tier() -> None:
-    row = flatten_account({"account_id": "a", "tier": "edu", "verified": True, "referrer": "x"})
-    assert row[0] == "a" and row[7] == "edu" and row[-1] == '{"referrer":"x"}'
+    record = {"account_id": "a", "tier": "edu", "verified": True, "referrer": "x", "payment_issuer": "411111"}
+    row = dict(zip(ACCOUNT_SCHEMA.names, flatten_account(record), strict=True))
+    assert row["account_id"] == "a" and row["tier"] == "edu" and row["extra_json"] == '{"referrer":"x"}'
+    assert row["payment_issuer"] == "411111"
     with pytest.raises(FieldError) as info:
         flatten_account({"account_id": "a", "tier": "gold"})
     assert info.value.field == "tier"
+    with pytest.raises(FieldError) as info:
+        flatten_account({"account_id": "a", "payment_issuer": 411111})
+    assert info.value.field == "payment_issuer"

@@ -24,9 +24,10 @@ import xxhash
 from distillguard._cpu import usable_cpus
 from distillguard.signals import cues
 from distillguard.signals.style import STYLE_K, style_hashes
-from distillguard.signals.text_model import SPEC_HASH, default_model
+from distillguard.signals.text_model import SPEC_HASH, default_model, shipped_digest
 
-VERSION = f"8-{SPEC_HASH[:6]}"  # the text classifiers' feature spec is part of the signal definitions
+# the text classifiers' feature spec and shipped weights are part of the signal definitions
+VERSION = f"9-{SPEC_HASH[:6]}{shipped_digest()[:6]}"
 TEXT_HEAD = 480  # characters of a prompt scanned from the start ...
 TEXT_TAIL = 240  # ... and from the end (instructions sit at either end of a template)
 TEMPLATE_CHARS = 48  # normalised characters hashed from each end for the template fingerprint

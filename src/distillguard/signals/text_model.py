@@ -314,6 +314,13 @@ _DEFAULT: TextModel | None = None
 _DEFAULT_LOCK = threading.Lock()
 
 
+def shipped_digest() -> str:
+    """SHA-256 (hex) of the shipped weights file: retrained weights change the per-exchange signals, so the
+    signal definitions' version (the key of every store's derived-signal cache) includes it."""
+    data = resources.files("distillguard").joinpath("data", "models", "text-v1.npz").read_bytes()
+    return hashlib.sha256(data).hexdigest()
+
+
 def default_model() -> TextModel:
     """The shipped model, loaded once per process."""
     global _DEFAULT
@@ -324,4 +331,4 @@ def default_model() -> TextModel:
 
 
 __all__ = ["BITS", "CAPABILITIES", "FORMAT", "HEADS", "ModelMismatch", "SPEC", "SPEC_HASH", "TextModel",
-           "default_model", "features", "prepare"]
+           "default_model", "features", "prepare", "shipped_digest"]

@@ -24,7 +24,7 @@ class Sample:
     labels: dict[str, int]  # head -> 0/1
     cap: str | None = None  # capability label (None: not used for the capability head)
     lang: str = "en"
-    kind: str = "pos"  # pos / hardneg / benign / human
+    kind: str = "pos"  # pos / hardneg / benign / human / document
     family: str = "train"
     skip: set[str] = field(default_factory=set)  # heads this sample is not a training negative for
 
@@ -149,6 +149,29 @@ class Composer:
             if payload:
                 text = payload + rng.choice(["\n\n", " "]) + text if rng.random() < 0.5 else text + "\n\n" + payload
         return Sample(text, {h: 0 for h in HEADS}, None, lang, "hardneg", self.family)
+
+    def document(self, tasks: dict[str, list[str]]) -> Sample:
+        """Ordinary work on a pasted document: a real assistant answer of this split, alone (a batch job or an app
+        backend sends the text itself) or with a task from ``tasks`` (summarise, translate, reply, ...).
+        A negative for every head, except a head whose strict pattern the text itself matches."""
+        from distillguard.textlab.corpus import STRICT
+
+        rng = self.rng
+        doc = _cut(rng.choice(self.answers), rng) if self.answers else "The meeting is moved to Friday."
+        lang = "en"
+        if rng.random() < 0.25:
+            text = doc
+        else:
+            lang = "en" if rng.random() < 0.75 else rng.choice(sorted(tasks))
+            task = rng.choice(tasks.get(lang) or tasks["en"])
+            if "{doc}" not in task:
+                task += rng.choice(["\n\n", "\n", " "]) + "{doc}"
+            before, _, after = task.partition("{doc}")
+            if rng.random() < 0.3:  # noise on the task's words, never on the placeholder
+                before, after = (noisy(before, rng), after) if before.strip() else (before, noisy(after, rng))
+            text = before + doc + after
+        skip = {h for h, rx in STRICT.items() if rx.search(text)}
+        return Sample(text, {h: 0 for h in HEADS}, None, lang, "document", self.family, skip)
 
     def benign(self, lang: str) -> Sample:
         rng = self.rng

@@ -595,3 +595,21 @@ _PERSONAS = {
 }
 for _lang, _p in _PERSONAS.items():
     L[_lang]["persona"] = _p
+
+
+# Evaluation only (written apart from the training family's DOC_TASKS): ordinary work on a pasted document.
+DOC_TASKS: dict[str, list[str]] = {
+    "en": [
+        "Could you condense this into one paragraph?", "Give me the key takeaways from the passage below.",
+        "Polish the wording of this, keep the meaning:", "Render this in Spanish:",
+        "{doc}\n\nwhat do you think of this?", "{doc}\n\nMake it friendlier.",
+        "I got this answer from another tool:\n\n{doc}\n\nCan you explain it in plain words?",
+        "Below is a support article.\n{doc}\nWrite an FAQ entry from it.",
+        "Draft a short newsletter blurb based on this:", "Identify the tone of the following message:",
+        "Reference text:\n{doc}\n\nQ: what are the limitations mentioned?",
+        "Turn this into a numbered checklist:", "Cut this down to 100 words:", "Spot any typos here:",
+    ],
+    "nl": ["Vat deze tekst samen:", "{doc}\n\nKun je dit vriendelijker verwoorden?"],
+    "it": ["Riassumi questo testo:", "{doc}\n\nPuoi renderlo più scorrevole?"],
+    "pl": ["Streść ten tekst:", "{doc}\n\nPopraw błędy, proszę."],
+}

@@ -1102,3 +1102,38 @@ L["de"]["hardneg"] = L["de"]["hardneg"] + [
 ]
 for _lang in ("ar", "vi", "tr", "id", "pt", "it", "ru"):
     L[_lang]["hardneg"] = L[_lang]["hardneg"] + [_q for _c, _q in L[_lang]["benign"]]
+
+
+# Ordinary work on a pasted document (an article, notes, an e-mail, another model's answer): what app backends,
+# batch jobs and people who paste text send. Composed with real assistant answers as the document, they are
+# negatives for every head: text that reads like a model's answer is no request for a trace, a grade, length or
+# data (the rubric positives embed assistant answers as the responses to grade, so without these the heads would
+# learn that answer-like text itself is evidence). ``{doc}`` marks where the document goes; without it, it follows.
+DOC_TASKS: dict[str, list[str]] = {
+    "en": [
+        "Summarize the following text in a few sentences:", "Summarise this for me.", "TL;DR please:",
+        "Proofread this and fix any grammar mistakes:", "Rewrite this in a more formal tone:",
+        "Make this shorter and clearer:", "Turn the text below into bullet points.", "Translate this into French:",
+        "Translate the following to German.", "What is the main point of this article?",
+        "Extract the action items from these notes:", "Can you simplify this so a teenager can understand it?",
+        "Write a reply to this email:\n\n{doc}", "Give this a catchy title:\n{doc}",
+        "{doc}\n\nCan you make this sound less robotic?", "{doc}\n\nIs this correct?",
+        "{doc}\n\nsummarize", "{doc}\n\nshorter please", "Here is a draft of my blog post:\n\n{doc}\n\nAny feedback?",
+        "Convert this into a LinkedIn post:", "Paraphrase the following paragraph:",
+        "Rewrite the following notes as meeting minutes:", "Classify the topic of this text:",
+        "Answer questions about this document. Document:\n{doc}\n\nQuestion: who is the intended audience?",
+        "Context:\n{doc}\n\nUsing only the context above, what does it recommend?",
+        "Fix the formatting of this text and keep the content the same:",
+        "Please check this for factual errors:", "Write three tweet-length summaries of this:",
+    ],
+    "zh": ["请总结以下内容：", "把这段话改写得更正式一些：", "翻译成英文：", "{doc}\n\n帮我润色一下", "提取下面文字的要点："],
+    "es": ["Resume el siguiente texto:", "Traduce esto al inglés:", "{doc}\n\n¿Puedes mejorar la redacción?",
+           "Corrige la ortografía de este texto:"],
+    "fr": ["Résume ce texte :", "Traduis ceci en anglais :", "{doc}\n\nPeux-tu reformuler plus simplement ?",
+           "Corrige les fautes de ce texte :"],
+    "de": ["Fasse den folgenden Text zusammen:", "Übersetze das ins Englische:", "{doc}\n\nBitte kürzer formulieren.",
+           "Korrigiere die Rechtschreibung in diesem Text:"],
+    "ja": ["次の文章を要約してください：", "英語に翻訳して：", "{doc}\n\nもっと丁寧な表現にしてください"],
+    "ru": ["Кратко перескажи этот текст:", "Переведи на английский:", "{doc}\n\nИсправь ошибки, пожалуйста."],
+    "pt": ["Resuma o texto a seguir:", "Traduza para o inglês:", "{doc}\n\nPode melhorar a redação?"],
+}

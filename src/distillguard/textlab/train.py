@@ -36,6 +36,7 @@ CAPS = tm.CAPABILITIES
 FPR_STRONG = 0.005
 FPR_WEAK = 0.02
 VERSION = "text-v1"
+DOCUMENTS = 6000  # pasted-document negatives (real assistant answers, alone or with an ordinary task) in train
 
 
 def human_samples(turns: tuple[corpus.HumanTurn, ...], family: str) -> list[Sample]:
@@ -77,6 +78,7 @@ def build(seed: int) -> dict[str, list[Sample]]:
         samples = human_samples(turns[split], "human")
         samples += generated(lexicon_train.L, lexicon_train.LANGS, comp, n_pos, n_hard, n_ben)
         samples += capability_seeds(comp, int(3000 * scale))
+        samples += [comp.document(lexicon_train.DOC_TASKS) for _ in range(int(DOCUMENTS * scale))]
         data[split] = samples
     humans = [t.text for t in turns["test"]]
     caps = [corpus.weak_capability(t) for t in humans]
@@ -84,6 +86,7 @@ def build(seed: int) -> dict[str, list[Sample]]:
     data["test_human"] = human_samples(turns["test"], "human")
     data["test_heldout"] = generated(lexicon_heldout.L, lexicon_heldout.LANGS, held, {"en": 400, "other": 80},
                                      {"en": 400, "other": 80}, {"en": 100, "other": 40})
+    data["test_documents"] = [held.document(lexicon_heldout.DOC_TASKS) for _ in range(2000)]
     infam = Composer(lexicon_train.L, humans, answers["test"], caps, "train", seed * 100 + 4)
     data["test_infamily"] = generated(lexicon_train.L, lexicon_train.LANGS, infam, {"en": 300, "other": 60},
                                       {"en": 300, "other": 60}, {"en": 50, "other": 30})
@@ -95,7 +98,7 @@ def fit_heads(x, samples: list[Sample], alpha: float, seed: int, human_weight: f
     """(2**BITS, heads + caps) weights and biases."""
     table = np.zeros((1 << tm.BITS, len(HEADS) + len(CAPS)), dtype=np.float32)
     bias = np.zeros(len(HEADS) + len(CAPS), dtype=np.float32)
-    kind_w = {"human": human_weight, "hardneg": 1.0, "benign": 1.0, "pos": 1.0}
+    kind_w = {"human": human_weight, "document": 1.0, "hardneg": 1.0, "benign": 1.0, "pos": 1.0}
     for i, head in enumerate(HEADS):
         rows = np.array([j for j, s in enumerate(samples) if head not in s.skip])
         y = np.array([samples[j].labels[head] for j in rows])
@@ -216,7 +219,9 @@ def _rate(x: np.ndarray) -> dict[str, float | int | None]:
 def evaluate(model: tm.TextModel, data: dict[str, list[Sample]], args: argparse.Namespace) -> dict:
     rep: dict = {"command": "python -m distillguard.textlab.train --out " + str(args.out) + " --report "
                  + str(args.report), "heads": {}, "data": {k: len(v) for k, v in data.items()}}
-    preds = {k: model.predict([s.text for s in data[k]]) for k in ("test_human", "test_heldout", "test_infamily")}
+    preds = {k: model.predict([s.text for s in data[k]])
+             for k in ("test_human", "test_heldout", "test_infamily", "test_documents")}
+    docs = data["test_documents"]
     hum = data["test_human"]
     lang_h = np.array([s.lang for s in hum])
     held = data["test_heldout"]
@@ -247,6 +252,8 @@ def evaluate(model: tm.TextModel, data: dict[str, list[Sample]], args: argparse.
             yi = np.array([s.labels[head] for s in inf])
             entry["infamily_recall"] = _rate((pi >= t)[yi == 1])
             entry["infamily_hardneg_fpr"] = _rate((pi >= t)[np.array([s.kind == "hardneg" for s in inf])])
+            pd_ = preds["test_documents"][head]
+            entry["documents_fpr"] = _rate((pd_ >= t)[np.array([head not in s.skip for s in docs])])
             r[level] = entry
         pg = preds["test_heldout"][head]
         yg = np.array([s.labels[head] for s in held])
@@ -290,7 +297,7 @@ def _clip(text: str, n: int = 220) -> str:
 
 def print_table(rep: dict) -> None:
     print(f"{'head':8} {'lvl':6} {'FPR hum':>8} {'FPR en':>8} {'FPR !en':>8} {'FPR-strict':>10} "
-          f"{'R en':>6} {'R oth':>6} {'R held':>6} {'HN fpr':>7} {'R infam':>7} {'AUC':>7}")
+          f"{'R en':>6} {'R oth':>6} {'R held':>6} {'HN fpr':>7} {'R infam':>7} {'AUC':>7} {'FPR doc':>8}")
     for head, r in rep["heads"].items():
         for level in ("strong", "weak"):
             e = r[level]
@@ -301,7 +308,7 @@ def print_table(rep: dict) -> None:
                   f"{e['human_non_en']['rate']:8.4f} {e['human_minus_strict_pattern']['rate']:10.4f} "
                   f"{e['heldout_recall_en']['rate']:6.3f} {e['heldout_recall_other-train-lang']['rate']:6.3f} "
                   f"{e['heldout_recall_heldout-lang']['rate']:6.3f} {hn:7.4f} {e['infamily_recall']['rate']:7.3f} "
-                  f"{r['auc_heldout_pos_vs_human_and_hardneg']:7.4f}")
+                  f"{r['auc_heldout_pos_vs_human_and_hardneg']:7.4f} {e['documents_fpr']['rate']:8.4f}")
     print("capability", rep["capability"])
 
 
