@@ -258,3 +258,29 @@ def test_stragglers_attach_on_operation_evidence_and_never_on_infrastructure(wor
     campaigns = find_campaigns(store.connect(), scores_from(labels, traps))
     assert _benign_inside(campaigns, labels) == []
     assert _ari(campaigns, labels) == pytest.approx(1.0)
+
+
+def test_a_members_tie_counts_its_links_to_the_accounts_the_campaign_restricts():
+    """Leiden puts bystanders linked with each other (eval runners sharing public benchmark prompts) into an
+    operation's community when one of them shares phrasing with it. In the first round every link counts; from
+    the second on, a member's coordination comes only from its links to accounts the round before restricted."""
+    import numpy as np
+
+    from distillguard.attribution.campaign import tie_weights
+    from distillguard.pipeline import TIED, coordination_evidence
+
+    ops, evals = ["op1", "op2", "op3"], ["ev1", "ev2", "ev3"]
+    links = [(a, b, 1.0, True) for i, a in enumerate(ops) for b in ops[i + 1:]]  # cards and proxy pool
+    links += [(a, b, 0.6, True) for i, a in enumerate(evals) for b in evals[i + 1:]]  # templates and phrasing
+    links.append(("ev1", "op1", 0.31, False))  # public judge prompts the operation also sends: phrasing only
+    camp = Campaign(id="c", accounts=ops + evals, score=1.0, strength=1.0, links=links, ties=tie_weights(links))
+    ids = np.array(ops + evals)
+    first, _ = coordination_evidence(ids, [camp], 5.0)
+    assert first[3] == pytest.approx(5.0)  # ev1: 1.2 of multi-kind links to ev2 and ev3, 0.31 to op1
+    later, _ = coordination_evidence(ids, [camp], 5.0, restricted={"op1", "op2", "op3", "ev1"})
+    assert later[0] == pytest.approx(5.0) and later[1] == pytest.approx(5.0)  # the operation's own ties hold
+    assert later[3] == pytest.approx(5.0 * 0.31 / TIED)  # ev1: only its one phrasing link to op1 is left
+    assert later[4] == pytest.approx(5.0 * 0.6 / TIED)  # ev2: its link to ev1, restricted the round before
+    last, _ = coordination_evidence(ids, [camp], 5.0, restricted={"op1", "op2", "op3"})
+    assert last[4] == 0.0 and last[5] == 0.0 and last[3] == pytest.approx(later[3])  # no link to the operation
+    assert tie_weights(links, {"op1"})["~ev1"] == pytest.approx(0.31) and "ev2" not in tie_weights(links, {"op1"})

@@ -118,10 +118,13 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
                            "them take outputs or are throwaway accounts")
     linked = {id(c): list(c.accounts) for c in kept}  # every account linked into a campaign keeps its coordination
     takes = first.components.get("harvest", np.zeros(len(ft.account_ids)))
+    restricted: set[str] | None = None  # the first round ties members to everyone linked with them
     for _ in range(5):
         # a campaign lists the members it restricts, and stands only while most of its eligible members are
-        # restricted and at least ``min_accounts`` remain; decide again until that is stable
-        points, why = coordination_evidence(ft.account_ids, kept, model.policy.coordination_cap, eligible, linked)
+        # restricted and at least ``min_accounts`` remain; decide again until that is stable. From the second
+        # round on, a member's tie counts only its links to accounts the round before restricted
+        points, why = coordination_evidence(ft.account_ids, kept, model.policy.coordination_cap, eligible, linked,
+                                            restricted)
         scores = score_accounts(ft.account_ids, ft.features, model, intel, coordination=points,
                                 coordination_reasons=why, decisions=decisions, fit=False)
         still, changed = [], False
@@ -149,7 +152,9 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
                     note[a] = (f"linked with {len(camp.accounts) - 1} account(s), too few of them restricted to "
                                "make a campaign")
         kept = still
-        if not changed:
+        before, restricted = restricted, {a for a, v in zip(ft.account_ids, scores.verdicts, strict=True)
+                                          if flagged(v)}
+        if not changed and before == restricted:
             break
     scores.components["coordination"] = points
     in_campaign = {a for c in kept for a in (*c.accounts, *c.watched)}
@@ -186,21 +191,29 @@ def _points(scores: Scores, n: int, families: tuple[str, ...]) -> np.ndarray:
 
 
 def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: float,
-                          eligible: np.ndarray | None = None, linked: dict[int, list[str]] | None = None
-                          ) -> tuple[np.ndarray, list[str]]:
+                          eligible: np.ndarray | None = None, linked: dict[int, list[str]] | None = None,
+                          restricted: set[str] | None = None) -> tuple[np.ndarray, list[str]]:
     """Cross-account points per member of the campaigns attribution found: ``cap`` times the campaign's linking
     strength times how tied the member itself is (the weight of its own links inside the campaign, up to
     :data:`TIED`; links resting on one kind of evidence count for at most :data:`SINGLE_KIND_TIE` of it): a core
     member of a hydra gets all of it, an account tied only by shared phrasing (public prompts harvesters and eval
     labs both send) at most three quarters, which throttles with evidence of its own but never blocks alone.
     Members not ``eligible`` (no harvest or evasion evidence of their own) get none. ``linked`` (campaign object
-    id -> accounts) lists everyone linked into a campaign when its listed members are only those it restricts."""
+    id -> accounts) lists everyone linked into a campaign when its listed members are only those it restricts.
+    With ``restricted``, a member's tie counts only its links to those accounts: Leiden puts bystanders linked with
+    each other into an operation's community too (eval runners sharing public benchmark prompts with each other
+    and, through one of them, with a rubric-harvesting operation), and a bystander's links to other bystanders are
+    no coordination with the operation."""
+    from distillguard.attribution.campaign import tie_weights
+
     index = {a: i for i, a in enumerate(account_ids)}
     points = np.zeros(len(account_ids))
     why = [""] * len(account_ids)
     for camp in campaigns:
         kinds = ", ".join(dict.fromkeys(e.kind.replace("_", " ") for e in camp.evidence[:3])) or "linked"
         tied = getattr(camp, "ties", None)
+        if restricted is not None and tied is not None:
+            tied = tie_weights(camp.links, restricted)
         for account in (linked or {}).get(id(camp), camp.accounts):
             i = index.get(account)
             if i is None or (eligible is not None and not eligible[i]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -59,8 +60,10 @@ class Campaign:
     # linking edges inside the campaign (a, b, dominant evidence kind, weight), for the report's graph
     edges: list[tuple[str, str, str, float]] = field(default_factory=list, repr=False)
     # per member, the weight of its links inside the campaign resting on two evidence kinds or more ("<account>")
-    # and on one kind only ("~<account>")
+    # and on one kind only ("~<account>"): :func:`tie_weights` of ``links``
     ties: dict[str, float] = field(default_factory=dict, repr=False)
+    # the linking pairs inside the campaign: (a, b, total weight, resting on two identity or behaviour kinds or more)
+    links: list[tuple[str, str, float, bool]] = field(default_factory=list, repr=False)
     # linked members that could be harvesters themselves but are only watched: named in accounts.csv and the
     # campaign record, never shared as intel or acted on as members
     watched: list[str] = field(default_factory=list)
@@ -84,6 +87,23 @@ class Campaign:
             "templates": self.templates,
             "behaviour": {k: (None if v is None else round(float(v), 4)) for k, v in self.behaviour.items()},
         }
+
+
+def tie_weights(links: list[tuple[str, str, float, bool]], counted: Collection[str] | None = None
+                ) -> dict[str, float]:
+    """Per member, the weight of its links inside a campaign: under ``"<account>"`` those resting on two kinds of
+    identity or behaviour evidence or more, under ``"~<account>"`` those resting on one kind only (one shared
+    habit, e.g. public prompts, with at most shared infrastructure beside it). With ``counted``, only links to
+    those accounts count: what ties a member to the accounts the campaign restricts, not to bystanders linked
+    into the same community (eval runners that share public benchmark prompts with each other)."""
+    ties: dict[str, float] = {}
+    for a, b, weight, several in links:
+        key = "" if several else "~"
+        if counted is None or b in counted:
+            ties[key + a] = ties.get(key + a, 0.0) + weight
+        if counted is None or a in counted:
+            ties[key + b] = ties.get(key + b, 0.0) + weight
+    return ties
 
 
 def _iso(ts: datetime | None) -> str | None:

@@ -17,6 +17,7 @@ from distillguard.attribution.campaign import (
     Campaign,
     Evidence,
     campaign_id,
+    tie_weights,
 )
 from distillguard.attribution.columns import aggregate, resolve
 from distillguard.attribution.communities import communities
@@ -167,7 +168,7 @@ def _build(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig, cols, feature
         accounts[cid], risk[cid] = accts, float(mean_risk)
     evidence = _evidence(con)
     edges: dict[int, list[tuple[str, str, str, float]]] = {}
-    ties: dict[int, dict[str, float]] = {}
+    pairs: dict[int, list[tuple[str, str, float, bool]]] = {}
     infra = ", ".join(f"'{k}'" for k in INFRASTRUCTURE)
     for cid, a, b, kind, w, kinds in con.execute(f"""
             SELECT ma.cid, e.a, e.b, arg_max(e.kind, e.weight), sum(e.weight),
@@ -176,11 +177,8 @@ def _build(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig, cols, feature
             JOIN _members mb ON mb.account_id = e.b AND mb.cid = ma.cid GROUP BY ma.cid, e.a, e.b""").fetchall():
         edges.setdefault(cid, []).append((a, b, kind, float(w)))
         # links resting on one kind of identity or behaviour evidence (one shared habit, e.g. public prompts, with
-        # at most shared infrastructure beside it) are kept apart
-        per = ties.setdefault(cid, {})
-        key = "" if kinds >= 2 else "~"
-        per[key + a] = per.get(key + a, 0.0) + float(w)
-        per[key + b] = per.get(key + b, 0.0) + float(w)
+        # at most shared infrastructure beside it) are kept apart (campaign.tie_weights)
+        pairs.setdefault(cid, []).append((a, b, float(w), kinds >= 2))
     feats = _feature_medians(con, features)
     out = []
     for cid, accts in accounts.items():
@@ -202,7 +200,7 @@ def _build(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig, cols, feature
             capabilities=info.get("capabilities", {}), models=info.get("models", {}), atlas=atlas,
             infrastructure=info.get("infrastructure", {}), identifiers=info.get("identifiers", {}),
             templates=info.get("templates", []), behaviour=behaviour, edges=edges.get(cid, []),
-            ties=ties.get(cid, {})))
+            ties=tie_weights(pairs.get(cid, [])), links=pairs.get(cid, [])))
     return out
 
 
