@@ -212,7 +212,7 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
     for camp in campaigns:
         kinds = ", ".join(dict.fromkeys(e.kind.replace("_", " ") for e in camp.evidence[:3])) or "linked"
         tied = getattr(camp, "ties", None)
-        if restricted is not None and tied is not None:
+        if restricted is not None and tied is not None and getattr(camp, "links", None):
             tied = tie_weights(camp.links, restricted)
         for account in (linked or {}).get(id(camp), camp.accounts):
             i = index.get(account)
