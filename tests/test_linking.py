@@ -102,24 +102,30 @@ def test_evidence_from_two_large_groups_accumulates_on_the_same_pairs():
     assert len(campaigns) == 1 and len(campaigns[0].accounts) == 200
 
 
-def _domain_world(domains: list[str], created_ms: list[int]) -> tuple[duckdb.DuckDBPyConnection, pa.Table]:
-    """Suspicious accounts that share nothing but what their e-mail domains and sign-up times say, beside 200
-    ordinary gmail accounts."""
-    rng = np.random.default_rng(5)
-    n_sus = len(domains)
+def _quiet_world(created_ms: list[int] | np.ndarray, columns: dict[str, pa.Array], seed: int
+                 ) -> tuple[duckdb.DuckDBPyConnection, pa.Table]:
+    """Suspicious accounts (one per ``created_ms``) whose traffic shares nothing (own client, unique prompts) beside
+    200 ordinary accounts signed up long before; ``columns``: the account records' other columns, all accounts."""
+    rng = np.random.default_rng(seed)
+    n_sus = len(created_ms)
     n = n_sus + 200
     ids = np.array([f"acct_{i:05d}" for i in range(n)])
     owner = np.repeat(np.arange(n), 4)
     exchanges = _exchanges(rng, ids, owner, [f"client/{i}" for i in owner.tolist()],
                            lambda: [f"{rng.integers(10**9)} unique words {o}" for o in owner.tolist()])
-    created = np.r_[np.array(created_ms, dtype=np.int64), T0_MS - rng.integers(2, 400, 200) * 86_400_000]
+    created = np.r_[np.asarray(created_ms, dtype=np.int64), T0_MS - rng.integers(2, 400, 200) * 86_400_000]
     con = _connect(exchanges, {
         "account_id": pa.array(ids),
-        "created_at": pa.array(created, pa.int64()).cast(ACCOUNT_SCHEMA.field("created_at").type),
-        "email_domain": pa.array([*domains, *(["gmail.com"] * 200)]),
-        "payment_fp": pa.array([f"pm_{i:09d}" for i in range(n)])})
+        "created_at": pa.array(created, pa.int64()).cast(ACCOUNT_SCHEMA.field("created_at").type), **columns})
     risk = np.r_[np.full(n_sus, 0.6), np.zeros(200)]
     return con, pa.table({"account_id": ids, "risk": risk})
+
+
+def _domain_world(domains: list[str], created_ms: list[int]) -> tuple[duckdb.DuckDBPyConnection, pa.Table]:
+    """Suspicious accounts that share nothing but what their e-mail domains and sign-up times say, beside 200
+    ordinary gmail accounts."""
+    return _quiet_world(created_ms, {"email_domain": pa.array([*domains, *(["gmail.com"] * 200)]),
+                                     "payment_fp": pa.array([f"pm_{i:09d}" for i in range(len(domains) + 200)])}, 5)
 
 
 def test_a_private_family_of_look_alike_domains_signed_up_together_is_one_campaign():
@@ -147,22 +153,11 @@ def _card_world(issuers: list[str | None], fingerprints: list[str], benign_issue
                 ) -> tuple[duckdb.DuckDBPyConnection, pa.Table]:
     """Suspicious accounts with distinct cards, signed up in one burst (0.15 of a link: not enough alone), beside
     200 ordinary accounts whose cards come from ``benign_issuer``."""
-    rng = np.random.default_rng(9)
     n_sus = len(issuers)
-    n = n_sus + 200
-    ids = np.array([f"acct_{i:05d}" for i in range(n)])
-    owner = np.repeat(np.arange(n), 4)
-    exchanges = _exchanges(rng, ids, owner, [f"client/{i}" for i in owner.tolist()],
-                           lambda: [f"{rng.integers(10**9)} unique words {o}" for o in owner.tolist()])
-    created = np.r_[T0_MS - 86_400_000 + np.arange(n_sus) * 60_000, T0_MS - rng.integers(2, 400, 200) * 86_400_000]
-    con = _connect(exchanges, {
-        "account_id": pa.array(ids),
-        "created_at": pa.array(created, pa.int64()).cast(ACCOUNT_SCHEMA.field("created_at").type),
-        "email_domain": pa.array(["gmail.com"] * n),
+    return _quiet_world(T0_MS - 86_400_000 + np.arange(n_sus) * 60_000, {
+        "email_domain": pa.array(["gmail.com"] * (n_sus + 200)),
         "payment_fp": pa.array([*fingerprints, *(f"card_{i:09d}" for i in range(200))]),
-        "payment_issuer": pa.array([*issuers, *([benign_issuer] * 200)], pa.string())})
-    risk = np.r_[np.full(n_sus, 0.6), np.zeros(200)]
-    return con, pa.table({"account_id": ids, "risk": risk})
+        "payment_issuer": pa.array([*issuers, *([benign_issuer] * 200)], pa.string())}, 9)
 
 
 def test_distinct_cards_of_one_issuer_link_only_by_the_records_issuer_field():
