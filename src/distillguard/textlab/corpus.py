@@ -108,6 +108,12 @@ STRICT = {
                         r"(examples|questions|prompts|variations|variants|samples|pairs)", re.I),
 }
 
+
+def strict_heads(text: str) -> set[str]:
+    """The heads whose strict pattern ``text`` matches: a real text that plainly asks for what a head detects is no
+    training negative for that head."""
+    return {head for head, rx in STRICT.items() if rx.search(text)}
+
 _CODE = re.compile(
     r"```|\bdef \w+\(|\bfunction\s*\w*\(|\bclass \w+[:({]|\bimport \w|#include|\bconsole\.log|\bSELECT .* FROM\b|"
     r"\bpublic static\b|=>|\bnpm\b|\bpip install\b|Traceback \(most recent|\bTypeError\b|\bdocker\w*\b|"

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from distillguard.signals.text_model import HEAD, HEADS, TAIL
+from distillguard.textlab.corpus import strict_heads
 
 _ALT = re.compile(r"\[([^\[\]]*)\]")
 
@@ -154,8 +155,6 @@ class Composer:
         """Ordinary work on a pasted document: a real assistant answer of this split, alone (a batch job or an app
         backend sends the text itself) or with a task from ``tasks`` (summarise, translate, reply, ...).
         A negative for every head, except a head whose strict pattern the text itself matches."""
-        from distillguard.textlab.corpus import STRICT
-
         rng = self.rng
         doc = _cut(rng.choice(self.answers), rng) if self.answers else "The meeting is moved to Friday."
         lang = "en"
@@ -170,8 +169,7 @@ class Composer:
             if rng.random() < 0.3:  # noise on the task's words, never on the placeholder
                 before, after = (noisy(before, rng), after) if before.strip() else (before, noisy(after, rng))
             text = before + doc + after
-        skip = {h for h, rx in STRICT.items() if rx.search(text)}
-        return Sample(text, {h: 0 for h in HEADS}, None, lang, "document", self.family, skip)
+        return Sample(text, {h: 0 for h in HEADS}, None, lang, "document", self.family, strict_heads(text))
 
     def benign(self, lang: str) -> Sample:
         rng = self.rng

@@ -42,7 +42,7 @@ DOCUMENTS = 6000  # pasted-document negatives (real assistant answers, alone or 
 def human_samples(turns: tuple[corpus.HumanTurn, ...], family: str) -> list[Sample]:
     out = []
     for t in turns:
-        skip = {h for h, rx in corpus.STRICT.items() if rx.search(t.text)}
+        skip = corpus.strict_heads(t.text)
         out.append(Sample(t.text, {h: 0 for h in HEADS}, corpus.weak_capability(t.text),
                           corpus.language_group(t.text), "human", family, skip))
     return out
