@@ -265,3 +265,39 @@ def test_token_distribution_parameters_are_decoded_natively_and_identically() ->
         {"n_choices": 3, "logprobs": True, "top_logprobs": None},
         {"n_choices": 3, "logprobs": None, "top_logprobs": 4},
         {"n_choices": None, "logprobs": None, "top_logprobs": None}]
+
+
+def test_history_provenance_columns_are_decoded_natively_and_identically() -> None:
+    """cited_call / issued_call: the first tool message's ``tool_call_id`` and the response's first tool call id
+    (hashed), whatever their spelling; odd values (numbers, empty strings, non-objects) are no id in both."""
+    from distillguard.model.exchange import call_hash
+
+    def agent(i: int, history: list, calls: list | None) -> dict:
+        record = make_record(i)
+        record["request"]["messages"] += history
+        if calls is not None:
+            record["response"]["choices"][0]["message"]["tool_calls"] = calls
+        return record
+
+    call = {"id": "call_A1", "type": "function", "function": {"name": "read", "arguments": "{\"p\": 1}"}}
+    said = {"role": "assistant", "content": None, "tool_calls": [call]}
+    records = [
+        agent(1, [said, {"role": "tool", "tool_call_id": "call_A1", "content": "x"}], [{**call, "id": "call_B2"}]),
+        agent(2, [said, {"role": "tool", "tool_call_id": 7, "content": "x"},
+                  {"role": "tool", "tool_call_id": "call_C3", "content": "y"}], [{"id": ""}, {"id": "z"}]),
+        agent(3, [{"role": "tool", "tool_call_id": "", "content": "x"}], ["not an object"]),
+        agent(4, [], [{"type": "function", "function": {"name": "f", "arguments": "{}"}, "id": "call_D4"}]),
+        agent(5, [{"role": "tool", "content": "no id"}], []),
+    ]
+    lines = [orjson.dumps(r) for r in records]
+    lines.append(lines[0].replace(b'"tool_call_id":"call_A1"', b'"tool_call_id":"call_\\u0041\\u0031"'))
+    lines.append(lines[0].replace(b'"tool_call_id":"call_A1"', b'"tool_call_id":"x","tool_call_id":"call_A1"'))
+    block = b"\n".join(lines) + b"\n"
+    assert _same(block) >= 5
+    table = decode_block(block, native=True).table
+    a1, b2, c3, d4 = (call_hash(x) for x in ("call_A1", "call_B2", "call_C3", "call_D4"))
+    assert table.select(["cited_call", "issued_call"]).to_pylist() == [
+        {"cited_call": a1, "issued_call": b2}, {"cited_call": c3, "issued_call": None},
+        {"cited_call": None, "issued_call": None}, {"cited_call": None, "issued_call": d4},
+        {"cited_call": None, "issued_call": None}, {"cited_call": a1, "issued_call": b2},
+        {"cited_call": a1, "issued_call": b2}]

@@ -64,7 +64,7 @@ def test_flatten_names_the_bad_field(mutate, field: str) -> None:
 
 def test_token_distribution_parameters() -> None:
     """n, logprobs, top_logprobs: columns of their own (appended to the schema), null when not asked for."""
-    assert list(COLUMNS[-3:]) == ["n_choices", "logprobs", "top_logprobs"]
+    assert list(COLUMNS[-5:-2]) == ["n_choices", "logprobs", "top_logprobs"]
     row = dict(zip(COLUMNS, flatten(make_record(1)), strict=True))
     assert (row["n_choices"], row["logprobs"], row["top_logprobs"]) == (None, None, None)
     record = make_record(1)
@@ -113,3 +113,29 @@ def test_account_record_keeps_unknown_fields_and_checks_tier() -> None:
     with pytest.raises(FieldError) as info:
         flatten_account({"account_id": "a", "payment_issuer": 411111})
     assert info.value.field == "payment_issuer"
+
+
+def test_history_provenance_columns() -> None:
+    """Chat and Responses bodies alike: the first tool call the history answers, and the first the response issues."""
+    from distillguard.model.exchange import call_hash
+
+    record = make_record(1)
+    row = dict(zip(COLUMNS, flatten(record), strict=True))
+    assert (row["cited_call"], row["issued_call"]) == (None, None)
+    responses = {
+        "id": "r1", "ts": "2026-02-02T10:00:00Z", "account_id": "a", "client": {"ip": "1.2.3.4"},
+        "endpoint": "/v1/responses",
+        "request": {"model": "m", "input": [
+            {"role": "user", "content": "fix it"},
+            {"type": "function_call", "call_id": "call_1", "name": "read", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "text"},
+            {"type": "function_call", "call_id": "call_2", "name": "read", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "call_2", "output": "more"}]},
+        "response": {"status": "completed", "output": [
+            {"type": "reasoning", "summary": []},
+            {"type": "function_call", "call_id": "call_3", "name": "write", "arguments": "{}"},
+            {"type": "function_call", "call_id": "call_4", "name": "write", "arguments": "{}"}]},
+    }
+    row = dict(zip(COLUMNS, flatten(responses), strict=True))
+    assert (row["cited_call"], row["issued_call"]) == (call_hash("call_1"), call_hash("call_3"))
+    assert call_hash("") is None and call_hash(5) is None and call_hash("é") == call_hash("é")

@@ -307,3 +307,30 @@ def test_campaign_types_can_be_held_out(tiny: SimulationResult, tmp_path: Path) 
     runner = CliRunner()
     bad = runner.invoke(main, ["simulate", "--scale", "tiny", "--hold-out", "nope", "--out", str(tmp_path / "c")])
     assert bad.exit_code == 2
+
+
+def test_histories_answer_only_calls_the_account_received(tmp_path: Path) -> None:
+    """A client answers only tool calls it received: a failed request's calls never enter its session (it retries),
+    so every benign tool result cites a call an earlier successful response issued to the same account; only the
+    campaigns that fabricate trajectories cite calls nobody issued. (Small scale: a few hundred failed requests of
+    coding agents, enough to see one mid-session.)"""
+    result = simulate(tmp_path, "small", SEED, campaigns=["agentic_trajectory"], workers=2)
+    truth = labels(result.out)
+    rows = sorted((r for records in exchanges(result.out).values() for r in records), key=lambda r: (r["ts"], r["id"]))
+    issued: dict[str, set[str]] = {}
+    foreign: dict[str, int] = {}
+    failed_mid_session = 0
+    for r in rows:
+        account = r["account_id"]
+        for m in r["request"].get("messages") or []:
+            if m.get("role") == "tool" and m["tool_call_id"] not in issued.get(account, set()):
+                population = truth[account]["population"]
+                foreign[population] = foreign.get(population, 0) + 1
+        failed_mid_session += r["response"] is None and any(m.get("role") == "tool" for m in r["request"]["messages"])
+        for choice in (r.get("response") or {}).get("choices") or []:
+            for call in choice["message"].get("tool_calls") or []:
+                issued.setdefault(account, set()).add(call["id"])
+    assert failed_mid_session > 10
+    benign = {v["population"] for v in truth.values() if v["label"] == "benign"}
+    assert not benign & set(foreign), foreign
+    assert foreign.get("agentic_trajectory", 0) > 0

@@ -167,10 +167,10 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
 
 
 # what separates a harvesting operation from colleagues who share a card, a network and prompt habits: what it
-# takes, and accounts made to be thrown away or to look like several clients. What its prompts say is not enough
-# (eval labs and harvesters write alike), nor, for a member, is rotating addresses (customers of a residential
-# proxy do, and the shared pool is the very link).
-GROUP_FAMILIES = ("harvest", "distribution", "identity")  # a group's members on average: what they take, who they are
+# takes, histories it continues but was never served, and accounts made to be thrown away or to look like several
+# clients. What its prompts say is not enough (eval labs and harvesters write alike), nor, for a member, is rotating
+# addresses (customers of a residential proxy do, and the shared pool is the very link).
+GROUP_FAMILIES = ("harvest", "distribution", "provenance", "identity")  # a group's members on average
 GROUP_MIN = 1.5  # mean points per member from GROUP_FAMILIES before linking counts as coordination
 
 

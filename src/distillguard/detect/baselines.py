@@ -69,6 +69,8 @@ PRIORS: dict[str, Prior] = {
     "hour_entropy": Prior(0.5, 0.12),
     "gap_cv": Prior(1.5, 0.4),
     "tpl_ratio": Prior(0.9, 0.15),
+    # share of agent sessions answering tool calls never issued to the account (most accounts: none)
+    "foreign_history_share": Prior(0.0, 0.05),
     # where an account's prompts sit, on average, in the text classifiers' representation (the distribution test)
     **{f"text_emb_{k}": Prior(0.0, 0.1) for k in range(TEXT_DIMS)},
     # rates of rare events: (typical, floor)

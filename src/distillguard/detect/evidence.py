@@ -37,13 +37,16 @@ FAMILIES: dict[str, str] = {
     "identity": "who is asking",
     "coverage": "how it covers a capability space",
     "session": "how it converses",
+    "provenance": "where its conversations come from",
     "timing": "when it works",
 }
 # what prompts say is capped lowest of the strong families: eval labs and judges write like harvesters
 # Token log-probabilities of generations are a family of their own: what soft-label distillation needs and
 # no volume of text gives, so a campaign that takes them is not hidden under the cap on how much text it takes.
+# A history of tool calls the account was never issued is a fact about where its requests were written, not a
+# habit a customer may have: capped like the strong families, yet one family (decide still wants a second).
 FAMILY_CAP: dict[str, float] = {"harvest": 4.0, "distribution": 2.0, "elicitation": 3.0, "identity": 3.0,
-                                "coverage": 2.5, "session": 1.0, "timing": 2.0}
+                                "coverage": 2.5, "session": 1.0, "provenance": 3.0, "timing": 2.0}
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,37 @@ def _new_model_says(finding: Finding, f: Features, i: int) -> str:
     return f"moved {100 * finding.observed[i]:.0f} % of its traffic to a newly released model within a day"
 
 
+# History provenance. Tool-call ids are the provider's: a request answering a call that no response ever issued to
+# the account carries a history written elsewhere -- a synthetic trajectory to continue from, or one harvested
+# through another account. Customers do it too, rarely: a session moved from another provider or account midway,
+# a conversation imported from elsewhere, and (once per account) a session under way when the data starts. So
+# the share of the account's agent sessions must be high (FOREIGN_FLOOR above its cohort's usual share, and at
+# least FOREIGN_FLOOR), and full points need FOREIGN_FULL such sessions.
+FOREIGN_FLOOR = 0.3
+FOREIGN_SPAN = 0.5  # share above the floor at which the item counts fully
+FOREIGN_FULL = 5
+
+
+def _foreign_histories(f: Features, b: Baselines) -> Finding:
+    share = column(f, "foreign_history_share")
+    count = np.expm1(column(f, "log_foreign_histories"))
+    loc, _, used = b.lookup(f, "foreign_history_share")
+    floor = np.maximum(FOREIGN_FLOOR, loc + FOREIGN_FLOOR)
+    strength = np.clip((share - floor) / FOREIGN_SPAN, 0.0, 1.0)
+    volume = np.clip((count - 1.0) / (FOREIGN_FULL - 1.0), 0.0, 1.0)
+    return Finding(FAMILY_CAP["provenance"] * strength * volume, share, np.maximum(loc, 0.0), used)
+
+
+def _foreign_histories_says(finding: Finding, f: Features, i: int) -> str:
+    foreign = math.expm1(float(column(f, "log_foreign_histories")[i]))
+    share = finding.observed[i]
+    sessions = foreign / share if share > 0 else foreign
+    approx = "" if sessions < 16 else "~"
+    return _vs(finding, i, f"{approx}{foreign:,.0f} of {approx}{sessions:,.0f} agent sessions answer tool calls "
+                           "this account was never issued (histories written elsewhere)",
+               f"{100 * finding.baseline[i]:.0f} % of sessions")
+
+
 ITEMS: tuple[Item, ...] = (
     # what it takes
     z_item("long_outputs", "harvest", "log_tokens_per_req", cap=3.0, says=_tokens),
@@ -268,6 +302,8 @@ ITEMS: tuple[Item, ...] = (
     # how it converses
     z_item("single_shot", "session", "single_turn_share", cap=1.0, min_n=10, z0=1.5,
            says=_share_says("single-turn requests")),
+    # where its conversations come from
+    Item("foreign_histories", "provenance", _foreign_histories, _foreign_histories_says, 3.0),
     # when it works
     z_item("round_the_clock", "timing", "hour_entropy", cap=1.0, min_n=50, says=_share_says("spread over the day")),
     Item("new_model_rush", "timing", _new_model, _new_model_says, 1.5),
@@ -275,11 +311,12 @@ ITEMS: tuple[Item, ...] = (
 
 
 # Cross-account evidence is granted only to an account that could be a harvester itself: it takes outputs
-# (harvest), or it is a throwaway or disguised account (a days-old account, many clients, a card paying for
-# several unrelated parties). What its prompts say is not enough (eval labs and
-# harvesters write alike), nor is rotating addresses (customers of a residential proxy do, and a shared pool is
-# the very link). Batch attribution and the gateway's online links both use this one rule.
-COORDINATION_FAMILIES = ("harvest", "distribution")
+# (harvest) or log-probabilities (distribution), it continues histories it was never served (provenance), or it is
+# a throwaway or disguised account (a days-old account, many clients, a card paying for several unrelated parties).
+# What its prompts say is not enough (eval labs and harvesters write alike), nor is rotating addresses (customers
+# of a residential proxy do, and a shared pool is the very link). Batch attribution and the gateway's online links
+# both use this one rule.
+COORDINATION_FAMILIES = ("harvest", "distribution", "provenance")
 COORDINATION_ITEMS = ("young_account", "client_mix", "card_across_parties")
 COORDINATION_MIN = 0.5
 

@@ -28,8 +28,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "hit_cap_share", "big_budget_share", "mean_log_max_tokens", "logits_share",
     # what its prompts ask for (text classifiers; shares of requests)
     "cot_share", "coerce_share", "rubric_share", "length_share", "synth_share", "probe_share",
-    # sessions
+    # sessions, and whether their tool-call histories were issued here (history provenance)
     "single_turn_share", "mean_turns", "tool_share", "image_share", "error_share",
+    "log_foreign_histories", "foreign_history_share",
     # coverage and templating
     *(f"cap_{name}" for name in CAPABILITIES), "cap_entropy", "cap_max_share", "cap_coverage",
     "script_entropy", "nonlatin_share", "n_scripts", "tpl_ratio", "log_tpl", "log_sys", "params_ratio", "log_params",
@@ -157,6 +158,9 @@ def features_from_stats(stats: dict[str, np.ndarray], accounts: dict[str, np.nda
     f["tool_share"] = stats["tools"] / n
     f["image_share"] = stats["image"] / n
     f["error_share"] = stats["errors"] / n
+    own, foreign = stats["history_own"], stats["history_foreign"]
+    f["log_foreign_histories"] = np.log1p(foreign)
+    f["foreign_history_share"] = np.divide(foreign, own + foreign, out=np.zeros(len(n)), where=own + foreign > 0)
     caps = _stack(stats, "cap", len(CAPABILITIES))
     cap_share = caps / n[:, None]
     for i, name in enumerate(CAPABILITIES):

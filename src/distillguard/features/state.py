@@ -1,7 +1,8 @@
 """Online per-account state for the gateway: the batch statistics, updated one request at a time.
 
 Distinct counts use a K-minimum-values sketch (exact below ``KMV_K`` distinct
-values, ~1/sqrt(K) relative error above) so the state stays under 1 KiB serialised.
+values, ~1/sqrt(K) relative error above) so the state stays under 1 KiB serialised, plus up to 2 KiB of
+recently issued tool calls for an account that uses tools (history provenance, :data:`ISSUED_MEMORY`).
 Requests are expected in time order, as a gateway sees them.
 
 Serialisation is lossless: a sum that holds an integer (counts, tokens, histogram
@@ -25,9 +26,11 @@ from distillguard.features.compute import Context, features_from_stats
 from distillguard.features.stats import (
     DISTINCT_NAMES,
     GAP_BINS,
+    HISTORIES,
     KMV_K,
     STAT_NAMES,
     SUMS,
+    call_sketch_hash,
     distinct_hashes,
     gap_bin,
     kmv_estimate,
@@ -35,9 +38,15 @@ from distillguard.features.stats import (
 from distillguard.model import TIERS
 from distillguard.model.exchange import parse_ts
 
-_FORMAT = 3  # 1: float32 sums (lossy); 2: xxh32 sketches, embedding sums; neither read any more
-_ADDITIVE = tuple(n for n in STAT_NAMES if n not in ("first_ts", "last_ts") and not n.startswith("d_"))
+_FORMAT = 4  # 1: float32 sums (lossy); 2: xxh32 sketches, embedding sums; 3: no history provenance
+_ADDITIVE = tuple(n for n in STAT_NAMES if n not in ("first_ts", "last_ts") and not n.startswith(("d_", "history_")))
 _MAX_MODELS = 6
+# Tool calls issued to the account that a later request may answer: the most recent ISSUED_MEMORY, an answered one
+# counting as recent again (a session's every request answers its first call, keeping it remembered while the session
+# goes on). Low 32 bits of each id's hash: 2 KiB at most. Batch remembers every call issued in the data; online, an
+# account running more than this many agent sessions at once could see its oldest ones as foreign.
+ISSUED_MEMORY = 512
+_LOW32 = 0xFFFFFFFF
 
 
 def _epoch_ms(value: Any) -> int:
@@ -80,6 +89,8 @@ class AccountState:
         self.day = -1
         self.day_count = 0.0
         self.sketches = {name: Kmv() for name in DISTINCT_NAMES}
+        self.histories = {name: Kmv() for name in HISTORIES}
+        self.issued: dict[int, None] = {}  # insertion order = recency
         self.models: dict[str, tuple[float, float]] = {}
         account = account or {}
         created = account.get("created_at")
@@ -116,10 +127,28 @@ class AccountState:
         self.last_ts = max(self.last_ts, t)
         for name, value in distinct_hashes(e, s).items():
             self.sketches[name].add(value)
+        self._provenance(e.get("cited_call"), e.get("issued_call"))
         model = e.get("model") or ""
         count, first = self.models.get(model, (0.0, float(t)))
         if model in self.models or len(self.models) < _MAX_MODELS:
             self.models[model] = (count + 1, min(first, float(t)))
+
+    def _provenance(self, cited: int | None, issued: int | None) -> None:
+        """History provenance (``features.stats.HISTORIES``): was the first call this request answers issued here?"""
+        remembered = self.issued
+        if cited is not None:
+            key = int(cited) & _LOW32
+            own = key in remembered
+            if own:
+                del remembered[key]
+                remembered[key] = None
+            self.histories["own" if own else "foreign"].add(call_sketch_hash(cited))
+        if issued is not None:
+            key = int(issued) & _LOW32
+            remembered.pop(key, None)
+            remembered[key] = None
+            if len(remembered) > ISSUED_MEMORY:
+                del remembered[next(iter(remembered))]
 
     def stats(self) -> dict[str, np.ndarray]:
         """The statistics as 1-row columns, in the batch layout."""
@@ -128,6 +157,8 @@ class AccountState:
         out["last_ts"] = np.array([float(self.last_ts)])
         for name, sketch in self.sketches.items():
             out[f"d_{name}"] = np.array([sketch.estimate()])
+        for name, sketch in self.histories.items():
+            out[f"history_{name}"] = np.array([sketch.estimate()])
         models = np.empty(1, dtype=object)
         models[0] = dict(self.models)
         out["models"] = models
@@ -160,6 +191,12 @@ class AccountState:
         for name in DISTINCT_NAMES:
             values = self.sketches[name].values
             out += struct.pack(f"<B{len(values)}I", len(values), *values)
+        for name in HISTORIES:
+            values = self.histories[name].values
+            out += struct.pack(f"<B{len(values)}I", len(values), *values)
+        remembered = list(self.issued)
+        _varint(out, len(remembered))
+        out += struct.pack(f"<{len(remembered)}I", *remembered)
         out.append(len(self.models))
         for model, (count, first) in self.models.items():
             out += _pack_str(model)
@@ -176,7 +213,7 @@ class AccountState:
     @classmethod
     def from_bytes(cls, data: bytes) -> AccountState:
         state = cls()
-        if data[0] != _FORMAT:
+        if data[0] not in (_FORMAT, 3):  # 3: written before history provenance, read with none
             raise ValueError(f"unsupported AccountState format {data[0]}")
         mask = int.from_bytes(data[1:1 + _MASK_BYTES], "little")
         pos = 1 + _MASK_BYTES
@@ -199,6 +236,14 @@ class AccountState:
             k = data[pos]
             state.sketches[name] = Kmv(list(struct.unpack_from(f"<{k}I", data, pos + 1)))
             pos += 1 + 4 * k
+        if data[0] >= 4:
+            for name in HISTORIES:
+                k = data[pos]
+                state.histories[name] = Kmv(list(struct.unpack_from(f"<{k}I", data, pos + 1)))
+                pos += 1 + 4 * k
+            n_issued, pos = _unvarint(data, pos)
+            state.issued = dict.fromkeys(struct.unpack_from(f"<{n_issued}I", data, pos))
+            pos += 4 * n_issued
         n_models = data[pos]
         pos += 1
         for _ in range(n_models):

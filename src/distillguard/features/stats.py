@@ -151,6 +151,13 @@ def gap_bin(gap_s: float) -> int:
     return int(np.searchsorted(GAP_EDGES, gap_s, side="right"))
 
 
+# History provenance: tool-call ids are issued by the provider, so the first tool call a request's history answers
+# (``cited_call``) was issued to the account by an earlier response (``issued_call``) -- unless the history was
+# written somewhere else. Distinct cited ids (one per agent session: every request of a session answers the same
+# first call) split into those some response of the account issued (own) and those none did (foreign), each a
+# K-minimum-values count. A session under way when the data starts cites a call issued before it: one foreign.
+HISTORIES = ("own", "foreign")
+
 STAT_NAMES: tuple[str, ...] = (
     *(q.name for q in SUMS),
     *(f"hour_{h}" for h in range(HOUR_BINS)),
@@ -158,7 +165,26 @@ STAT_NAMES: tuple[str, ...] = (
     *(f"gap_{b}" for b in range(GAP_BINS)),
     "first_ts", "last_ts", "days", "max_day",
     *(f"d_{name}" for name in DISTINCT_NAMES),
+    *(f"history_{name}" for name in HISTORIES),
 )
+
+
+def call_sketch_hash(call: int) -> int:
+    """The 32-bit sketch hash of a tool call id's 64-bit hash (its top half, as for fingerprints)."""
+    return int(call) >> 32
+
+
+def _history_sql(where: str) -> str:
+    """Per account, the K smallest sketch hashes of its distinct cited calls, k = 0 own, k = 1 foreign."""
+    return f"""
+WITH c AS (SELECT DISTINCT account_id, cited_call FROM ex {where}),
+i AS (SELECT DISTINCT account_id, issued_call FROM ex {where})
+SELECT account_id, k, min(h, {KMV_K}) AS kept FROM (
+  SELECT DISTINCT c.account_id, (i.issued_call IS NULL)::INT AS k, (c.cited_call >> 32)::UINTEGER AS h
+  FROM c LEFT JOIN i ON c.account_id = i.account_id AND c.cited_call = i.issued_call
+  WHERE c.cited_call IS NOT NULL
+) GROUP BY account_id, k
+"""
 
 
 def _sketch_value(d: Distinct) -> str:
@@ -243,6 +269,11 @@ def batch_stats(con: duckdb.DuckDBPyConnection, until_ms: int | None = None) -> 
         distinct[int(k), index[account]] = kmv_estimate(len(kept), float(max(kept)))
     for k, d in enumerate(DISTINCTS):
         stats[f"d_{d.name}"] = distinct[k]
+    history = np.zeros((len(HISTORIES), n))
+    for account, k, kept in con.execute(_history_sql(where)).fetchall():
+        history[int(k), index[account]] = kmv_estimate(len(kept), float(max(kept)))
+    for k, name in enumerate(HISTORIES):
+        stats[f"history_{name}"] = history[k]
 
     stats.update(_activity(con, where, index, n))
     stats = {"account_id": ids, **{name: stats[name] for name in STAT_NAMES}}

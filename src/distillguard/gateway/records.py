@@ -149,10 +149,11 @@ def finish_record(record: dict[str, Any], decision: Decision, response: dict | N
         return record_row(record)
 
 
-# columns the response (and the decision, under extra_json) fill in: the rest is the request's
-_AFTER = ("response_text", "reasoning_text", "response_chars", "reasoning_chars", "n_tool_calls", "finish_reason",
-          "prompt_tokens", "completion_tokens", "reasoning_tokens", "status", "latency_ms", "response_json",
-          "extra_json")
+# columns only the response fills: the rest is the request's (the replay blanks these for the pre-call decision)
+RESPONSE_COLUMNS = ("response_text", "reasoning_text", "response_chars", "reasoning_chars", "n_tool_calls",
+                    "finish_reason", "prompt_tokens", "completion_tokens", "reasoning_tokens", "status",
+                    "latency_ms", "response_json", "issued_call")
+_AFTER = (*RESPONSE_COLUMNS, "extra_json")  # ... and the decision, under extra_json
 _AFTER_INDEX = [COLUMNS.index(c) for c in _AFTER]
 
 

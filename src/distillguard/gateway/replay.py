@@ -21,6 +21,7 @@ from typing import Any
 
 from distillguard.gateway.actions import Flow
 from distillguard.gateway.engine import Decision, Engine
+from distillguard.gateway.records import RESPONSE_COLUMNS
 from distillguard.gateway.resistance import Resistance
 from distillguard.ingest import FORMATS, expand_paths
 from distillguard.model import COLUMNS, FieldError, flatten, format_ts
@@ -31,10 +32,6 @@ DECISION_HEADER = ("id", "account_id", "ts", "action", "reasons", "risk", "tier"
 RESISTANCE_HEADER = ("antidistillation", "watermark_key", "reasoning")  # with a resistance profile
 ACCOUNT_HEADER = ("account_id", "exchanges", "allow", "perturb", "throttle", "block", "limited", "refused",
                   "max_risk", "first_restricted", "final_tier", "final_risk", "final_verdict")
-# columns only the response fills: blanked for the pre-call decision, as the live proxy sees it
-RESPONSE_COLUMNS = ("response_text", "reasoning_text", "response_chars", "reasoning_chars", "n_tool_calls",
-                    "finish_reason", "prompt_tokens", "completion_tokens", "reasoning_tokens", "status",
-                    "latency_ms", "response_json")
 PRIME_ROWS = 50_000  # exchanges whose signals are derived in one vectorised pass
 _RESPONSE_DEFAULTS = {"response_chars": 0, "reasoning_chars": 0, "n_tool_calls": 0}
 
@@ -42,7 +39,7 @@ _RESPONSE_DEFAULTS = {"response_chars": 0, "reasoning_chars": 0, "n_tool_calls":
 def request_view(row: dict[str, Any]) -> dict[str, Any]:
     """The row as the proxy has it before the upstream answers."""
     view = dict(row)
-    for name in RESPONSE_COLUMNS:
+    for name in RESPONSE_COLUMNS:  # blanked for the pre-call decision, as the live proxy sees it
         view[name] = _RESPONSE_DEFAULTS.get(name)
     return view
 

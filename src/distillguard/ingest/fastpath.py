@@ -25,7 +25,7 @@ import xxhash
 from msgspec import Meta, Raw, Struct
 
 from distillguard.errors import DistillguardError
-from distillguard.model.exchange import INT32_MAX, INT64_MAX, TOP_LOGPROBS_MAX, parse_ts, valid_ip
+from distillguard.model.exchange import INT32_MAX, INT64_MAX, TOP_LOGPROBS_MAX, call_hash, parse_ts, valid_ip
 
 Int64 = Annotated[int, Meta(ge=-INT64_MAX - 1, le=INT64_MAX)]
 Int32 = Annotated[int, Meta(ge=-INT32_MAX - 1, le=INT32_MAX)]
@@ -55,6 +55,11 @@ class _Part(Struct, gc=False):
 class _Message(Struct, gc=False):
     role: str | None = None
     content: str | list[_Part] | None = None
+    tool_call_id: str | None = None
+
+
+class _ToolCall(Struct, gc=False):
+    id: str | None = None
 
 
 class _Request(Struct, gc=False):
@@ -75,7 +80,7 @@ class _Request(Struct, gc=False):
 class _ReplyMessage(Struct, gc=False):
     content: str | list[_Part] | None = None
     reasoning_content: str | None = None
-    tool_calls: list[Raw] | None = None
+    tool_calls: list[_ToolCall] | None = None
 
 
 class _Choice(Struct, gc=False):
@@ -159,6 +164,7 @@ def decode_row(raw: bytes) -> tuple:
     user_text = ""
     n_user = n_assistant = prompt_chars = 0
     has_image = False
+    cited_call = None
     messages = (request.messages or []) if request is not None else []
     for message in messages:
         text, image = _text(message.content)
@@ -172,10 +178,13 @@ def decode_row(raw: bytes) -> tuple:
             user_text = text
         elif role == "assistant":
             n_assistant += 1
+        elif role == "tool" and cited_call is None:
+            cited_call = call_hash(message.tool_call_id)
 
     response = None if response_raw == b"null" else _response.decode(response_raw)
     response_text = reasoning_text = finish = None
     n_tool_calls = 0
+    issued_call = None
     prompt_tokens = completion_tokens = reasoning_tokens = None
     if response is not None:
         if response.choices:
@@ -184,7 +193,10 @@ def decode_row(raw: bytes) -> tuple:
             response_text, _ = _text(reply.content if reply is not None else None)
             if reply is not None:
                 reasoning_text = reply.reasoning_content
-                n_tool_calls = len(reply.tool_calls) if reply.tool_calls is not None else 0
+                calls = reply.tool_calls
+                n_tool_calls = len(calls) if calls is not None else 0
+                if calls:
+                    issued_call = call_hash(calls[0].id)
             finish = choice.finish_reason
         usage = response.usage
         if usage is not None:
@@ -249,4 +261,6 @@ def decode_row(raw: bytes) -> tuple:
         n_choices,
         logprobs,
         top_logprobs,
+        cited_call,
+        issued_call,
     )

@@ -68,6 +68,12 @@ EXCHANGE_SCHEMA = pa.schema(
         ("n_choices", pa.int32()),  # chat/completions `n` (choices returned); null when absent
         ("logprobs", pa.bool_()),  # chat `logprobs`; Responses: `include` asks for them or `top_logprobs` > 0
         ("top_logprobs", pa.int32()),  # 0..20
+        # history provenance (docs/exchange-log.md): tool-call ids are issued by the provider, so a request can only
+        # answer calls some earlier response issued. xxh3-64 of the id of the first tool call the request's history
+        # answers (chat: the first ``tool`` message's ``tool_call_id``; Responses: the first ``*_call_output``
+        # item's ``call_id``), and of the first tool call this response issues; null when there is none
+        ("cited_call", pa.uint64()),
+        ("issued_call", pa.uint64()),
     ]
 )
 COLUMNS: tuple[str, ...] = tuple(EXCHANGE_SCHEMA.names)
@@ -280,16 +286,30 @@ _ASSISTANT_ITEMS = frozenset({"reasoning", "function_call", "custom_tool_call", 
 _CLIENT_TOOL_CALLS = ("function_call", "custom_tool_call")  # the calls a client answers: chat's tool_calls
 
 
+def call_hash(call_id: Any) -> int | None:
+    """xxh3-64 of a tool call id (the UTF-8 of a non-empty string); None for anything else."""
+    if isinstance(call_id, str) and call_id:
+        return xxhash.xxh3_64_intdigest(call_id.encode("utf-8", "surrogatepass"))
+    return None
+
+
 class _Prompt:
     """What the request side contributes to a row (chat and Responses requests alike)."""
 
-    __slots__ = ("system_parts", "user_text", "n_messages", "n_user", "n_assistant", "prompt_chars", "has_image")
+    __slots__ = ("system_parts", "user_text", "n_messages", "n_user", "n_assistant", "prompt_chars", "has_image",
+                 "cited_call")
 
     def __init__(self) -> None:
         self.system_parts: list[str] = []
         self.user_text = ""
         self.n_messages = self.n_user = self.n_assistant = self.prompt_chars = 0
         self.has_image = False
+        self.cited_call: int | None = None
+
+    def cite(self, call_id: Any) -> None:
+        """The first tool call the history answers (later ones are ignored)."""
+        if self.cited_call is None:
+            self.cited_call = call_hash(call_id)
 
     def message(self, role: Any, content: Any, field: str) -> None:
         text, image = _content_text(content, field)
@@ -312,7 +332,10 @@ def _chat_prompt(request: dict) -> _Prompt:
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise FieldError(f"request.messages[{i}]", "expected an object")
-        prompt.message(message.get("role"), message.get("content"), f"request.messages[{i}].content")
+        role = message.get("role")
+        prompt.message(role, message.get("content"), f"request.messages[{i}].content")
+        if role == "tool":
+            prompt.cite(message.get("tool_call_id"))
     prompt.n_messages = len(messages)
     return prompt
 
@@ -368,6 +391,7 @@ def _responses_items(prompt: _Prompt, items: list, field: str) -> None:
                 prompt.n_messages += 1
                 in_turn = True
         elif isinstance(kind, str) and kind.endswith("_call_output"):
+            prompt.cite(item.get("call_id"))
             output = item.get("output")
             if isinstance(output, str | list):
                 text, image = _content_text(output, f"{where}.output")
@@ -383,7 +407,7 @@ class _Reply:
     """What the response side contributes to a row."""
 
     __slots__ = ("text", "reasoning", "n_tool_calls", "finish", "prompt_tokens", "completion_tokens",
-                 "reasoning_tokens")
+                 "reasoning_tokens", "issued_call")
 
     def __init__(self) -> None:
         self.text: str | None = None
@@ -393,6 +417,7 @@ class _Reply:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.reasoning_tokens: int | None = None
+        self.issued_call: int | None = None
 
 
 def _chat_reply(response: dict) -> _Reply:
@@ -412,6 +437,8 @@ def _chat_reply(response: dict) -> _Reply:
         reply.reasoning = reasoning if isinstance(reasoning, str) else None
         calls = message.get("tool_calls")
         reply.n_tool_calls = len(calls) if isinstance(calls, list) else 0
+        if isinstance(calls, list) and calls and isinstance(calls[0], dict):
+            reply.issued_call = call_hash(calls[0].get("id"))
         finish = choice.get("finish_reason")
         reply.finish = finish if isinstance(finish, str) else None
     usage = response.get("usage")
@@ -466,6 +493,8 @@ def _responses_reply(response: dict) -> _Reply:
                     if isinstance(part_text, str):
                         reasoning.append(part_text)
         elif kind in _CLIENT_TOOL_CALLS:
+            if not reply.n_tool_calls:
+                reply.issued_call = call_hash(item.get("call_id"))
             reply.n_tool_calls += 1
     reply.text = "\n".join(texts) if has_message else None
     reply.reasoning = "\n".join(reasoning) if reasoning else None
@@ -605,6 +634,8 @@ def flatten(record: Any) -> tuple:
         n_choices,
         logprobs,
         top_logprobs,
+        prompt.cited_call,
+        reply.issued_call,
     )
 
 

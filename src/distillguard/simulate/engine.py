@@ -23,7 +23,7 @@ import orjson
 import xxhash
 
 from distillguard.model import format_ts
-from distillguard.simulate.accounts import Account, Population, World
+from distillguard.simulate.accounts import Account, Population, World, turn_of
 from distillguard.simulate.campaigns import CAMPAIGNS, make_actor
 from distillguard.simulate.config import CAMPAIGN_TYPES, CampaignSpec, Scale, Timeline, benign_plan, plan_campaigns
 from distillguard.simulate.exchange import ERRORS, complete
@@ -184,6 +184,9 @@ def generate(out: Path, world: World, pops: list[Population], compress: str, pro
     return stats
 
 
+_UNSET = object()
+
+
 def _render(accounts: list[Account], streams: dict[int, tuple[random.Random, dict]], seeds: list[int],
             models: tuple, ts: np.ndarray, who: np.ndarray, tags: np.ndarray, model_idx: np.ndarray,
             ids: np.ndarray, last: np.ndarray) -> bytearray:
@@ -206,11 +209,19 @@ def _render(accounts: list[Account], streams: dict[int, tuple[random.Random, dic
         r, state = stream
         behaviour = acct.behaviour
         model = models[m]
+        run = turn_of(tag)[0]
+        before = state.get(run, _UNSET)
         reply = behaviour.render(acct, tag, model, r, state)
         request, content, trace, calls = reply[0], reply[1], reply[2], reply[3]
         hexid = f"{rid:016x}"
         if r.random() < behaviour.error_rate:
             status, response, latency = ERRORS[int(r.random() * len(ERRORS))], None, 40 + int(r.random() * 400)
+            # the client never got this response: its session goes on from where it was (it retries), never from
+            # tool calls or an answer it did not receive
+            if before is _UNSET:
+                state.pop(run, None)
+            else:
+                state[run] = before
         else:
             status = 200
             response, latency = complete(request, model, t // 1000, hexid, r, content, trace, calls,

@@ -55,22 +55,15 @@ class SparkStore:
 
     # ---- the frames ---------------------------------------------------------------------------------------------
     def exchanges(self) -> Any:
+        """The exchanges; columns appended to the schema after a file was written read as nulls, as in DuckDB."""
         if self._exchanges is None:
-            self._exchanges = self._read("exchanges", EXCHANGE_SCHEMA)
+            self._exchanges = _with_nulls(self._read("exchanges", EXCHANGE_SCHEMA), EXCHANGE_SCHEMA)
         return self._exchanges
 
     def accounts(self) -> Any:
         """The account records; columns a table predates (written before they were added, or kept by a
         provider's own pipeline without them) are nulls of their type, as in the DuckDB store."""
-        from pyspark.sql import functions as F
-
-        frame = self._read("accounts", ACCOUNT_SCHEMA)
-        present = set(frame.columns)
-        types = {f.name: f.dataType for f in spark_schema(ACCOUNT_SCHEMA).fields}
-        for name in ACCOUNT_SCHEMA.names:
-            if name not in present:
-                frame = frame.withColumn(name, F.lit(None).cast(types[name]))
-        return frame
+        return _with_nulls(self._read("accounts", ACCOUNT_SCHEMA), ACCOUNT_SCHEMA)
 
     def _read(self, what: str, schema: pa.Schema) -> Any:
         reader = self.spark.read
@@ -81,7 +74,8 @@ class SparkStore:
                 files = self._local.exchange_files()
                 if not files:
                     return self._empty(schema)
-                return reader.option("basePath", str(root / "exchanges")).parquet(*files)
+                # files written before a column was appended lack it: the merged schema has it, null in those files
+                return reader.option("basePath", str(root / "exchanges")).option("mergeSchema", "true").parquet(*files)
             path = root / "accounts" / "accounts.parquet"
             return reader.parquet(str(path)) if path.exists() else self._empty(schema)
         if kind == "store":
@@ -176,3 +170,15 @@ def _signal_schema(derive: Any, in_schema: pa.Schema) -> pa.Schema:
     if isinstance(declared, pa.Schema):
         return declared
     return derive.derive(in_schema.empty_table()).schema
+
+
+def _with_nulls(frame: Any, schema: pa.Schema) -> Any:
+    """``frame`` with every column of ``schema`` it lacks added as nulls of its type."""
+    from pyspark.sql import functions as F
+
+    present = set(frame.columns)
+    types = {f.name: f.dataType for f in spark_schema(schema).fields}
+    for name in schema.names:
+        if name not in present:
+            frame = frame.withColumn(name, F.lit(None).cast(types[name]))
+    return frame

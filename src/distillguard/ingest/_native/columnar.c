@@ -102,7 +102,7 @@ enum col {
     C_N_USER_TURNS, C_N_ASSISTANT_TURNS, C_N_TOOLS, C_HAS_IMAGE, C_SYSTEM_TEXT, C_USER_TEXT, C_PROMPT_CHARS,
     C_RESPONSE_TEXT, C_REASONING_TEXT, C_RESPONSE_CHARS, C_REASONING_CHARS, C_N_TOOL_CALLS, C_FINISH_REASON,
     C_PROMPT_TOKENS, C_COMPLETION_TOKENS, C_REASONING_TOKENS, C_STATUS, C_LATENCY_MS, C_REQUEST_JSON,
-    C_RESPONSE_JSON, C_EXTRA_JSON, C_N_CHOICES, C_LOGPROBS, C_TOP_LOGPROBS, N_COLS
+    C_RESPONSE_JSON, C_EXTRA_JSON, C_N_CHOICES, C_LOGPROBS, C_TOP_LOGPROBS, C_CITED_CALL, C_ISSUED_CALL, N_COLS
 };
 
 static const char *const COL_NAMES[N_COLS] = {
@@ -111,7 +111,7 @@ static const char *const COL_NAMES[N_COLS] = {
     "n_user_turns", "n_assistant_turns", "n_tools", "has_image", "system_text", "user_text", "prompt_chars",
     "response_text", "reasoning_text", "response_chars", "reasoning_chars", "n_tool_calls", "finish_reason",
     "prompt_tokens", "completion_tokens", "reasoning_tokens", "status", "latency_ms", "request_json",
-    "response_json", "extra_json", "n_choices", "logprobs", "top_logprobs"};
+    "response_json", "extra_json", "n_choices", "logprobs", "top_logprobs", "cited_call", "issued_call"};
 
 static const enum kind COL_KINDS[N_COLS] = {
     K_STR, K_U64, K_I64, K_STR, K_STR, K_STR, K_STR, K_STR, K_I64, K_STR, K_STR,
@@ -119,7 +119,7 @@ static const enum kind COL_KINDS[N_COLS] = {
     K_I32, K_I32, K_I32, K_BOOL, K_STR, K_STR, K_I64,
     K_STR, K_STR, K_I64, K_I64, K_I32, K_STR,
     K_I64, K_I64, K_I64, K_I32, K_I64, K_STR,
-    K_STR, K_STR, K_I32, K_BOOL, K_I32};
+    K_STR, K_STR, K_I32, K_BOOL, K_I32, K_U64, K_U64};
 
 typedef struct {
     buf_t values;  /* fixed-width values, or string bytes */
@@ -557,10 +557,18 @@ static int set_int(cell_t *c, int64_t v) {
     return 0;
 }
 
+/* model.exchange.call_hash: xxh3-64 of a non-empty string tool call id; anything else leaves the cell null. */
+static void call_hash(yyjson_val *v, cell_t *c) {
+    if (yyjson_is_str(v) && yyjson_get_len(v) > 0) {
+        c->valid = 1;
+        c->u = XXH3_64bits(yyjson_get_str(v), yyjson_get_len(v));
+    }
+}
+
 static int read_request(state_t *st, yyjson_val *request, line_t *ln) {
     cell_t *c = ln->c;
     for (int k = C_MODEL; k <= C_REASONING_EFFORT; k++) c[k].valid = 0;
-    c[C_N_CHOICES].valid = c[C_LOGPROBS].valid = c[C_TOP_LOGPROBS].valid = 0;
+    c[C_N_CHOICES].valid = c[C_LOGPROBS].valid = c[C_TOP_LOGPROBS].valid = c[C_CITED_CALL].valid = 0;
     set_int(&c[C_STREAM], 0);
     set_int(&c[C_N_MESSAGES], 0);
     set_int(&c[C_N_USER_TURNS], 0);
@@ -650,6 +658,8 @@ static int read_request(state_t *st, yyjson_val *request, line_t *ln) {
                 ln->user_len = len;
             } else {
                 if (STR_IS(role, "assistant")) c[C_N_ASSISTANT_TURNS].i++;
+                else if (STR_IS(role, "tool") && !c[C_CITED_CALL].valid) call_hash(GET(message, "tool_call_id"),
+                                                                                   &c[C_CITED_CALL]);
                 st->scratch.len = start;
             }
         }
@@ -675,6 +685,7 @@ static int read_response(state_t *st, yyjson_val *response, line_t *ln) {
     c[C_REASONING_TEXT].valid = 0;
     c[C_FINISH_REASON].valid = 0;
     c[C_PROMPT_TOKENS].valid = c[C_COMPLETION_TOKENS].valid = c[C_REASONING_TOKENS].valid = 0;
+    c[C_ISSUED_CALL].valid = 0;
     set_int(&c[C_N_TOOL_CALLS], 0);
     if (is_null_or_missing(response)) return 0;
     if (!yyjson_is_obj(response)) return UNUSUAL;
@@ -692,7 +703,11 @@ static int read_response(state_t *st, yyjson_val *response, line_t *ln) {
                 yyjson_val *reasoning = GET(message, "reasoning_content");
                 if (yyjson_is_str(reasoning)) TRY(opt_str(reasoning, &c[C_REASONING_TEXT]));
                 yyjson_val *calls = GET(message, "tool_calls");
-                if (yyjson_is_arr(calls)) c[C_N_TOOL_CALLS].i = (int64_t)yyjson_arr_size(calls);
+                if (yyjson_is_arr(calls)) {
+                    c[C_N_TOOL_CALLS].i = (int64_t)yyjson_arr_size(calls);
+                    yyjson_val *first = yyjson_arr_get_first(calls);
+                    if (yyjson_is_obj(first)) call_hash(GET(first, "id"), &c[C_ISSUED_CALL]);
+                }
             } else {
                 ln->text_start = st->scratch.len;
                 ln->text_len = 0;
