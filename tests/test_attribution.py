@@ -284,3 +284,42 @@ def test_a_members_tie_counts_its_links_to_the_accounts_the_campaign_restricts()
     last, _ = coordination_evidence(ids, [camp], 5.0, restricted={"op1", "op2", "op3"})
     assert last[4] == 0.0 and last[5] == 0.0 and last[3] == pytest.approx(later[3])  # no link to the operation
     assert tie_weights(links, {"op1"})["~ev1"] == pytest.approx(0.31) and "ev2" not in tie_weights(links, {"op1"})
+
+
+def test_a_campaign_that_splits_a_capability_space_gives_its_specialists_coverage_evidence():
+    """Coverage across accounts: members asking about one capability each, in a campaign covering several, get
+    coverage-family points with words saying so; a campaign of one capability (a hydra of coding agents), members
+    not eligible for cross-account evidence and members with too few requests of their own get none."""
+    import numpy as np
+
+    from distillguard.decide import Record
+    from distillguard.features import FeatureTable
+    from distillguard.features.compute import Context
+    from distillguard.pipeline import SPLIT_MIN_N, SPLIT_POINTS, split_coverage
+    from distillguard.signals.cues import CAPABILITIES
+
+    specialists = {"s1": "coding", "s2": "math", "s3": "vision", "s4": "chat", "s5": "writing", "s6": "coding",
+                   "s7": "translation"}
+    hydra = ["h1", "h2", "h3"]
+    ids = np.array([*specialists, *hydra], dtype=object)
+    stats = {f"cap_{k}": np.zeros(len(ids)) for k in range(len(CAPABILITIES))}
+    for i, cap in enumerate(specialists.values()):
+        stats[f"cap_{CAPABILITIES.index(cap)}"][i] = 100.0
+    for i in range(len(specialists), len(ids)):
+        stats[f"cap_{CAPABILITIES.index('tool_use')}"][i] = 300.0
+    stats["n"] = np.array([100.0] * 5 + [SPLIT_MIN_N - 1.0] + [100.0] + [300.0] * 3)
+    ft = FeatureTable(ids, {}, stats, {}, Context())
+    sweep = Campaign(id="sweep", accounts=list(specialists), score=1.0, strength=1.0)
+    agents = Campaign(id="hydra", accounts=hydra, score=1.0, strength=1.0)
+    eligible = np.array([True, True, True, False, True, True, True, True, True, True])
+    group = split_coverage(ft, [sweep, agents], eligible, {})
+    assert list(group.points[:3]) == [SPLIT_POINTS] * 3 and list(group.points[4:7:2]) == [SPLIT_POINTS] * 2
+    assert group.points[3] == 0.0  # not eligible
+    assert group.points[5] == 0.0  # too few requests of its own
+    assert not group.points[7:].any()  # one capability between them: colleagues, or a hydra, not a sweep
+    assert group.words[0].startswith("asks about coding while the 6 accounts linked with it cover 5 capabilities")
+    record = Record(n=stats["n"], families={"coverage": np.full(len(ids), 2.0)}, explain=lambda i: [(0.5, "own")])
+    group.apply(record)
+    assert record.families["coverage"][0] == 2.5 and record.families["coverage"][3] == 2.0  # within the family cap
+    assert record.explain is not None
+    assert record.explain(0)[0][1] == group.words[0] and record.explain(3) == [(0.5, "own")]

@@ -18,11 +18,13 @@ import orjson
 import pyarrow as pa
 
 from distillguard.decide import flagged
-from distillguard.detect import FAMILIES, Model, Scores, score_accounts
+from distillguard.detect import FAMILIES, GroupEvidence, Model, Scores, score_accounts
 from distillguard.detect.evidence import coordination_eligible
 from distillguard.features import FeatureTable, account_features, attach_signals
+from distillguard.features.compute import normalised_entropy
 from distillguard.model import format_ts
 from distillguard.signals import SIGNALS
+from distillguard.signals.cues import CAPABILITIES
 from distillguard.store import Store
 
 ACCOUNTS_HEADER = ("account_id", "risk", "verdict", "campaign_id", "signals", "exchanges", "first_seen", "last_seen",
@@ -117,6 +119,7 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
                 note[a] = (f"linked with {len(camp.accounts) - 1} account(s), but not as an operation: too few of "
                            "them take outputs or are throwaway accounts")
     linked = {id(c): list(c.accounts) for c in kept}  # every account linked into a campaign keeps its coordination
+    split = split_coverage(ft, kept, eligible, linked)
     takes = first.components.get("harvest", np.zeros(len(ft.account_ids)))
     restricted: set[str] | None = None  # the first round ties members to everyone linked with them
     for _ in range(5):
@@ -126,7 +129,7 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
         points, why = coordination_evidence(ft.account_ids, kept, model.policy.coordination_cap, eligible, linked,
                                             restricted)
         scores = score_accounts(ft.account_ids, ft.features, model, intel, coordination=points,
-                                coordination_reasons=why, decisions=decisions, fit=False)
+                                coordination_reasons=why, decisions=decisions, fit=False, group=split)
         still, changed = [], False
         for camp in kept:
             eligible_flags = [flagged(scores.verdicts[index[a]]) for a in linked[id(camp)] if eligible[index[a]]]
@@ -172,6 +175,58 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
 # addresses (customers of a residential proxy do, and the shared pool is the very link).
 GROUP_FAMILIES = ("harvest", "distribution", "provenance", "identity")  # a group's members on average
 GROUP_MIN = 1.5  # mean points per member from GROUP_FAMILIES before linking counts as coordination
+
+
+# Coverage across accounts: a capability sweep splits the space among its accounts, each asking about one or two
+# capabilities while the campaign as a whole covers many. A member whose own requests cover far less of the space
+# than its campaign's do (normalised entropy of the capability mix, SPLIT_GAP_NONE to SPLIT_GAP_FULL below the
+# campaign's) gets up to SPLIT_POINTS in the coverage family, when the campaign covers at least SPLIT_COVERED
+# capabilities with SPLIT_SHARE of its traffic each. Colleagues share one task (a hydra of coding agents covers one
+# capability: nothing), and a member needs SPLIT_MIN_N requests of its own for its mix to say anything.
+SPLIT_SHARE = 0.1
+SPLIT_COVERED = 3
+SPLIT_GAP_NONE = 0.2
+SPLIT_GAP_FULL = 0.5
+SPLIT_POINTS = 1.0
+SPLIT_MIN_N = 20
+
+
+def split_coverage(ft: FeatureTable, campaigns: list[Any], eligible: np.ndarray,
+                   linked: dict[int, list[str]]) -> GroupEvidence:
+    """Coverage-family points of the campaigns' members for the capability space their campaign splits among its
+    accounts (see :data:`SPLIT_POINTS`); members not ``eligible`` for cross-account evidence get none."""
+    n = len(ft.account_ids)
+    points = np.zeros(n)
+    words = [""] * n
+    if not campaigns:
+        return GroupEvidence("coverage", points, words)
+    index = {a: i for i, a in enumerate(ft.account_ids)}
+    caps = np.stack([ft.stats[f"cap_{k}"] for k in range(len(CAPABILITIES))], axis=1)
+    own = normalised_entropy(caps)
+    volume = ft.stats["n"]
+    for camp in campaigns:
+        rows = [index[a] for a in linked.get(id(camp), camp.accounts) if a in index and eligible[index[a]]]
+        if len(rows) < 3:
+            continue
+        union = caps[rows].sum(axis=0)
+        share = union / max(float(union.sum()), 1.0)
+        covered = np.flatnonzero(share >= SPLIT_SHARE)
+        if len(covered) < SPLIT_COVERED:
+            continue
+        spread = float(normalised_entropy(union[None, :])[0])
+        mix = ", ".join(f"{CAPABILITIES[k]} {100 * share[k]:.0f} %" for k in covered[np.argsort(-share[covered])])
+        for i in rows:
+            if volume[i] < SPLIT_MIN_N:
+                continue
+            value = SPLIT_POINTS * float(np.clip((spread - own[i] - SPLIT_GAP_NONE)
+                                                 / (SPLIT_GAP_FULL - SPLIT_GAP_NONE), 0.0, 1.0))
+            if value > points[i]:
+                mine = np.flatnonzero(caps[i] / max(float(caps[i].sum()), 1.0) >= SPLIT_SHARE)
+                points[i] = value
+                words[i] = (f"asks about {', '.join(CAPABILITIES[k] for k in mine) or 'little'} while the "
+                            f"{len(rows)} accounts linked with it cover {len(covered)} capabilities ({mix}): "
+                            "one slice of a capability sweep")
+    return GroupEvidence("coverage", points, words)
 
 
 def _operation(campaign: Any) -> float:

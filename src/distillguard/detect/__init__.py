@@ -14,7 +14,7 @@ from distillguard.decide.analyst import columns as analyst_columns
 from distillguard.detect.base import DETECTORS, Detector, Features, build, check_detector, register
 from distillguard.detect.baselines import Baselines
 from distillguard.detect.detectors import DEFAULT_DETECTORS, FamilyDetector
-from distillguard.detect.evidence import FAMILIES, Evidence
+from distillguard.detect.evidence import FAMILIES, FAMILY_CAP, Evidence
 from distillguard.detect.model import Model
 
 
@@ -52,20 +52,48 @@ def intel_columns(account_ids: np.ndarray, intel: Any) -> tuple[np.ndarray, np.n
     return np.clip(score, 0, 1), corroborated, reasons
 
 
+@dataclass(frozen=True)
+class GroupEvidence:
+    """Evidence an account has as a member of a campaign, in one of the own families (``family``): points per
+    account (aligned with the scored accounts) and the words for each account that has some."""
+
+    family: str
+    points: np.ndarray
+    words: list[str]
+
+    def apply(self, record: Record) -> None:
+        """Add the points to the family (within its cap) and the words to the account's reasons."""
+        cap = FAMILY_CAP.get(self.family, float("inf"))
+        record.families[self.family] = np.minimum(record.families.get(self.family, 0.0) + self.points, cap)
+        inner = record.explain
+        points, words = self.points, self.words
+
+        def explain(i: int) -> list[tuple[float, str]]:
+            found = inner(i) if inner is not None else []
+            if points[i] > 0:
+                found = sorted([*found, (float(points[i]), words[i])], key=lambda x: -x[0])[:4]
+            return found
+
+        record.explain = explain
+
+
 def score_accounts(account_ids: np.ndarray, features: Features, model: Model | None = None, intel: Any = None, *,
                    coordination: np.ndarray | None = None, coordination_reasons: list[str] | None = None,
                    decisions: Mapping[str, AnalystDecision] | None = None, explain: bool = True,
-                   fit: bool = True) -> Scores:
+                   fit: bool = True, group: GroupEvidence | None = None) -> Scores:
     """Risk, verdict and reasons for every account (evidence -> :func:`distillguard.decide.decide`).
 
     With ``fit`` (batch detection) the model's baselines are measured on these same accounts, i.e. on the
     deployment; ``fit=False`` scores against the baselines the model already holds (gateway, prefixes).
+    ``group`` adds what attribution found about the campaign an account belongs to to one of its own families.
     """
     model = model or Model.load()
     if fit:
         model = model.with_baselines(Baselines.fit(features))
     evidence = model.evidence(features)
     record = model.record(features, evidence)
+    if group is not None:
+        group.apply(record)
     record.coordination = coordination
     record.coordination_reasons = coordination_reasons
     if intel is not None:
@@ -84,4 +112,5 @@ def score_accounts(account_ids: np.ndarray, features: Features, model: Model | N
 
 
 __all__ = ["DEFAULT_DETECTORS", "DETECTORS", "FAMILIES", "Baselines", "Detector", "Evidence", "FamilyDetector",
-           "Model", "Record", "Scores", "build", "check_detector", "intel_columns", "register", "score_accounts"]
+           "GroupEvidence", "Model", "Record", "Scores", "build", "check_detector", "intel_columns", "register",
+           "score_accounts"]

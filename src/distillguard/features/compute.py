@@ -68,7 +68,7 @@ class Context:
                    dict(data.get("baselines", {})))
 
 
-def _entropy(counts: np.ndarray) -> np.ndarray:
+def normalised_entropy(counts: np.ndarray) -> np.ndarray:
     """Normalised Shannon entropy of each row of ``counts`` (0 = one bin, 1 = uniform)."""
     total = counts.sum(axis=1, keepdims=True)
     p = np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
@@ -165,15 +165,15 @@ def features_from_stats(stats: dict[str, np.ndarray], accounts: dict[str, np.nda
     cap_share = caps / n[:, None]
     for i, name in enumerate(CAPABILITIES):
         f[f"cap_{name}"] = cap_share[:, i]
-    f["cap_entropy"] = _entropy(caps)
+    f["cap_entropy"] = normalised_entropy(caps)
     f["cap_max_share"] = cap_share.max(axis=1)
     f["cap_coverage"] = (cap_share >= 0.05).sum(axis=1).astype(np.float64)
     scripts = _stack(stats, "script", len(SCRIPTS))
-    f["script_entropy"] = _entropy(scripts)
+    f["script_entropy"] = normalised_entropy(scripts)
     f["nonlatin_share"] = 1.0 - scripts[:, 0] / n
     f["n_scripts"] = (scripts / n[:, None] >= 0.05).sum(axis=1).astype(np.float64)
     hours = _stack(stats, "hour", HOUR_BINS)
-    f["hour_entropy"] = _entropy(hours)
+    f["hour_entropy"] = normalised_entropy(hours)
     f["hour_max_share"] = hours.max(axis=1) / n
     gap_n = np.maximum(stats["gap_n"], 1.0)
     mean = stats["gap_sum"] / gap_n
@@ -184,7 +184,7 @@ def features_from_stats(stats: dict[str, np.ndarray], accounts: dict[str, np.nda
     f["lgap_std"] = np.where(stats["gap_n"] >= 2, np.sqrt(np.maximum(stats["lgap_sumsq"] / gap_n - lmean**2, 0)),
                              np.nan)
     gaps = _stack(stats, "gap", GAP_BINS)
-    f["gap_entropy"] = _entropy(gaps)
+    f["gap_entropy"] = normalised_entropy(gaps)
     f["burst_share"] = gaps[:, 0] / gap_n
     days = np.maximum(stats["days"], 1.0)
     f["days"] = stats["days"]
