@@ -222,3 +222,32 @@ def test_replay_is_deterministic(tmp_path):
         assert result.exit_code == 0, result.output
         outputs.append((tmp_path / run / "decisions.csv").read_bytes())
     assert outputs[0] == outputs[1] and outputs[0].count(b"\n") == 121
+
+
+def test_the_proxys_rows_carry_history_provenance_and_the_replay_hides_the_issued_call():
+    """The live proxy's row (request flattened once, the response side added after) names the call the request
+    answers and the call the response issues; the replay's pre-call view blanks the issued one, as the proxy has
+    not seen the response yet when it decides."""
+    from distillguard.gateway.engine import Decision
+    from distillguard.gateway.records import finish_record, new_record, record_row
+    from distillguard.gateway.replay import request_view
+    from distillguard.model.exchange import call_hash
+
+    request = {"model": "m", "messages": [
+        {"role": "user", "content": "fix the test"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_old", "type": "function", "function": {"name": "read", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_old", "content": "def test(): ..."}]}
+    record = new_record("a1", "k1", "203.0.113.9", "ide/1.0", request, 1_772_000_000_000)
+    row = record_row(record)
+    assert row["cited_call"] == call_hash("call_old") and row["issued_call"] is None
+    response = {"choices": [{"message": {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_new", "type": "function", "function": {"name": "write", "arguments": "{}"}}]},
+        "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 10, "completion_tokens": 5}}
+    decision = Decision(id=record["id"], account_id="a1", ts_ms=1_772_000_000_000, action="allow", tier="default",
+                        risk=0.0)
+    done = finish_record(record, decision, response, 200, 0.0, request_row=row)
+    assert (done["cited_call"], done["issued_call"]) == (call_hash("call_old"), call_hash("call_new"))
+    assert done == {**finish_record(record, decision, response, 200, 0.0), "latency_ms": done["latency_ms"]}
+    view = request_view(done)
+    assert view["issued_call"] is None and view["cited_call"] == call_hash("call_old")
