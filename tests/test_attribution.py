@@ -323,3 +323,6 @@ def test_a_campaign_that_splits_a_capability_space_gives_its_specialists_coverag
     assert record.families["coverage"][0] == 2.5 and record.families["coverage"][3] == 2.0  # within the family cap
     assert record.explain is not None
     assert record.explain(0)[0][1] == group.words[0] and record.explain(3) == [(0.5, "own")]
+    without = Record(n=stats["n"], families={"harvest": np.zeros(len(ids))})  # a model not running the coverage family
+    group.apply(without)
+    assert set(without.families) == {"harvest"} and without.explain is None

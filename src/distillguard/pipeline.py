@@ -119,7 +119,6 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
                 note[a] = (f"linked with {len(camp.accounts) - 1} account(s), but not as an operation: too few of "
                            "them take outputs or are throwaway accounts")
     linked = {id(c): list(c.accounts) for c in kept}  # every account linked into a campaign keeps its coordination
-    split = split_coverage(ft, kept, eligible, linked)
     takes = first.components.get("harvest", np.zeros(len(ft.account_ids)))
     restricted: set[str] | None = None  # the first round ties members to everyone linked with them
     for _ in range(5):
@@ -128,6 +127,7 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
         # round on, a member's tie counts only its links to accounts the round before restricted
         points, why = coordination_evidence(ft.account_ids, kept, model.policy.coordination_cap, eligible, linked,
                                             restricted)
+        split = split_coverage(ft, kept, eligible, linked)  # only the campaigns that still stand
         scores = score_accounts(ft.account_ids, ft.features, model, intel, coordination=points,
                                 coordination_reasons=why, decisions=decisions, fit=False, group=split)
         still, changed = [], False

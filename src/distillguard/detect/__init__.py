@@ -62,9 +62,12 @@ class GroupEvidence:
     words: list[str]
 
     def apply(self, record: Record) -> None:
-        """Add the points to the family (within its cap) and the words to the account's reasons."""
+        """Add the points to the family (within its cap) and the words to the account's reasons; nothing when the
+        model does not run that family's detector."""
+        if self.family not in record.families:
+            return
         cap = FAMILY_CAP.get(self.family, float("inf"))
-        record.families[self.family] = np.minimum(record.families.get(self.family, 0.0) + self.points, cap)
+        record.families[self.family] = np.minimum(record.families[self.family] + self.points, cap)
         inner = record.explain
         points, words = self.points, self.words
 
