@@ -172,31 +172,6 @@ def test_no_content_store_from_before_carried_columns_is_upgraded(tmp_path: Path
     assert upgraded.select(before.column_names).equals(before)
 
 
-def test_derived_files_of_the_previous_layout_gain_the_provenance_columns_without_recomputing(
-        tmp_path: Path, write_jsonl) -> None:
-    """Layout c3 carried every column but the tool-call ids: its files are upgraded from the exchange files (which a
-    no-content store keeps: they are hashes, not text), never derived again."""
-    from distillguard.model.exchange import call_hash
-
-    records = [make_record(i) for i in range(4)]
-    records[1]["request"]["messages"].append({"role": "tool", "tool_call_id": "call_x", "content": "out"})
-    records[2]["response"]["choices"][0]["message"]["tool_calls"] = [{"id": "call_x", "type": "function",
-                                                                      "function": {"name": "f", "arguments": "{}"}}]
-    store = Store.open(tmp_path / "store", content=False)
-    ingest([write_jsonl("e.jsonl", records)], store, derive=_LengthSignals())
-    current = store.derived(_LengthSignals())
-    before = pq.read_table(current).sort_by("id")
-    assert before.column("cited_call").to_pylist()[1] == call_hash("call_x")
-    for name in current:  # rewrite as layout c3: the same file without the two columns
-        path = Path(name)
-        older = tmp_path / "store" / "derived" / "vtest1c3" / path.parent.name / path.name
-        older.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pq.read_table(path).drop_columns(["cited_call", "issued_call"]), older)
-        path.unlink()
-    upgraded = pq.read_table(Store.open(tmp_path / "store").derived(_LengthSignals())).sort_by("id")
-    assert upgraded.select(before.column_names).equals(before)
-
-
 def test_open_leaves_a_running_writer_and_live_readers_alone(tmp_path: Path) -> None:
     """Opening a store cleans ``_staging`` only of leftovers: not under a writer, not a live process's scratch."""
     store = Store.open(tmp_path / "store")

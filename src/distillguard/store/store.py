@@ -80,12 +80,10 @@ _DICTIONARY_COLUMNS = [name for name in _STATISTICS_COLUMNS if name not in {
 # 2,600 files that positional-join union was ~50x slower than either scan alone.
 CARRIED = ("ts", "account_id", "api_key_id", "ip", "user_agent", "asn", "tls_fp", "model", "max_tokens", "temperature",
            "n_tools", "has_image", "n_assistant_turns", "prompt_tokens", "completion_tokens", "reasoning_tokens",
-           "reasoning_chars", "status", "cited_call", "issued_call")
-# derived files with CARRIED columns (c3: with api_key_id, n_assistant_turns, reasoning tokens and characters;
-# c4: with the tool-call ids of history provenance); files of an earlier layout (or from before CARRIED existed)
-# are upgraded on read with the exchange file's columns; any change to CARRIED needs a new layout name
-_DERIVED_LAYOUT = "c4"
-_OLDER_LAYOUTS = ("c3", "")
+           "reasoning_chars", "status")
+# derived files with CARRIED columns (c3: with api_key_id, n_assistant_turns, reasoning tokens and characters);
+# files written before CARRIED existed are upgraded on read; any change to CARRIED needs a new layout name
+_DERIVED_LAYOUT = "c3"
 
 
 def _derived_table(derive: Derive, exchanges: pa.Table) -> pa.Table:
@@ -382,7 +380,8 @@ class Store:
         targets = [out_dir / src.parent.name / src.name for src in sources]
         columns = list(dict.fromkeys((*derive.inputs, *CARRIED)))
         todo = [i for i, (src, target) in enumerate(zip(sources, targets, strict=True))
-                if not target.exists() and self.content and self._older(derive, src) is None]
+                if not target.exists() and self.content
+                and not (self._derived_dir(derive, "") / src.parent.name / src.name).exists()]
         workers = min(workers or usable_cpus(), len(todo))
         with contextlib.ExitStack() as stack:
             computed: Iterator[str] | None = None
@@ -400,9 +399,9 @@ class Store:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(next(computed), target)
                 elif not target.exists():
-                    older = self._older(derive, src)
-                    if older is not None:  # the same signals, fewer CARRIED columns: the exchange file has them
-                        table = _with_carried(pq.read_table(older), read_exchange_file(src, list(CARRIED)))
+                    legacy = self._derived_dir(derive, "") / src.parent.name / src.name
+                    if legacy.exists():  # signals without CARRIED: the exchange file still has those columns
+                        table = _with_carried(pq.read_table(legacy), read_exchange_file(src, list(CARRIED)))
                         tmp = self._write_staged(table, src)
                     elif not self.content:
                         raise StoreError(f"{target}: signals missing in a no-content store (ingested with "
@@ -415,14 +414,6 @@ class Store:
                 if on_file:
                     on_file()
         return files
-
-    def _older(self, derive: Derive, src: Path) -> Path | None:
-        """This exchange file's signals in an earlier derived layout, if any (upgraded instead of recomputed)."""
-        for layout in _OLDER_LAYOUTS:
-            path = self._derived_dir(derive, layout) / src.parent.name / src.name
-            if path.exists():
-                return path
-        return None
 
     def _write_staged(self, table: pa.Table, src: Path) -> Path:
         tmp = self._own_staging() / f"derived-{src.name}"
