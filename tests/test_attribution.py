@@ -273,7 +273,7 @@ def test_a_members_tie_counts_its_links_to_the_accounts_the_campaign_restricts()
     links = [(a, b, 1.0, True) for i, a in enumerate(ops) for b in ops[i + 1:]]  # cards and proxy pool
     links += [(a, b, 0.6, True) for i, a in enumerate(evals) for b in evals[i + 1:]]  # templates and phrasing
     links.append(("ev1", "op1", 0.31, False))  # public judge prompts the operation also sends: phrasing only
-    camp = Campaign(id="c", accounts=ops + evals, score=1.0, strength=1.0, links=links, ties=tie_weights(links))
+    camp = Campaign(id="c", accounts=ops + evals, score=1.0, strength=1.0, links=links)
     ids = np.array(ops + evals)
     first, _ = coordination_evidence(ids, [camp], 5.0)
     assert first[3] == pytest.approx(5.0)  # ev1: 1.2 of multi-kind links to ev2 and ev3, 0.31 to op1

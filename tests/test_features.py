@@ -39,8 +39,7 @@ def _tool_turn(r: random.Random, a: int, k: int, session: dict) -> tuple[list[di
     issued = None
     if r.random() < 0.6:
         issued = {"id": f"call_{k}", "type": "function", "function": {"name": "read", "arguments": "{}"}}
-        session.setdefault("first", None)
-        if session["first"] is None:
+        if session.get("first") is None:
             session["first"] = issued["id"]
     if r.random() < 0.25:
         session["first"] = None  # the session ends

@@ -266,15 +266,12 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
     why = [""] * len(account_ids)
     for camp in campaigns:
         kinds = ", ".join(dict.fromkeys(e.kind.replace("_", " ") for e in camp.evidence[:3])) or "linked"
-        tied = getattr(camp, "ties", None)
-        if restricted is not None and tied is not None and getattr(camp, "links", None):
-            tied = tie_weights(camp.links, restricted)
+        tied = tie_weights(camp.links, restricted)
         for account in (linked or {}).get(id(camp), camp.accounts):
             i = index.get(account)
             if i is None or (eligible is not None and not eligible[i]):
                 continue
-            tie = 1.0 if tied is None else min(1.0, tied.get(account, 0.0) / TIED
-                                               + min(SINGLE_KIND_TIE, tied.get("~" + account, 0.0) / TIED))
+            tie = min(1.0, tied.get(account, 0.0) / TIED + min(SINGLE_KIND_TIE, tied.get("~" + account, 0.0) / TIED))
             value = cap * float(camp.strength) * tie
             if value > points[i]:
                 points[i] = value

@@ -59,10 +59,8 @@ class Campaign:
     behaviour: dict[str, float | None] = field(default_factory=dict)
     # linking edges inside the campaign (a, b, dominant evidence kind, weight), for the report's graph
     edges: list[tuple[str, str, str, float]] = field(default_factory=list, repr=False)
-    # per member, the weight of its links inside the campaign resting on two evidence kinds or more ("<account>")
-    # and on one kind only ("~<account>"): :func:`tie_weights` of ``links``
-    ties: dict[str, float] = field(default_factory=dict, repr=False)
-    # the linking pairs inside the campaign: (a, b, total weight, resting on two identity or behaviour kinds or more)
+    # the linking pairs inside the campaign: (a, b, total weight, resting on two identity or behaviour kinds or more);
+    # how tied each member is follows from them (:func:`tie_weights`)
     links: list[tuple[str, str, float, bool]] = field(default_factory=list, repr=False)
     # linked members that could be harvesters themselves but are only watched: named in accounts.csv and the
     # campaign record, never shared as intel or acted on as members

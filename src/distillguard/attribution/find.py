@@ -17,7 +17,6 @@ from distillguard.attribution.campaign import (
     Campaign,
     Evidence,
     campaign_id,
-    tie_weights,
 )
 from distillguard.attribution.columns import aggregate, resolve
 from distillguard.attribution.communities import communities
@@ -200,7 +199,7 @@ def _build(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig, cols, feature
             capabilities=info.get("capabilities", {}), models=info.get("models", {}), atlas=atlas,
             infrastructure=info.get("infrastructure", {}), identifiers=info.get("identifiers", {}),
             templates=info.get("templates", []), behaviour=behaviour, edges=edges.get(cid, []),
-            ties=tie_weights(pairs.get(cid, [])), links=pairs.get(cid, [])))
+            links=pairs.get(cid, [])))
     return out
 
 
