@@ -286,6 +286,22 @@ def test_a_members_tie_counts_its_links_to_the_accounts_the_campaign_restricts()
     assert tie_weights(links, {"op1"})["~ev1"] == pytest.approx(0.31) and "ev2" not in tie_weights(links, {"op1"})
 
 
+def test_coordination_reasons_call_only_listed_members_members():
+    """A linked account the campaign does not list (neither restricted nor watched) keeps its coordination points,
+    but its reason says it is linked to the campaign, not a member of it (accounts.csv names no campaign for it)."""
+    import numpy as np
+
+    from distillguard.pipeline import coordination_evidence
+
+    ops = ["op1", "op2", "op3", "weak"]
+    links = [(a, b, 1.0, True) for i, a in enumerate(ops) for b in ops[i + 1:]]
+    camp = Campaign(id="campaign-00", accounts=ops[:2], watched=["op3"], score=1.0, strength=1.0, links=links)
+    points, why = coordination_evidence(np.array(ops), [camp], 5.0, linked={id(camp): ops})
+    assert all(p > 0 for p in points)
+    assert why[0].startswith("member of campaign-00: 2 linked accounts") and why[2].startswith("member of")
+    assert why[3].startswith("linked to campaign-00: 2 linked accounts") and "not listed as a member" in why[3]
+
+
 def test_a_campaign_that_splits_a_capability_space_gives_its_specialists_coverage_evidence():
     """Coverage across accounts: members asking about one capability each, in a campaign covering several, get
     coverage-family points with words saying so; a campaign of one capability (a hydra of coding agents), members

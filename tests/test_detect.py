@@ -308,6 +308,14 @@ def test_run_detection_writes_outputs(tmp_path: Path, labelled) -> None:
     assert (tmp_path / "out" / "report.html").stat().st_size > 1000
     context = orjson.loads((tmp_path / "out" / "context.json").read_bytes())
     assert context["baselines"]["cohorts"], "the deployment's baselines go to the gateway"
+    # every account at watch or above that no campaign lists says why; "member of" only for listed members
+    header = rows[0]
+    listed = {a for c in doc["campaigns"] for a in (*c["accounts"], *c["watched"])}
+    for row in (dict(zip(header, r, strict=True)) for r in rows[1:]):
+        if row["verdict"] != "allow" and not row["campaign_id"]:
+            assert row["campaign_note"], row
+        if "member of campaign-" in row["signals"]:
+            assert row["account_id"] in listed, row
 
 
 def test_detect_cli_from_logs_and_usage_errors(tmp_path: Path, sim: Path) -> None:

@@ -161,8 +161,9 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
             break
     scores.components["coordination"] = points
     in_campaign = {a for c in kept for a in (*c.accounts, *c.watched)}
+    # every account at watch or above that no campaign lists says why (restricted or watched alike)
     scores.components["campaign_note"] = np.array(
-        ["" if a in in_campaign or not flagged(v) else note.get(a, "linked to no other suspicious account")
+        ["" if a in in_campaign or v == "allow" else note.get(a, "linked to no other suspicious account")
          for a, v in zip(ft.account_ids, scores.verdicts, strict=True)], dtype=object)
     for camp in kept:
         camp.score = float(np.mean(scores.risk[[index[a] for a in camp.accounts]]))
@@ -275,7 +276,11 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
             value = cap * float(camp.strength) * tie
             if value > points[i]:
                 points[i] = value
-                why[i] = f"member of {camp.id}: {len(camp.accounts)} linked accounts ({kinds})"
+                if account in camp.accounts or account in camp.watched:
+                    why[i] = f"member of {camp.id}: {len(camp.accounts)} linked accounts ({kinds})"
+                else:  # linked into it, but the campaign does not list it (see find_campaigns' rounds)
+                    why[i] = (f"linked to {camp.id}: {len(camp.accounts)} linked accounts ({kinds}), not listed as "
+                              "a member: too little evidence of its own")
     return points, why
 
 

@@ -15,7 +15,7 @@ RISK_TOLERANCE = 1e-6
 # unordered GROUP BY, which no engine defines (DuckDB's own order changes with its thread count: threads=1 and
 # threads=8 name different kinds on the same store). The members' reason names the first three kinds, so it
 # inherits the tie. Until attribution sorts ties (docs/spark.md), comparisons set that list aside.
-_TIED_KINDS = re.compile(r"(member of campaign-[0-9a-f]+: \d+ linked accounts) \([^)]*\)")
+_TIED_KINDS = re.compile(r"((?:member of|linked to) campaign-[0-9a-f]+: \d+ linked accounts) \([^)]*\)")
 
 
 def _accounts(out: Path) -> dict[str, dict[str, str]]:
@@ -50,8 +50,8 @@ def differences(left: Path, right: Path, tolerance: float = RISK_TOLERANCE, limi
     Per account: risk within ``tolerance``, the same verdict and campaign, the same exchanges and first/last
     seen, each family's points within ``tolerance``. Campaigns: the same list, in order, every field equal
     (numbers within ``tolerance``). Unless ``strict``, evidence items of equal weight may come in either order and
-    the kinds a member's "member of campaign-..." reason lists are set aside: both follow an order no engine defines
-    (see ``_TIED_KINDS``).
+    the kinds a member's "member of campaign-..." (or "linked to campaign-...") reason lists are set aside: both
+    follow an order no engine defines (see ``_TIED_KINDS``).
     """
     out: list[str] = []
     a, b = _accounts(Path(left)), _accounts(Path(right))
