@@ -40,8 +40,11 @@ _DETAIL = {
     "shared_ip_prefix": "{n} accounts call from {v} shared network(s)",
     "shared_client_fingerprint": "{n} accounts share {v} TLS/user-agent fingerprint(s)",
 }
-# evidence that may attach a straggler: specific to one operation and no coincidence of timing or habit
-ATTACH_KINDS = ("shared_payment", "shared_proxy_pool", "synchronised_activity")
+# evidence that may attach a straggler: specific to one operation and no coincidence of timing or habit. Not a
+# proxy pool: its customers share it (a commercial residential pool an operation rents), and summed over a large
+# campaign's members a customer's many weak pool pairs outweighed any threshold (16M exchanges: casual and power
+# users of the hydras' pool were attached and restricted); the pool still weighs in every proposed pair's edge
+ATTACH_KINDS = ("shared_payment", "synchronised_activity")
 _TEMP = ("_cand", "_acct", "_acct_tpl", "_acct_style", "_acct_min", "_nets", "_clients", "_all_keys", "_keys",
          "_nkeys", "_pairs", "_proposed", "_shared", "_wide", "_cohort", "_edges", "_links", "_members", "_shape",
          "_tpl", "_pair", "_attach")
@@ -117,7 +120,7 @@ def _attach(con: duckdb.DuckDBPyConnection, attach_min: float) -> None:
     """Attach stragglers: a suspicious account outside every campaign whose pairs each fell short of an edge.
 
     Evidence accumulates over a campaign's members: an account holding per-operation evidence
-    (``ATTACH_KINDS``: exact card, proxy pool, synchrony) with at least two members of one campaign, summing to
+    (``ATTACH_KINDS``: exact card, synchrony) with at least two members of one campaign, summing to
     ``attach_min`` and at least twice what it shares with any other campaign, joins it. Infrastructure, the
     actor's dialect (templates, card issuers, domain families: IDE agents write like a coding hydra) and sign-up
     bursts (a customer who happened to sign up during one) never count here, so a NAT, a reseller range, a common
