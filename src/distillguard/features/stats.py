@@ -179,14 +179,19 @@ def _history_sql(where: str) -> str:
 
     Reads view ``exchanges`` (four narrow columns of the exchange files), not ``ex``: carrying the two 64-bit ids
     into the derived files would send them through Spark's Python signals job, which cost that stage a fifth more
-    time at 1M exchanges (unsigned 64-bit values cross Spark's Arrow bridge as decimals)."""
+    time at 1M exchanges (unsigned 64-bit values cross Spark's Arrow bridge as decimals). For the same reason the
+    ids are split into two 32-bit halves (as BIGINT) before they are grouped and joined: Spark reads UBIGINT as
+    DECIMAL(20, 0), whose hash aggregation and sort-merge join work on Java BigDecimal objects. Only rows with an id
+    are read on either side. Both engines give the same rows as the plain join on the 64-bit ids."""
+    cond = f"AND {where[len('WHERE '):]}" if where else ""
     return f"""
-WITH c AS (SELECT DISTINCT account_id, cited_call FROM exchanges {where}),
-i AS (SELECT DISTINCT account_id, issued_call FROM exchanges {where})
+WITH c AS (SELECT DISTINCT account_id, (cited_call >> 32)::BIGINT AS hi, (cited_call % 4294967296)::BIGINT AS lo
+           FROM exchanges WHERE cited_call IS NOT NULL {cond}),
+i AS (SELECT DISTINCT account_id, (issued_call >> 32)::BIGINT AS hi, (issued_call % 4294967296)::BIGINT AS lo
+      FROM exchanges WHERE issued_call IS NOT NULL {cond})
 SELECT account_id, k, min(h, {KMV_K}) AS kept FROM (
-  SELECT DISTINCT c.account_id, (i.issued_call IS NULL)::INT AS k, (c.cited_call >> 32)::UINTEGER AS h
-  FROM c LEFT JOIN i ON c.account_id = i.account_id AND c.cited_call = i.issued_call
-  WHERE c.cited_call IS NOT NULL
+  SELECT DISTINCT c.account_id, (i.hi IS NULL)::INT AS k, c.hi::UINTEGER AS h
+  FROM c LEFT JOIN i ON c.account_id = i.account_id AND c.hi = i.hi AND c.lo = i.lo
 ) GROUP BY account_id, k
 """
 
