@@ -286,7 +286,7 @@ def test_a_members_tie_counts_its_links_to_the_accounts_the_campaign_restricts()
     assert tie_weights(links, {"op1"})["~ev1"] == pytest.approx(0.31) and "ev2" not in tie_weights(links, {"op1"})
 
 
-def test_coordination_reasons_call_only_listed_members_members():
+def test_only_the_accounts_a_campaign_lists_are_called_its_members():
     """A linked account the campaign does not list (neither restricted nor watched) keeps its coordination points,
     but its reason says it is linked to the campaign, not a member of it (accounts.csv names no campaign for it)."""
     import numpy as np
