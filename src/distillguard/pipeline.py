@@ -268,6 +268,7 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
     for camp in campaigns:
         kinds = ", ".join(dict.fromkeys(e.kind.replace("_", " ") for e in camp.evidence[:3])) or "linked"
         tied = tie_weights(camp.links, restricted)
+        listed = {*camp.accounts, *camp.watched}
         for account in (linked or {}).get(id(camp), camp.accounts):
             i = index.get(account)
             if i is None or (eligible is not None and not eligible[i]):
@@ -276,7 +277,7 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
             value = cap * float(camp.strength) * tie
             if value > points[i]:
                 points[i] = value
-                if account in camp.accounts or account in camp.watched:
+                if account in listed:
                     why[i] = f"member of {camp.id}: {len(camp.accounts)} linked accounts ({kinds})"
                 else:  # linked into it, but the campaign does not list it (see find_campaigns' rounds)
                     why[i] = (f"linked to {camp.id}: {len(camp.accounts)} linked accounts ({kinds}), not listed as "
