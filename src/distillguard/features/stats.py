@@ -183,12 +183,12 @@ def _history_sql(where: str) -> str:
     ids are split into two 32-bit halves (as BIGINT) before they are grouped and joined: Spark reads UBIGINT as
     DECIMAL(20, 0), whose hash aggregation and sort-merge join work on Java BigDecimal objects. Only rows with an id
     are read on either side. Both engines give the same rows as the plain join on the 64-bit ids."""
-    cond = f"AND {where[len('WHERE '):]}" if where else ""
     return f"""
-WITH c AS (SELECT DISTINCT account_id, (cited_call >> 32)::BIGINT AS hi, (cited_call % 4294967296)::BIGINT AS lo
-           FROM exchanges WHERE cited_call IS NOT NULL {cond}),
+WITH e AS (SELECT account_id, cited_call, issued_call FROM exchanges {where}),
+c AS (SELECT DISTINCT account_id, (cited_call >> 32)::BIGINT AS hi, (cited_call % 4294967296)::BIGINT AS lo
+      FROM e WHERE cited_call IS NOT NULL),
 i AS (SELECT DISTINCT account_id, (issued_call >> 32)::BIGINT AS hi, (issued_call % 4294967296)::BIGINT AS lo
-      FROM exchanges WHERE issued_call IS NOT NULL {cond})
+      FROM e WHERE issued_call IS NOT NULL)
 SELECT account_id, k, min(h, {KMV_K}) AS kept FROM (
   SELECT DISTINCT c.account_id, (i.hi IS NULL)::INT AS k, c.hi::UINTEGER AS h
   FROM c LEFT JOIN i ON c.account_id = i.account_id AND c.hi = i.hi AND c.lo = i.lo
