@@ -43,6 +43,7 @@ def parse_size(text: str) -> int:
     return int(float(text[:-1] if factor > 1 else text) * factor)
 STAGES = ("signals", "features", "scores", "campaigns", "outputs")
 DAY_EXCHANGES = 1_000_000_000
+FLAT_NOISE = 1.1  # a stage's cost per exchange moves by more than this between identical runs here (notes)
 HEADROOM = 1.5  # cluster sizing margin over the measured per-core throughput (skew, stragglers, I/O from storage)
 
 _CHILD = r"""
@@ -188,17 +189,27 @@ def render(results: dict[str, Any], command: str) -> str:
 
 
 def _growth(results: dict[str, Any], sizes: list[str]) -> list[str]:
-    out = ["Cost growth (seconds per million exchanges, largest measured size / smallest; 1.0 = flat):", ""]
+    """Cost per exchange of each stage, each measured size against the one below it and the largest against the
+    smallest (1.0 = flat; above 1.0 a stage grows faster than the data)."""
+    out = ["Cost growth (seconds per million exchanges, each size / the size below it, and largest / smallest; "
+           "1.0 = flat, above 1.0 = grows faster than the data):", ""]
     for engine in ("duckdb", "spark"):
         have = [s for s in sizes if engine in results[s]]
-        if len(have) < 2:
-            continue
-        lo, hi = have[0], have[-1]
-        parts = []
-        for stage in (*STAGES, "total"):
-            a, b = (_cost(results, size, engine, stage) for size in (lo, hi))
-            parts.append(f"{stage} {b / a:.2f}" if a > 0 else f"{stage} n/a")
-        out.append(f"* {engine}, {hi} vs {lo}: " + ", ".join(parts))
+        steps = list(zip(have, have[1:], strict=False))
+        if len(have) > 2:
+            steps.append((have[0], have[-1]))
+        for lo, hi in steps:
+            parts, worst = [], ("", 0.0)
+            for stage in (*STAGES, "total"):
+                a, b = (_cost(results, size, engine, stage) for size in (lo, hi))
+                parts.append(f"{stage} {b / a:.2f}" if a > 0 else f"{stage} n/a")
+                if a > 0 and stage != "total" and b / a > worst[1]:
+                    worst = (stage, b / a)
+            verdict = f"largest {worst[0]} {worst[1]:.2f}: " + (
+                "no stage grows faster than the data" if worst[1] <= 1.0 else
+                "flat within 10 %, less than one stage's run-to-run spread on this shared machine"
+                if worst[1] <= FLAT_NOISE else "grows faster than the data")
+            out.append(f"* {engine}, {hi} vs {lo}: " + ", ".join(parts) + f" ({verdict})")
     return out
 
 

@@ -286,6 +286,26 @@ def test_a_members_tie_counts_its_links_to_the_accounts_the_campaign_restricts()
     assert tie_weights(links, {"op1"})["~ev1"] == pytest.approx(0.31) and "ev2" not in tie_weights(links, {"op1"})
 
 
+def test_bystanders_linked_only_with_each_other_do_not_vouch_for_each_other():
+    """At 16M exchanges five eval runners stayed restricted round after round inside a rubric-harvesting campaign:
+    one shared habit (public judge prompts) linked them only with each other, and each counted the others, restricted
+    the round before. Only restricted members connected to the campaign's core (restricted on their own evidence, or
+    linked by two kinds of evidence) tie others in the next round; a campaign without a core is left as it was."""
+    from distillguard.pipeline import anchored
+
+    ops, evals = ["op1", "op2", "op3"], ["ev1", "ev2", "ev3"]
+    links = [(a, b, 1.0, True) for i, a in enumerate(ops) for b in ops[i + 1:]]  # cards and proxy pool
+    links += [(a, b, 0.35, False) for i, a in enumerate(evals) for b in evals[i + 1:]]  # phrasing only
+    links.append(("ev1", "op1", 0.31, False))  # ev1 also shares phrasing with the operation
+    camp = Campaign(id="c", accounts=ops + evals, score=1.0, strength=1.0, links=links)
+    every = set(ops + evals)
+    assert anchored([camp], every, set()) == every  # ev1 reaches the operation: the bystanders still count
+    assert anchored([camp], every - {"ev1"}, set()) == set(ops)  # ev2 and ev3 reach nobody but each other
+    assert anchored([camp], every - {"ev1"}, {"ev2"}) == every - {"ev1"}  # restricted on its own: a core
+    alone = Campaign(id="d", accounts=evals, score=1.0, strength=1.0, links=links[3:6])
+    assert anchored([alone], set(evals), set()) == set(evals)  # no core at all: unchanged
+
+
 def test_only_the_accounts_a_campaign_lists_are_called_its_members():
     """A linked account the campaign does not list (neither restricted nor watched) keeps its coordination points,
     but its reason says it is linked to the campaign, not a member of it (accounts.csv names no campaign for it)."""

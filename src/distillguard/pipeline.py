@@ -120,6 +120,7 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
                            "them take outputs or are throwaway accounts")
     linked = {id(c): list(c.accounts) for c in kept}  # every account linked into a campaign keeps its coordination
     takes = first.components.get("harvest", np.zeros(len(ft.account_ids)))
+    own_flagged = {a for a, v in zip(ft.account_ids, first.verdicts, strict=True) if flagged(v)}
     restricted: set[str] | None = None  # the first round ties members to everyone linked with them
     for _ in range(5):
         # a campaign lists the members it restricts, and stands only while most of its eligible members are
@@ -155,8 +156,8 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
                     note[a] = (f"linked with {len(camp.accounts) - 1} account(s), too few of them restricted to "
                                "make a campaign")
         kept = still
-        before, restricted = restricted, {a for a, v in zip(ft.account_ids, scores.verdicts, strict=True)
-                                          if flagged(v)}
+        now = {a for a, v in zip(ft.account_ids, scores.verdicts, strict=True) if flagged(v)}
+        before, restricted = restricted, anchored(kept, now, own_flagged)
         if not changed and before == restricted:
             break
     scores.components["coordination"] = points
@@ -228,6 +229,37 @@ def split_coverage(ft: FeatureTable, campaigns: list[Any], eligible: np.ndarray,
                             f"{len(rows)} accounts linked with it cover {len(covered)} capabilities ({mix}): "
                             "one slice of a capability sweep")
     return GroupEvidence("coverage", points, words)
+
+
+def anchored(campaigns: list[Any], restricted: set[str], own: set[str]) -> set[str]:
+    """The restricted accounts whose links may tie others to a campaign in the next round: within each campaign,
+    those connected (through restricted members' links) to its *core*, members restricted on their own evidence
+    or linked to another restricted member by two kinds of identity or behaviour evidence or more. Bystanders
+    that one shared habit links only with each other (eval runners sending the same public judge prompts) do not
+    vouch for each other once the operation's own members no longer reach them. A campaign without a core (all
+    of its links one kind deep) keeps every restricted member as before."""
+    out = set(restricted)
+    for camp in campaigns:
+        inside = {a for a, b, _, _ in camp.links} | {b for _, b, _, _ in camp.links}
+        members = inside & restricted
+        core = {a for a in members if a in own}
+        graph: dict[str, list[str]] = {}
+        for a, b, _, several in camp.links:
+            if a in members and b in members:
+                graph.setdefault(a, []).append(b)
+                graph.setdefault(b, []).append(a)
+                if several:
+                    core.update((a, b))
+        if not core:
+            continue
+        reached, stack = set(core), list(core)
+        while stack:
+            for b in graph.get(stack.pop(), ()):
+                if b not in reached:
+                    reached.add(b)
+                    stack.append(b)
+        out -= members - reached
+    return out
 
 
 def _operation(campaign: Any) -> float:
