@@ -130,12 +130,15 @@ def section(results: dict, ov: dict, lab_cmd: str, load: tuple[float, float], el
                               f"student {s['student_accuracy']:.3f}" for s in ad)) + f" | {'yes' if ad_ok else 'no'} |")
     if at5:
         a = at5[0]
-        met5 = "yes" if min(a["pvalue"], a.get("reading_pvalue", 1.0), a.get("mass_pvalue", 1.0)) < 1e-5 else "no"
+        met5 = "yes" if min(a["pvalue"], a.get("reading_pvalue", 1.0), a.get("mass_pvalue", 1.0),
+                            a.get("paired_pvalue", 1.0)) < 1e-5 else "no"
         lines.append(f"| student with 5 % watermarked data detected at p < 1e-5 | generation mode p = "
                      f"{a['pvalue']:.1e} (z {a['z']:.1f}, {a['scored']} pairs); reading mode p = "
                      f"{a.get('reading_pvalue', float('nan')):.1e} ({a.get('reading_scored', 0)} pairs); reading mode "
                      f"with the student's probabilities p = {a.get('mass_pvalue', float('nan')):.1e} "
-                     f"(z {a.get('mass_z', float('nan')):.1f}, {a.get('mass_scored', 0)} pairs) | {met5} |")
+                     f"(z {a.get('mass_z', float('nan')):.1f}, {a.get('mass_scored', 0)} pairs); **paired with our "
+                     f"teacher's unwatermarked probabilities p = {a.get('paired_pvalue', float('nan')):.1e}** "
+                     f"(z {a.get('paired_z', float('nan')):.1f}, {a.get('paired_scored', 0)} pairs) | {met5} |")
     met_fp = "yes" if len(controls) >= 100 and fp <= 0.01 * len(controls) else "no"
     lines.append(f"| <= 1 % of >= 100 clean controls at p < 0.01 | {fp} of {len(controls)} "
                  f"({fp / max(len(controls), 1):.1%}) | {met_fp} |")
@@ -177,12 +180,14 @@ def section(results: dict, ov: dict, lab_cmd: str, load: tuple[float, float], el
     lines += ["", "Provenance p-values (our key) against the share of watermarked data in the student's fine-tuning "
               "set:",
               "", "| watermarked share | generation p | z | scored pairs | reading p | z | scored pairs | "
-              "reading p (probabilities) | z | scored pairs |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "reading p (probabilities) | z | scored pairs | paired with our teacher p | z | scored pairs |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {p['share']:.0%} | {p['pvalue']:.1e} | {p['z']:.1f} | {p['scored']} | "
               f"{p.get('reading_pvalue', float('nan')):.1e} | {p.get('reading_z', float('nan')):.1f} | "
               f"{p.get('reading_scored', 0)} | {p.get('mass_pvalue', float('nan')):.1e} | "
-              f"{p.get('mass_z', float('nan')):.1f} | {p.get('mass_scored', 0)} |" for p in prov]
+              f"{p.get('mass_z', float('nan')):.1f} | {p.get('mass_scored', 0)} | "
+              f"{p.get('paired_pvalue', float('nan')):.1e} | {p.get('paired_z', float('nan')):.1f} | "
+              f"{p.get('paired_scored', 0)} |" for p in prov]
     lines += ["", "Controls (H0 true):", "", "| control | tests | p < 0.01 | smallest p |", "|---|---|---|---|"]
     lines += [f"| {k} | {len(v)} | {sum(x < 0.01 for x in v)} | {min(v):.2g} |" for k, v in kinds.items()]
     if z:

@@ -169,6 +169,86 @@ def test_the_probability_mass_test_finds_a_lean_the_top1_test_misses_and_stays_c
     assert all(c.pvalue > 1e-3 for c in result.control_keys)
 
 
+def test_the_paired_null_bound_is_never_below_the_tail_of_random_green_lists():
+    """The paired statistic's p-value (signed weights, green lists drawn as random k-subsets) is a valid upper
+    bound on the tail: compared with the empirical tail over many random green lists, and its mean and variance
+    with theirs."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    n_vocab, gamma, windows = 40, 0.25, 30
+    pairs = [(c, v) for c in range(1, windows + 1) for v in rng.choice(n_vocab, 12, replace=False).tolist()]
+    weights = rng.normal(0, 1, len(pairs)).tolist()
+    null = prov.PairedNull(pairs, weights, n_vocab, gamma)
+    k = prov.green_size(n_vocab, gamma)
+    by_ctx: dict[int, list[tuple[int, float]]] = {}
+    for (c, v), w in zip(pairs, weights, strict=True):
+        by_ctx.setdefault(c, []).append((v, w))
+    draws = np.empty(20_000)
+    for t in range(len(draws)):
+        total = 0.0
+        for items in by_ctx.values():
+            chosen = set(rng.choice(n_vocab, k, replace=False).tolist())
+            total += sum(w for v, w in items if v in chosen)
+        draws[t] = total - null.expected
+    assert abs(draws.mean()) < 4 * draws.std() / np.sqrt(len(draws))
+    assert draws.var() == pytest.approx(null.variance, rel=0.05)
+    for z in (1.0, 2.0, 3.0):
+        excess = z * np.sqrt(null.variance)
+        assert (draws >= excess).mean() <= null.pvalue(excess) * 1.02 + 1e-4
+    assert null.pvalue(0.0) == 1.0 and null.pvalue(-1.0) == 1.0
+
+
+def test_pairing_with_a_reference_model_finds_a_faint_lean_and_stays_calibrated():
+    """A suspect that leans faintly towards our green tokens on top of a language it shares with our own model:
+    the unpaired probability test misses it (the language's own variance hides it), the paired test against a
+    reference that never saw our outputs finds it; a suspect without the lean is not flagged by our key, nor is the
+    lean by random keys."""
+    import numpy as np
+
+    key = random_key("ours", rng_seed=1)
+    green = prov.torch_green(VOCAB)
+    wm = KeyedWatermark(key, VOCAB)
+    rng = np.random.default_rng(0)
+    texts, suspect, clean, reference = [], [], [], []
+    language = rng.dirichlet(np.full(VOCAB, 0.1), size=VOCAB)  # the next-token law both models learned
+    for _ in range(40):
+        text = [int(x) for x in rng.integers(1, VOCAB, 40)]
+        ref = np.stack([language[c] for c in text])
+        noise = rng.dirichlet(np.full(VOCAB, 50.0), size=len(text))  # the suspect is another model of it
+        base = 0.9 * ref + 0.1 * noise
+        lean = base.copy()
+        for i, ctx in enumerate(text):
+            lean[i, wm.green_mask(ctx).numpy().astype(bool)] *= 1.05
+            lean[i] /= lean[i].sum()
+        texts.append(text)
+        suspect.append(lean)
+        clean.append(base)
+        reference.append(ref)
+    plain = prov.score(prov.reading_masses(texts, suspect), key, green)[0]
+    paired_t = prov.reading_masses(texts, suspect, reference=reference, vocab_size=VOCAB)
+    paired = prov.score(paired_t, key, green)[0]
+    assert paired_t.paired and paired.statistic == "paired"
+    assert plain.pvalue > 1e-3 and paired.pvalue < 1e-4 and paired.z > 4 > plain.z
+    result = prov.test(prov.reading_masses(texts, clean, reference=reference, vocab_size=VOCAB), key, green,
+                       suspect="clean", mode="reading", n_control_keys=40)
+    assert result.score.pvalue > 0.01 and result.control_false_positive_rate <= 0.05
+    leaning = prov.test(paired_t, key, green, suspect="s", mode="reading", n_control_keys=40)
+    assert all(c.pvalue > 1e-3 for c in leaning.control_keys)  # the lean is towards our key only
+    with pytest.raises(ValueError, match="vocab_size"):
+        prov.reading_masses(texts, suspect, reference=reference)
+    # paired, only a window's first position in each text is read: later ones follow a token its own green list
+    # chose (the text is ours, watermarked), so which weights count would depend on the key
+    text, dist = [3, 5, 3, 7], np.full((4, VOCAB), 1.0 / VOCAB)
+    dist[0, 9], dist[2, 11] = 0.5, 0.5
+    one = prov.reading_masses([text], [dist], reference=[np.full((4, VOCAB), 1.0 / VOCAB)], vocab_size=VOCAB,
+                              weigh="mean")
+    assert dict(zip(one.pairs, one.weights, strict=True))[(3, 9)] > 0 and (3, 11) not in one.pairs
+    assert one.in_prompt == 1 and one.duplicates == 0
+    with pytest.raises(ValueError, match="fewer texts"):
+        prov.reading_masses(texts, suspect, reference=reference[:-1], vocab_size=VOCAB)
+
+
 def test_report_is_self_contained(tmp_path):
     from distillguard.resist.report import write_html
 
@@ -225,10 +305,20 @@ def test_cli_local_model_generation_and_reading_modes(tmp_path):
     prompts.write_text("".join(json.dumps({"prompt_ids": [i + 1, i + 2]}) + "\n" for i in range(10)))
     texts = tmp_path / "served.jsonl"
     texts.write_text("".join(json.dumps({"token_ids": p + c}) + "\n" for p, c in _texts(10, 30, key)))
+    reference_dir = tmp_path / "reference"
+    GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=16, n_layer=1, n_head=2)).save_pretrained(
+        reference_dir)
     for mode in (["--prompts", str(prompts), "--max-tokens", "20"], ["--read", str(texts)],
-                 ["--read", str(texts), "--reading-statistic", "top1"]):
+                 ["--read", str(texts), "--reading-statistic", "top1"],
+                 ["--read", str(texts), "--reference", str(reference_dir)]):
         res = runner.invoke(main, ["provenance", "test", "--keys", str(keys), "--hf-model", str(model_dir), *mode,
                                    "--control-keys", "10", "--out", str(tmp_path / "out")])
         assert res.exit_code == 0, res.output
         summary = json.loads(res.stdout.strip().splitlines()[-1])
         assert summary["scored"] > 0 and not summary["radioactive"]  # a random model never saw our outputs
+    report = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert report["score"]["statistic"] == "paired" and "paired with the reference model" in report["notes"][0]
+    assert "reference" in (tmp_path / "out" / "provenance.html").read_text()
+    res = runner.invoke(main, ["provenance", "test", "--keys", str(keys), "--hf-model", str(model_dir), "--prompts",
+                               str(prompts), "--reference", str(reference_dir), "--out", str(tmp_path / "out2")])
+    assert res.exit_code == 2 and "--reference needs --hf-model and --read" in res.output

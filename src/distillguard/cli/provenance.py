@@ -111,6 +111,11 @@ def _lines(path: str) -> list[dict]:
 @click.option("--reading-statistic", type=click.Choice(["probabilities", "top1"]), default="probabilities",
               show_default=True, help="reading mode: score the suspect's next-token probabilities (green mass, more "
               "powerful) or only its top-1 guesses (the radioactivity paper's count)")
+@click.option("--reference", "reference_model", type=click.Path(exists=True, file_okay=False),
+              help="with --hf-model --read: a local model that never trained on our watermarked outputs (our own "
+              "serving model: the watermark is added after its logits; or any model with our tokenizer) reading the "
+              "same texts; the suspect's probabilities are scored against it (the paired statistic, far more "
+              "powerful: what both models know of the language cancels)")
 @click.option("--tokenizer", type=click.Path(exists=True, file_okay=False),
               help="our serving model's tokenizer directory (the token ids the watermark was applied to)")
 @click.option("--vocab-size", type=int, default=None, help="our serving model's vocabulary size (default: tokenizer)")
@@ -124,7 +129,8 @@ def _lines(path: str) -> list[dict]:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="provenance-out", show_default=True)
 def test_cmd(keys_path: str, key_id: str | None, generations: str | None, endpoint: str | None,
              model_name: str | None, api_key_env: str | None, hf_model: str | None, prompts: str | None,
-             read_path: str | None, reading_statistic: str, tokenizer: str | None, vocab_size: int | None,
+             read_path: str | None, reading_statistic: str, reference_model: str | None, tokenizer: str | None,
+             vocab_size: int | None,
              control_generations: str | None,
              filter_served: str | None, alpha: float, control_keys: int, max_tokens: int, out_dir: str) -> None:
     """Test whether a suspect model was trained on outputs watermarked with our key (radioactivity p-value, random-key
@@ -151,6 +157,8 @@ def test_cmd(keys_path: str, key_id: str | None, generations: str | None, endpoi
         key = ring.get(key_id) if key_id else ring.active
     except KeyError_ as exc:
         fail(str(exc))
+    if reference_model and not (hf_model and read_path and reading_statistic == "probabilities"):
+        fail("--reference needs --hf-model and --read (reading mode with the suspect's probabilities)", 2)
     tok = _tokenizer(tokenizer)
     model = None
     if hf_model:
@@ -199,6 +207,11 @@ def test_cmd(keys_path: str, key_id: str | None, generations: str | None, endpoi
                 texts_ids = [row["token_ids"] if "token_ids" in row else encode(row.get("text") or row["completion"])
                              for row in _lines(read_path)]
                 preds, dists = _read_predictions(model, texts_ids, reading_statistic == "probabilities")
+                if reference_model:
+                    from transformers import AutoModelForCausalLM
+
+                    reference = AutoModelForCausalLM.from_pretrained(reference_model, local_files_only=True).eval()
+                    _, reference_dists = _read_predictions(reference, texts_ids, True)
             elif prompts:
                 rows = _lines(prompts)
                 items = _hf_generate(model, [row.get("prompt_ids") or encode(row["prompt"]) for row in rows],
@@ -207,7 +220,15 @@ def test_cmd(keys_path: str, key_id: str | None, generations: str | None, endpoi
                 fail("--hf-model needs --prompts (generation mode) or --read (reading mode)", 2)
     except (OSError, ValueError) as exc:
         fail(str(exc))
-    if mode == "reading" and reading_statistic == "probabilities":
+    if mode == "reading" and reading_statistic == "probabilities" and reference_model:
+        try:
+            tuples = prov.reading_masses(texts_ids, dists, filter_contexts=filt, reference=reference_dists,
+                                         vocab_size=vocab)
+        except ValueError as exc:
+            fail(str(exc))
+        notes.append(f"reading mode with the suspect's next-token probabilities, paired with the reference model "
+                     f"{reference_model} (the suspect's probability minus the reference's, per window and token)")
+    elif mode == "reading" and reading_statistic == "probabilities":
         tuples = prov.reading_masses(texts_ids, dists, filter_contexts=filt)
         notes.append("reading mode with the suspect's next-token probabilities (green probability mass per window)")
     elif mode == "reading":

@@ -62,13 +62,17 @@ def provenance_plot(result: Any):
         if "mass_pvalue" in result.provenance[0]:
             ax.plot(xs, [max(p["mass_pvalue"], 1e-300) for p in result.provenance], "-^", color="#9467bd",
                     label="students with our watermarked data: reading mode, probabilities")
+        if "paired_pvalue" in result.provenance[0]:
+            ax.plot(xs, [max(p["paired_pvalue"], 1e-300) for p in result.provenance], "-D", color="#2ca02c",
+                    label="students with our watermarked data: probabilities paired with our teacher")
     kinds: dict[str, list[float]] = {}
     for c in result.controls:
         kinds.setdefault(c["kind"], []).append(max(c["pvalue"], 1e-300))
-    markers = ["x", "+", "1", "2"]
+    markers = ["x", "+", "1", "2", "3"]
     for i, (kind, ps) in enumerate(kinds.items()):
         jitter = [0.3 + 0.4 * (j / max(len(ps) - 1, 1)) for j in range(len(ps))]
-        ax.plot([0.1 * (1 + j) for j in jitter], ps, markers[i % 4], ms=4, alpha=0.6, label=f"control: {kind}")
+        ax.plot([0.1 * (1 + j) for j in jitter], ps, markers[i % len(markers)], ms=4, alpha=0.6,
+                label=f"control: {kind}")
     ax.set_xscale("symlog", linthresh=0.5)
     ax.set_yscale("log")
     ax.axhline(1e-5, color="red", ls="--", lw=1, label="p = 1e-5")
@@ -100,7 +104,8 @@ def write_report(result: Any, out: Path) -> Path:
     prov_rows = "".join(f"<tr><td>{p['share']:.0%}</td><td>{p['pvalue']:.2e}</td><td>{p['z']:.1f}</td>"
                         f"<td>{p['scored']}</td><td>{p.get('reading_pvalue', float('nan')):.2e}</td>"
                         f"<td>{p.get('reading_scored', 0)}</td><td>{p.get('mass_pvalue', float('nan')):.2e}</td>"
-                        f"<td>{p.get('mass_scored', 0)}</td></tr>" for p in result.provenance)
+                        f"<td>{p.get('mass_scored', 0)}</td><td>{p.get('paired_pvalue', float('nan')):.2e}</td>"
+                        f"<td>{p.get('paired_z', float('nan')):.1f}</td></tr>" for p in result.provenance)
     fp = sum(c["pvalue"] < 0.01 for c in result.controls)
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>distillguard lab</title>
 <style>body{{font:15px/1.5 system-ui,sans-serif;max-width:62rem;margin:2rem auto;padding:0 1rem}}
@@ -115,7 +120,8 @@ student {result.proxy_accuracy:.3f}. Ran in {result.seconds:.0f} s.</p>
 <h2>Defences</h2><table><tr><th>defence</th><th>strength</th><th>teacher</th><th>of clean</th><th>student</th>
 <th>below undistilled</th></tr>{rows}</table>
 <h2>Provenance</h2><table><tr><th>watermarked share</th><th>p (generation)</th><th>z</th><th>scored pairs</th>
-<th>p (reading)</th><th>scored pairs</th><th>p (reading, probabilities)</th><th>scored pairs</th></tr>
+<th>p (reading)</th><th>scored pairs</th><th>p (reading, probabilities)</th><th>scored pairs</th>
+<th>p (probabilities paired with our teacher)</th><th>z</th></tr>
 {prov_rows}</table><p>Controls: {fp} of {len(result.controls)} give p &lt; 0.01.</p></body></html>"""
     path = out / "lab.html"
     path.write_text(page, encoding="utf-8")

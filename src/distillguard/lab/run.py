@@ -259,19 +259,8 @@ def provenance(cfg: LabConfig, key: WatermarkKey, result: LabResult, log: Callab
 
     n_read_default = max(1, int(round(0.05 * cfg.lm_student_examples)))
 
-    def student(share: float, seed: int) -> tuple[prov.Tuples, prov.Tuples, prov.Tuples, prov.Tuples]:
-        """The attacker's base model fine-tuned on a set with ``share`` of our watermarked outputs; its tuples in
-        generation mode (prompted, closed model) and reading mode (reading the watermarked texts we served to it,
-        or as many of them as a 5 % share holds for a clean student: open model, supervised), by its top-1 guesses
-        and by its probabilities."""
-        n_marked = int(round(share * cfg.lm_student_examples))
-        other = src.sample(cfg.lm_student_examples - n_marked, length, np.random.default_rng(seed))
-        data = served[:n_marked] + other
-        model = copy.deepcopy(base)
-        train(model, [s[:1] for s in data], [s[1:] for s in data], steps=cfg.lm_student_steps, batch_size=64,
-              lr=1e-3, seed=seed, pad_id=lang.PAD_ID, warmup=10)
-        outs = generate(model, probe_prompts, max_new_tokens=length - 2, seed=seed + 1)
-        texts = served[:n_marked or n_read_default]
+    def read(model: torch.nn.Module, texts: list[list[int]]) -> tuple[list[list[int]], list[np.ndarray]]:
+        """A model reading texts: its top-1 guess and its next-token distribution at every position."""
         width = max(len(t) for t in texts)
         padded = torch.tensor([t + [lang.PAD_ID] * (width - len(t)) for t in texts])
         preds: list[list[int]] = []
@@ -283,28 +272,55 @@ def provenance(cfg: LabConfig, key: WatermarkKey, result: LabResult, log: Callab
                 for t, row, dist in zip(texts[i:i + 256], logits.argmax(-1).tolist(), probs, strict=True):
                     preds.append(row[:len(t)])
                     dists.append(dist[:len(t)])
+        return preds, dists
+
+    # the provider's reference for the paired statistic: its own teacher's distribution before the watermark
+    # (the logits processor adds the bias after the model), reading the texts each student is read on
+    references = {n: read(teacher, served[:n])[1] for n in {int(round(s * cfg.lm_student_examples)) or n_read_default
+                                                            for s in (*cfg.shares, 0.0)}}
+
+    def student(share: float, seed: int) -> tuple[prov.Tuples, prov.Tuples, prov.Tuples, prov.Tuples, prov.Tuples]:
+        """The attacker's base model fine-tuned on a set with ``share`` of our watermarked outputs; its tuples in
+        generation mode (prompted, closed model) and reading mode (reading the watermarked texts we served to it,
+        or as many of them as a 5 % share holds for a clean student: open model, supervised), by its top-1 guesses
+        and by its probabilities."""
+        n_marked = int(round(share * cfg.lm_student_examples))
+        other = src.sample(cfg.lm_student_examples - n_marked, length, np.random.default_rng(seed))
+        data = served[:n_marked] + other
+        model = copy.deepcopy(base)
+        train(model, [s[:1] for s in data], [s[1:] for s in data], steps=cfg.lm_student_steps, batch_size=64,
+              lr=1e-3, seed=seed, pad_id=lang.PAD_ID, warmup=10)
+        outs = generate(model, probe_prompts, max_new_tokens=length - 2, seed=seed + 1)
+        n_read = n_marked or n_read_default
+        texts = served[:n_read]
+        preds, dists = read(model, texts)
         return (prov.generation_tuples(list(zip(probe_prompts, outs, strict=True))),
                 prov.reading_tuples(texts, preds), prov.reading_masses(texts, dists),
-                prov.reading_masses(texts, dists, weigh="mean"))
+                prov.reading_masses(texts, dists, weigh="mean"),
+                prov.reading_masses(texts, dists, reference=references[n_read], vocab_size=vocab))
 
     for i, share in enumerate(cfg.shares):
-        gen_t, read_t, mass_t, mean_t = student(share, cfg.seed + 200 + i)
+        gen_t, read_t, mass_t, mean_t, paired_t = student(share, cfg.seed + 200 + i)
         g, _ = prov.score(gen_t, key, green)
         r, _ = prov.score(read_t, key, green)
         m, _ = prov.score(mass_t, key, green)
         mm, _ = prov.score(mean_t, key, green)
+        pr, _ = prov.score(paired_t, key, green)
         result.provenance.append({"share": share, "pvalue": g.pvalue, "z": g.z, "scored": g.scored,
                                   "green_fraction": g.green_fraction, "reading_pvalue": r.pvalue, "reading_z": r.z,
                                   "reading_scored": r.scored, "mass_pvalue": m.pvalue, "mass_z": m.z,
                                   "mass_scored": m.scored, "mass_green_fraction": m.green_fraction,
-                                  "mass_mean_pvalue": mm.pvalue, "mass_mean_z": mm.z})
+                                  "mass_mean_pvalue": mm.pvalue, "mass_mean_z": mm.z,
+                                  "paired_pvalue": pr.pvalue, "paired_z": pr.z, "paired_scored": pr.scored})
         log(f"  student with {share:>5.1%} watermarked data: generation p {g.pvalue:.1e} (z {g.z:.1f}, "
             f"{g.scored} pairs); reading p {r.pvalue:.1e} (z {r.z:.1f}, {r.scored} pairs); reading probabilities "
-            f"p {m.pvalue:.1e} (z {m.z:.1f}, {m.scored} pairs; every window once: z {mm.z:.1f})")
+            f"p {m.pvalue:.1e} (z {m.z:.1f}, {m.scored} pairs; every window once: z {mm.z:.1f}); paired with the "
+            f"teacher p {pr.pvalue:.1e} (z {pr.z:.1f}, {pr.scored} pairs)")
     for j in range(cfg.clean_students):
-        gen_t, read_t, mass_t, mean_t = student(0.0, cfg.seed + 300 + j)
+        gen_t, read_t, mass_t, mean_t, paired_t = student(0.0, cfg.seed + 300 + j)
         for mode, tuples in (("generation", gen_t), ("reading", read_t), ("reading probabilities", mass_t),
-                             ("reading probabilities, every window once", mean_t)):
+                             ("reading probabilities, every window once", mean_t),
+                             ("reading probabilities, paired with the teacher", paired_t)):
             res = prov.test(tuples, key, green, suspect=f"clean student {j}", mode=mode,
                             n_control_keys=cfg.control_keys_per_clean)
             result.controls.append({"kind": f"clean student ({mode}), our key", "pvalue": res.score.pvalue,

@@ -30,6 +30,20 @@ Bernoulli moment generating function (valid at any sample size, conservative). A
 texts leans towards their green tokens everywhere, not only where its top-1 guess flips, so this uses far more of
 what it absorbed than the top-1 test.
 
+*Paired with a reference model* (``reading_masses(reference=...)``): most of the plain statistic's variance is the
+language itself (which next tokens are plausible at all), which the suspect shares with any model of it. Given a
+model that never trained on our watermarked outputs reading the same texts (our own serving model's
+distribution before the watermark, or any model with the same tokenizer), each tuple weighs the suspect's probability
+*minus* the reference's (each window read at its first position in each text only: a later one follows a token its
+own green list chose, and excluding those tokens would tie the weights to the key), and
+``S = sum_w e_w sum_v (p_wv - r_wv) (green_wv - k/N)``. Under H0 the green lists are
+independent of both models, so ``S`` has mean 0; its weights are signed, so negative association no longer bounds
+it, but a green list is a uniformly random k-subset of the N-token vocabulary, and a sum over a sample without
+replacement is dominated in convex order by one with replacement (Hoeffding 1963): Chernoff's bound with that
+moment generating function is valid at any sample size (:class:`PairedNull`). In the lab, a student with 5 % of
+its fine-tuning set our watermarked texts reads z 1.4 on the plain statistic and z 6 paired with our teacher's own
+unwatermarked distribution, while random keys stay centred on 0 with unit spread.
+
 Controls: the same tuples scored with ``control_keys`` random keys (p-values must be uniform: a suspect that only
 looks radioactive because of how it writes fails here too), and, when given, a clean control model or text scored
 with our key.
@@ -77,6 +91,10 @@ class Tuples:
     skipped_context: int = 0
     order: list[int] = field(default_factory=list)  # index of the sequence each pair came from
     weights: list[float] | None = None  # probability mass per pair (reading_masses); None: each pair counts once
+    # with a reference model (reading_masses(reference=...)): the weights are the suspect's probability minus the
+    # reference's (signed), scored by the paired statistic, which needs the vocabulary size
+    paired: bool = False
+    vocab_size: int | None = None
 
     def counts(self) -> dict[str, int]:
         return {"tokens": self.seen_tokens, "scored": len(self.pairs), "duplicates": self.duplicates,
@@ -147,7 +165,8 @@ READING_TOP_K = 64  # tokens per position the probability statistic reads
 
 def reading_masses(texts: Iterable[Sequence[int]], distributions: Iterable[Any], *, top_k: int = READING_TOP_K,
                    weigh: str = "exposure", filter_contexts: set[int] | None = None,
-                   skip_contexts: frozenset[int] = SKIP_CONTEXTS) -> Tuples:
+                   skip_contexts: frozenset[int] = SKIP_CONTEXTS, reference: Iterable[Any] | None = None,
+                   vocab_size: int | None = None) -> Tuples:
     """Weighted tuples from a model reading our texts with its probabilities (see the module docstring):
     ``distributions[i]`` is an array ``[len(text) - 1, vocab]`` (or longer) of its next-token probabilities at each
     position of ``texts[i]``, or, for a large vocabulary, the pair ``(token_ids, probabilities)`` of arrays
@@ -158,22 +177,41 @@ def reading_masses(texts: Iterable[Sequence[int]], distributions: Iterable[Any],
     ``weigh``: how windows count against each other. ``exposure`` (default) weighs a window by the square root of
     the number of positions it has in the texts read (a model that trained on the texts saw the window's green
     tokens that often, so its lean grows with it, while one window's weight stays bounded); ``mean``: every
-    window once. Any weights fixed before the key is applied keep the test valid."""
+    window once. Any weights fixed before the key is applied keep the test valid.
+
+    ``reference`` (the same shape as ``distributions``, with ``vocab_size``): a model that never trained on our
+    watermarked outputs reading the same texts, e.g. our own serving model's distribution before the watermark is
+    applied. Each tuple's weight is then the suspect's probability *minus* the reference's (over the tokens either
+    ranks in its top ``top_k``), and :func:`score` uses the paired statistic: what the two models share (the
+    language itself, most of the variance of the plain statistic) cancels, and what is left is how far the suspect
+    leans towards our green tokens beyond a model that never saw them (module docstring, "paired")."""
     if weigh not in WINDOW_WEIGHTS:
         raise ValueError(f"weigh: expected one of {', '.join(WINDOW_WEIGHTS)}, got {weigh!r}")
+    if reference is not None and not vocab_size:
+        raise ValueError("reading_masses: a reference needs vocab_size (the watermark's vocabulary)")
     import numpy as np
+
+    def row_tokens(dist: Any, i: int) -> tuple[list[int], list[float]]:
+        if isinstance(dist, tuple):
+            ids, probs = np.asarray(dist[0][i]), np.asarray(dist[1][i], dtype=np.float64)
+        else:
+            ids, probs = None, np.asarray(dist[i], dtype=np.float64)
+        k = min(top_k, probs.shape[-1])
+        top = np.argpartition(-probs, k - 1)[:k] if k < len(probs) else np.arange(len(probs))
+        tokens = (ids[top] if ids is not None else top).tolist()
+        return tokens, probs[top].tolist()
 
     acc: dict[int, dict[int, float]] = {}
     positions: dict[int, int] = defaultdict(int)
     first: dict[int, int] = {}  # window -> the first text it occurs in
-    out = Tuples()
+    out = Tuples(paired=reference is not None, vocab_size=vocab_size)
+    refs = iter(reference) if reference is not None else None
     for n, (text, dist) in enumerate(zip(texts, distributions, strict=True)):
-        if isinstance(dist, tuple):
-            ids, probs = np.asarray(dist[0]), np.asarray(dist[1], dtype=np.float64)
-        else:
-            ids, probs = None, np.asarray(dist, dtype=np.float64)
-        k = min(top_k, probs.shape[-1])
+        ref = next(refs, None) if refs is not None else None
+        if refs is not None and ref is None:
+            raise ValueError(f"reading_masses: the reference has fewer texts than the suspect ({n})")
         earlier: set[tuple[int, int]] = set()
+        windows: set[int] = set()  # windows met earlier in this text
         for i in range(len(text) - 1):
             out.seen_tokens += 1
             ctx = int(text[i])
@@ -181,23 +219,35 @@ def reading_masses(texts: Iterable[Sequence[int]], distributions: Iterable[Any],
                 out.skipped_context += 1
             elif filter_contexts is not None and ctx not in filter_contexts:
                 out.filtered += 1
+            elif out.paired and ctx in windows:
+                # paired: only a window's first position in each text is read. Later ones follow a token the
+                # window's own green list chose earlier in the text (a model may copy it); leaving out those
+                # tokens instead would make which weights are zero depend on the key, and signed weights would
+                # turn that into a bias either way
+                out.in_prompt += 1
             else:
-                row = probs[i]
-                top = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
-                tokens = (ids[i][top] if ids is not None else top).tolist()
+                tokens, masses = row_tokens(dist, i)
+                if ref is not None:  # the suspect's probability minus the reference's, over either's top tokens
+                    mine = dict(zip(tokens, masses, strict=True))
+                    theirs = dict(zip(*row_tokens(ref, i), strict=True))
+                    tokens = list(mine.keys() | theirs.keys())
+                    masses = [mine.get(v, 0.0) - theirs.get(v, 0.0) for v in tokens]
                 sums = acc.setdefault(ctx, {})
                 first.setdefault(ctx, n)
                 positions[ctx] += 1
-                for v, mass in zip(tokens, row[top].tolist(), strict=True):
+                for v, mass in zip(tokens, masses, strict=True):
                     if (ctx, v) in earlier:
                         out.in_prompt += 1
                         continue
                     sums[v] = sums.get(v, 0.0) + mass
             earlier.add((int(text[i]), int(text[i + 1])))
+            windows.add(ctx)
+    if refs is not None and next(refs, None) is not None:
+        raise ValueError("reading_masses: the reference has more texts than the suspect")
     out.weights = []
     for ctx, sums in acc.items():
         for v, total in sums.items():
-            if total > 0:
+            if total > 0 or (out.paired and total != 0):
                 out.pairs.append((ctx, v))
                 out.order.append(first[ctx])
                 mean = total / positions[ctx]
@@ -239,6 +289,67 @@ def chernoff_pvalue(excess: float, weights: Sequence[float], gamma: float) -> fl
     return float(min(1.0, math.exp(min(0.0, best.fun))))
 
 
+def green_size(vocab_size: int, gamma: float) -> int:
+    """Tokens in one green list (transformers' ``WatermarkLogitsProcessor``: ``int(vocab_size * gamma)``)."""
+    return int(vocab_size * gamma)
+
+
+class PairedNull:
+    """The paired statistic's null distribution for one set of signed weights, grouped by window.
+
+    Under H0 each window's green list is a uniformly random subset of ``k`` of the ``N`` vocabulary tokens,
+    independent across windows and of the weights. ``S_w = sum of w_v over the green v`` is then a sample of ``k``
+    values drawn *without replacement* from the window's ``N`` weights (zeros for tokens not scored), which is
+    dominated in convex order by ``k`` draws *with* replacement (Hoeffding 1963, theorem 4); so
+    ``E exp(l S_w) <= (mean_v exp(l w_v))^k`` for any real weights, and Chernoff's bound over the product of
+    windows is a valid p-value at any sample size, whatever the signs (``pvalue``). The weights are the key's
+    only unknowns, so this object serves our key and every control key alike."""
+
+    def __init__(self, pairs: Sequence[tuple[int, int]], weights: Sequence[float], vocab_size: int,
+                 gamma: float) -> None:
+        import numpy as np
+
+        self.n_vocab, self.k = vocab_size, green_size(vocab_size, gamma)
+        ctx = np.fromiter((c for c, _ in pairs), dtype=np.int64, count=len(pairs))
+        w = np.asarray(weights, dtype=np.float64)
+        order = np.argsort(ctx, kind="stable")
+        self.w, ctx = w[order], ctx[order]
+        self.starts = np.flatnonzero(np.r_[True, ctx[1:] != ctx[:-1]]) if len(ctx) else np.zeros(0, np.int64)
+        self.sizes = np.diff(np.r_[self.starts, len(ctx)]) if len(ctx) else np.zeros(0, np.int64)
+        sums = np.add.reduceat(self.w, self.starts) if len(ctx) else np.zeros(0)
+        squares = np.add.reduceat(self.w * self.w, self.starts) if len(ctx) else np.zeros(0)
+        n, k = self.n_vocab, self.k
+        self.expected = float(k / n * sums.sum())  # E S under H0
+        # the variance of a size-k sample without replacement from N values (zeros included)
+        self.variance = float(np.sum(k * (n - k) / (n * (n - 1)) * (squares - sums * sums / n))) if n > 1 else 0.0
+        self._mean = sums / n
+
+    def log_mgf(self, lam: float) -> float:
+        """``sum_w k (log mean_v exp(lam w_v) - lam mean_v w_v)``: the log of the bound on E exp(lam (S - E S))."""
+        import numpy as np
+
+        if not len(self.w):
+            return 0.0
+        x = lam * self.w
+        shift = np.maximum(np.maximum.reduceat(x, self.starts), 0.0)
+        total = np.add.reduceat(np.exp(x - np.repeat(shift, self.sizes)), self.starts)
+        total = total + (self.n_vocab - self.sizes) * np.exp(-shift)  # the unscored tokens weigh 0
+        log_mean = shift + np.log(total) - math.log(self.n_vocab)
+        return float(self.k * np.sum(log_mean - lam * self._mean))
+
+    def pvalue(self, excess: float) -> float:
+        """Chernoff's bound on P(S - E S >= excess) under H0 (see the class docstring)."""
+        from scipy.optimize import minimize_scalar
+
+        if excess <= 0 or not len(self.w) or self.variance <= 0:
+            return 1.0
+        scale = excess / self.variance  # the Gaussian optimum
+        hi = max(scale * 8.0, 1e-6)
+        best = minimize_scalar(lambda lam: -lam * excess + self.log_mgf(lam), bounds=(0.0, hi), method="bounded",
+                               options={"xatol": 1e-9 * hi})
+        return float(min(1.0, math.exp(min(0.0, best.fun))))
+
+
 GreenFn = Callable[[WatermarkKey, Sequence[tuple[int, int]]], list[bool]]
 
 
@@ -270,20 +381,35 @@ class KeyScore:
     green: int
     pvalue: float
     z: float
-    statistic: str = "binomial"  # or "mass": green probability mass (reading_masses), Chernoff's bound
+    # or "mass": green probability mass (reading_masses), Chernoff's bound; or "paired": the suspect's probability
+    # on green tokens beyond a reference model's (reading_masses(reference=...)), Hoeffding-Chernoff bound
+    statistic: str = "binomial"
     mass: float = 0.0  # with "mass": total probability mass scored ...
-    green_mass: float = 0.0  # ... and the part of it on green tokens
+    green_mass: float = 0.0  # ... and the part of it on green tokens; with "paired": the lean beyond chance
 
     @property
     def green_fraction(self) -> float:
+        if self.statistic == "paired":
+            return float("nan")
         if self.statistic == "mass":
             return self.green_mass / self.mass if self.mass else float("nan")
         return self.green / self.scored if self.scored else float("nan")
 
 
-def score(tuples: Tuples, key: WatermarkKey, green_fn: GreenFn) -> tuple[KeyScore, list[bool]]:
+def score(tuples: Tuples, key: WatermarkKey, green_fn: GreenFn, null: PairedNull | None = None
+          ) -> tuple[KeyScore, list[bool]]:
+    """Our key's (or a control key's) score of ``tuples``; ``null``: the paired statistic's null distribution when
+    already built for these tuples (it does not depend on the key)."""
     flags = green_fn(key, tuples.pairs)
     g, n, gamma = sum(flags), len(flags), key.greenlist_ratio
+    if tuples.paired:
+        if tuples.weights is None or not tuples.vocab_size:
+            raise ValueError("paired tuples need weights and vocab_size (reading_masses(reference=...))")
+        null = null or PairedNull(tuples.pairs, tuples.weights, tuples.vocab_size, gamma)
+        lean = float(sum(w for w, f in zip(tuples.weights, flags, strict=True) if f))
+        excess = lean - null.expected
+        z = excess / math.sqrt(null.variance) if null.variance > 0 else 0.0
+        return KeyScore(key.id, gamma, n, g, null.pvalue(excess), z, "paired", 0.0, excess), flags
     if tuples.weights is None:
         return KeyScore(key.id, gamma, n, g, binomial_pvalue(g, n, gamma), z_score(g, n, gamma)), flags
     weights = tuples.weights
@@ -385,8 +511,10 @@ def cumulative(flags: list[bool], gamma: float, points: int = 60,
 def test(tuples: Tuples, key: WatermarkKey, green_fn: GreenFn, *, suspect: str, mode: str, alpha: float = 1e-3,
          n_control_keys: int = 100, clean: Tuples | None = None, clean_name: str = "clean control",
          notes: Sequence[str] = ()) -> ProvenanceResult:
-    main, flags = score(tuples, key, green_fn)
-    controls = [score(tuples, k, green_fn)[0] for k in control_keys(key, n_control_keys)]
+    null = (PairedNull(tuples.pairs, tuples.weights, tuples.vocab_size, key.greenlist_ratio)
+            if tuples.paired and tuples.weights is not None and tuples.vocab_size else None)
+    main, flags = score(tuples, key, green_fn, null)
+    controls = [score(tuples, k, green_fn, null)[0] for k in control_keys(key, n_control_keys)]
     clean_result = None
     if clean is not None:
         clean_score, _ = score(clean, key, green_fn)

@@ -34,7 +34,15 @@ mode: {{ r.mode }} &middot; significance level {{ r.alpha }}</p>
 key-dependent {{ gamma }} % of the vocabulary ("green" words) was made slightly more likely. A model that never
 saw our outputs picks green words about {{ gamma }} % of the time, by chance. A model trained on enough of our
 outputs inherits the preference: its own text contains more green words than chance allows ("radioactivity").</p>
-{% if r.score.statistic == "mass" %}<p>We read our watermarked texts with the suspect model and measured how
+{% if r.score.statistic == "paired" %}<p>We read our watermarked texts with the suspect model and with a reference
+model that never trained on them (see the notes below), and compared how likely each finds each next word. Beyond
+the reference, the suspect put <b>{{ "%.3f"|format(r.score.green_mass) }}</b> more probability (summed over
+{{ r.score.scored }} distinct (previous word, word) pairs, each window weighed by its exposure) on green words than
+chance allows. The probability of at least this much by chance, for a model that never saw our watermarked text,
+is at most <b>p = {{ "%.2e"|format(r.score.pvalue) }}</b> (z = {{ "%.1f"|format(r.score.z) }}; Chernoff's bound
+for green lists drawn at random, valid at any sample size). What both models know of the language cancels in the
+comparison; what is left is the suspect's lean towards our key.</p>
+{% elif r.score.statistic == "mass" %}<p>We read our watermarked texts with the suspect model and measured how
 likely it finds each next word: it put <b>{{ "%.1f"|format(100*r.score.green_fraction) if r.score.scored else "-" }}
 %</b> of its probability on green words, over {{ r.score.scored }} distinct (previous word, word) pairs, against
 {{ gamma }} % expected by chance. The probability of at least this much by chance, for a model that never saw our
@@ -69,7 +77,12 @@ tokens among N scored tokens is Binomial(N, gamma) under the null hypothesis; th
 {% if r.score.statistic == "mass" %}Here, with the suspect's weights at hand, each distinct pair contributes the
 suspect's probability of the word (averaged over the positions sharing the previous word, which share one green
 list) instead of a count: under the null hypothesis the green probability mass exceeds gamma only by chance,
-with variance at most gamma (1 - gamma) times the sum of squared probabilities.{% endif %}</li>
+with variance at most gamma (1 - gamma) times the sum of squared probabilities.{% elif r.score.statistic == "paired"
+%}Here each distinct pair contributes the suspect's probability of the word minus the reference model's (averaged
+over the positions sharing the previous word). The green list of each previous word is a random subset of the
+vocabulary independent of both models, so under the null hypothesis the sum has mean zero; a sum over a subset
+drawn without replacement is bounded by one drawn with replacement (Hoeffding, 1963), which gives the p-value.
+{% endif %}</li>
 <li>De-duplication: each (previous token, token) pair is scored once, however often the suspect repeats it
 ({{ r.counts.duplicates }} repeats not scored). Without it a clean but repetitive model looks radioactive.</li>
 <li>Pairs that occur in the text the suspect was given (our prompts or texts, which may themselves be
