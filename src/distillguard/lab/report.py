@@ -45,29 +45,32 @@ def teacher_student_plot(result: Any):
     return fig
 
 
+FLOOR = 1e-30  # p-values below are drawn at the floor: 1e-100 beside 1e-5 would flatten every other curve
+
+
 def provenance_plot(result: Any):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 4.8))
     if result.provenance:
         xs = [p["share"] * 100 for p in result.provenance]
-        ys = [max(p["pvalue"], 1e-300) for p in result.provenance]
+        ys = [max(p["pvalue"], FLOOR) for p in result.provenance]
         ax.plot(xs, ys, "-o", color="#d62728", label="students with our watermarked data: generation mode")
         if "reading_pvalue" in result.provenance[0]:
-            ax.plot(xs, [max(p["reading_pvalue"], 1e-300) for p in result.provenance], "-s", color="#ff7f0e",
+            ax.plot(xs, [max(p["reading_pvalue"], FLOOR) for p in result.provenance], "-s", color="#ff7f0e",
                     label="students with our watermarked data: reading mode")
         if "mass_pvalue" in result.provenance[0]:
-            ax.plot(xs, [max(p["mass_pvalue"], 1e-300) for p in result.provenance], "-^", color="#9467bd",
+            ax.plot(xs, [max(p["mass_pvalue"], FLOOR) for p in result.provenance], "-^", color="#9467bd",
                     label="students with our watermarked data: reading mode, probabilities")
         if "paired_pvalue" in result.provenance[0]:
-            ax.plot(xs, [max(p["paired_pvalue"], 1e-300) for p in result.provenance], "-D", color="#2ca02c",
+            ax.plot(xs, [max(p["paired_pvalue"], FLOOR) for p in result.provenance], "-D", color="#2ca02c",
                     label="students with our watermarked data: probabilities paired with our teacher")
     kinds: dict[str, list[float]] = {}
     for c in result.controls:
-        kinds.setdefault(c["kind"], []).append(max(c["pvalue"], 1e-300))
+        kinds.setdefault(c["kind"], []).append(max(c["pvalue"], FLOOR))
     markers = ["x", "+", "1", "2", "3"]
     for i, (kind, ps) in enumerate(kinds.items()):
         jitter = [0.3 + 0.4 * (j / max(len(ps) - 1, 1)) for j in range(len(ps))]
@@ -79,8 +82,9 @@ def provenance_plot(result: Any):
     ax.axhline(0.01, color="orange", ls=":", lw=1, label="p = 0.01")
     ax.invert_yaxis()
     ax.set_xlabel("share of watermarked data in the student's training set (%); controls at 0")
-    ax.set_ylabel("provenance p-value (our key)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_ylabel(f"provenance p-value (our key; below {FLOOR:.0e} drawn at it)")
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.tight_layout()
     return fig
 
 
