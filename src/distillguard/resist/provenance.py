@@ -41,8 +41,8 @@ independent of both models, so ``S`` has mean 0; its weights are signed, so nega
 it, but a green list is a uniformly random k-subset of the N-token vocabulary, and a sum over a sample without
 replacement is dominated in convex order by one with replacement (Hoeffding 1963): Chernoff's bound with that
 moment generating function is valid at any sample size (:class:`PairedNull`). In the lab, a student with 5 % of
-its fine-tuning set our watermarked texts reads z 1.4 on the plain statistic and z 6 paired with our teacher's own
-unwatermarked distribution, while random keys stay centred on 0 with unit spread.
+its fine-tuning set our watermarked texts reads z 1.6 on the plain statistic and z 6.4 (p 2.3e-7) paired with our
+teacher's own unwatermarked distribution, while random keys and clean students stay near 0 with unit spread.
 
 Controls: the same tuples scored with ``control_keys`` random keys (p-values must be uniform: a suspect that only
 looks radioactive because of how it writes fails here too), and, when given, a clean control model or text scored
