@@ -229,6 +229,7 @@ def test_pairing_with_a_reference_model_finds_a_faint_lean_and_stays_calibrated(
     paired_t = prov.reading_masses(texts, suspect, reference=reference, vocab_size=VOCAB)
     paired = prov.score(paired_t, key, green)[0]
     assert paired_t.paired and paired.statistic == "paired"
+    assert prov.green_size(VOCAB, key.greenlist_ratio) == wm.greenlist_size  # the null's k is the engine's
     assert plain.pvalue > 1e-3 and paired.pvalue < 1e-4 and paired.z > 4 > plain.z
     result = prov.test(prov.reading_masses(texts, clean, reference=reference, vocab_size=VOCAB), key, green,
                        suspect="clean", mode="reading", n_control_keys=40)
