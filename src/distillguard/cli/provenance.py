@@ -211,7 +211,7 @@ def test_cmd(keys_path: str, key_id: str | None, generations: str | None, endpoi
                     from transformers import AutoModelForCausalLM
 
                     reference = AutoModelForCausalLM.from_pretrained(reference_model, local_files_only=True).eval()
-                    _, reference_dists = _read_predictions(reference, texts_ids, True)
+                    reference_dists = _read_predictions(reference, texts_ids, True)[1]
             elif prompts:
                 rows = _lines(prompts)
                 items = _hf_generate(model, [row.get("prompt_ids") or encode(row["prompt"]) for row in rows],
@@ -220,17 +220,16 @@ def test_cmd(keys_path: str, key_id: str | None, generations: str | None, endpoi
                 fail("--hf-model needs --prompts (generation mode) or --read (reading mode)", 2)
     except (OSError, ValueError) as exc:
         fail(str(exc))
-    if mode == "reading" and reading_statistic == "probabilities" and reference_model:
+    if mode == "reading" and reading_statistic == "probabilities":
         try:
-            tuples = prov.reading_masses(texts_ids, dists, filter_contexts=filt, reference=reference_dists,
-                                         vocab_size=vocab)
+            tuples = prov.reading_masses(texts_ids, dists, filter_contexts=filt,
+                                         reference=reference_dists if reference_model else None, vocab_size=vocab)
         except ValueError as exc:
             fail(str(exc))
         notes.append(f"reading mode with the suspect's next-token probabilities, paired with the reference model "
-                     f"{reference_model} (the suspect's probability minus the reference's, per window and token)")
-    elif mode == "reading" and reading_statistic == "probabilities":
-        tuples = prov.reading_masses(texts_ids, dists, filter_contexts=filt)
-        notes.append("reading mode with the suspect's next-token probabilities (green probability mass per window)")
+                     f"{reference_model} (the suspect's probability minus the reference's, per window and token)"
+                     if reference_model else
+                     "reading mode with the suspect's next-token probabilities (green probability mass per window)")
     elif mode == "reading":
         tuples = prov.reading_tuples(texts_ids, preds, filter_contexts=filt)
     else:

@@ -275,9 +275,9 @@ def provenance(cfg: LabConfig, key: WatermarkKey, result: LabResult, log: Callab
         return preds, dists
 
     # the provider's reference for the paired statistic: its own teacher's distribution before the watermark
-    # (the logits processor adds the bias after the model), reading the texts each student is read on
-    references = {n: read(teacher, served[:n])[1] for n in {int(round(s * cfg.lm_student_examples)) or n_read_default
-                                                            for s in (*cfg.shares, 0.0)}}
+    # (the logits processor adds the bias after the model), read once over the served texts; each student reads a
+    # prefix of them
+    reference = read(teacher, served)[1]
 
     def student(share: float, seed: int) -> tuple[prov.Tuples, prov.Tuples, prov.Tuples, prov.Tuples, prov.Tuples]:
         """The attacker's base model fine-tuned on a set with ``share`` of our watermarked outputs; its tuples in
@@ -297,7 +297,7 @@ def provenance(cfg: LabConfig, key: WatermarkKey, result: LabResult, log: Callab
         return (prov.generation_tuples(list(zip(probe_prompts, outs, strict=True))),
                 prov.reading_tuples(texts, preds), prov.reading_masses(texts, dists),
                 prov.reading_masses(texts, dists, weigh="mean"),
-                prov.reading_masses(texts, dists, reference=references[n_read], vocab_size=vocab))
+                prov.reading_masses(texts, dists, reference=reference[:n_read], vocab_size=vocab))
 
     for i, share in enumerate(cfg.shares):
         gen_t, read_t, mass_t, mean_t, paired_t = student(share, cfg.seed + 200 + i)
