@@ -242,7 +242,7 @@ def anchored(campaigns: list[Any], restricted: set[str], own: set[str]) -> set[s
     for camp in campaigns:
         inside = {a for a, b, _, _ in camp.links} | {b for _, b, _, _ in camp.links}
         members = inside & restricted
-        core = {a for a in members if a in own}
+        core = members & own
         graph: dict[str, list[str]] = {}
         for a, b, _, several in camp.links:
             if a in members and b in members:
