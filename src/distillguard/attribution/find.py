@@ -47,7 +47,7 @@ _DETAIL = {
 ATTACH_KINDS = ("shared_payment", "synchronised_activity")
 _TEMP = ("_cand", "_acct", "_acct_tpl", "_acct_style", "_acct_min", "_nets", "_clients", "_all_keys", "_keys",
          "_nkeys", "_pairs", "_proposed", "_shared", "_wide", "_cohort", "_edges", "_links", "_members", "_shape",
-         "_tpl", "_pair", "_attach")
+         "_tpl", "_pair", "_attach", "_inside")
 
 
 @dataclass(frozen=True)
@@ -168,15 +168,19 @@ def _build(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig, cols, feature
             "SELECT m.cid, list(m.account_id ORDER BY m.account_id), avg(c.risk) FROM _members m"
             " JOIN _cand c USING (account_id) GROUP BY m.cid").fetchall():
         accounts[cid], risk[cid] = accts, float(mean_risk)
+    # the edges between members of one campaign, for both the campaign's evidence and its links: one join
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _inside AS
+        SELECT ma.cid, e.kind, e.a, e.b, e.weight FROM _edges e JOIN _links USING (a, b)
+        JOIN _members ma ON ma.account_id = e.a JOIN _members mb ON mb.account_id = e.b AND mb.cid = ma.cid""")
     evidence = _evidence(con)
     edges: dict[int, list[tuple[str, str, str, float]]] = {}
     pairs: dict[int, list[tuple[str, str, float, bool]]] = {}
     infra = ", ".join(f"'{k}'" for k in INFRASTRUCTURE)
     for cid, a, b, kind, w, kinds in con.execute(f"""
-            SELECT ma.cid, e.a, e.b, arg_max(e.kind, e.weight), sum(e.weight),
-                   count(DISTINCT e.kind) FILTER (WHERE e.kind NOT IN ({infra}))
-            FROM _edges e JOIN _links l USING (a, b) JOIN _members ma ON ma.account_id = e.a
-            JOIN _members mb ON mb.account_id = e.b AND mb.cid = ma.cid GROUP BY ma.cid, e.a, e.b""").fetchall():
+            SELECT cid, a, b, arg_max(kind, weight), sum(weight),
+                   count(DISTINCT kind) FILTER (WHERE kind NOT IN ({infra}))
+            FROM _inside GROUP BY cid, a, b""").fetchall():
         edges.setdefault(cid, []).append((a, b, kind, float(w)))
         # links resting on one kind of identity or behaviour evidence (one shared habit, e.g. public prompts, with
         # at most shared infrastructure beside it) are kept apart (campaign.tie_weights)
@@ -207,11 +211,10 @@ def _build(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig, cols, feature
 
 
 def _evidence(con: duckdb.DuckDBPyConnection) -> dict[int, list[Evidence]]:
-    """Per campaign and kind: members involved, distinct shared keys, weight = kind weight x coverage."""
+    """Per campaign and kind: members involved, distinct shared keys, weight = kind weight x coverage (over the
+    members' edges, ``_inside``)."""
     rows = con.execute("""
-        WITH inside AS (
-            SELECT ma.cid, e.kind, e.a, e.b, e.weight FROM _edges e JOIN _links USING (a, b)
-            JOIN _members ma ON ma.account_id = e.a JOIN _members mb ON mb.account_id = e.b AND mb.cid = ma.cid),
+        WITH inside AS (SELECT cid, kind, a, b, weight FROM _inside),
         touched AS (SELECT cid, kind, a AS account_id FROM inside UNION SELECT cid, kind, b FROM inside),
         size AS (SELECT cid, count(*) AS n FROM _members GROUP BY cid),
         held AS (  -- phrasing is counted in stock phrases held by two or more members, not in LSH bands

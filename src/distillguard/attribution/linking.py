@@ -125,6 +125,9 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, n
         "kind": pa.array(["throwaway_email_domain" if a in squatted or b in squatted or throwaway(a, b)
                           else "lookalike_email_domain" for a, b in pairs for _ in range(2)], pa.string()),
         "pair": pa.array([f"{a} ~ {b}" for a, b in pairs for _ in range(2)], pa.string())}))
+    # networks, templates and phrases come one row per (account, key) already (grouped by both in
+    # columns.aggregate) and are the largest key kinds: appended (UNION ALL), not searched for duplicates (on Spark
+    # that search was most of this statement)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE _all_keys AS
         SELECT account_id, 'shared_payment' AS kind, payment_fp AS value FROM accounts WHERE payment_fp <> ''
@@ -135,12 +138,12 @@ def account_keys(con: duckdb.DuckDBPyConnection, cfg: LinkConfig) -> dict[str, n
         UNION SELECT a.account_id, l.kind, l.pair FROM accounts a
               JOIN _lookalike_arrow l ON lower(a.email_domain) = l.domain
         UNION SELECT account_id, 'shared_signup_network', {net_sql('signup_ip')} FROM accounts WHERE signup_ip <> ''
-        UNION SELECT account_id, 'shared_ip_prefix', net FROM _nets
         UNION SELECT account_id, 'shared_client_fingerprint', coalesce(tls_fp, '') || ' ' || coalesce(user_agent, '')
               FROM _clients
-        UNION SELECT t.account_id, 'shared_template', t.fp::VARCHAR FROM _acct_tpl t JOIN _acct a USING (account_id)
-              WHERE t.n >= 2 AND t.n >= {cfg.template_min_share} * a.n
-        UNION SELECT account_id, 'stock_phrase', fp::VARCHAR FROM _acct_style
+        UNION ALL SELECT account_id, 'shared_ip_prefix', net FROM _nets
+        UNION ALL SELECT t.account_id, 'shared_template', t.fp::VARCHAR FROM _acct_tpl t
+              JOIN _acct a USING (account_id) WHERE t.n >= 2 AND t.n >= {cfg.template_min_share} * a.n
+        UNION ALL SELECT account_id, 'stock_phrase', fp::VARCHAR FROM _acct_style
     """)
     # keep keys shared by >= 2 candidates where candidates are a large share of all holders
     con.execute(f"""
