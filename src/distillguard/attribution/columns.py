@@ -103,7 +103,8 @@ def aggregate(con: duckdb.DuckDBPyConnection, cols: Columns, net: str, sync_buck
         else []
     if styles:
         # n: the distinct prompts (templates) of the account holding the phrase; phrases are found on (template,
-        # phrase) pairs alone, which on Spark is a third less work than on distinct (account, template, phrase) rows
+        # phrase) pairs alone, fewer and narrower rows than distinct (account, template, phrase) (Spark at 4M: 27.6
+        # -> 24.6 s in the profiled runs; DuckDB unchanged)
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _acct_style AS
             WITH x AS (
                 SELECT e.account_id, e.tpl, unnest([{", ".join(f"e.{c}" for c in styles)}]) AS fp FROM {cols.from_sql}),
