@@ -402,3 +402,69 @@ def test_a_customer_of_the_proxy_pool_an_operation_rents_is_not_attached_to_it(t
     truth = {row["account_id"]: row for row in labels}
     campaigns = find_campaigns(store.connect(), scores_from(truth, {"customer"}))
     assert [sorted(c.accounts) for c in campaigns] == [sorted(f"hydra{i}" for i in range(12))]
+
+
+def test_links_a_customer_shares_with_an_operation_by_chance_tie_no_member_that_shows_no_use():
+    """A days-old account on the pool a hydra rents, signed up in the hour of one of its bursts, is linked to the
+    hydra by the pool and the burst: evidence a customer shares with an operation by chance. Such links are marked
+    coincidental; they tie no member that shows no use of its own (only young, only behind a proxy), while a member
+    that takes, asks for or covers something keeps them (16M exchanges: three casual users were throttled so)."""
+    import numpy as np
+
+    from distillguard.pipeline import coordination_evidence
+
+    ops = ["op1", "op2", "op3"]
+    links = [(a, b, 1.0, True) for i, a in enumerate(ops) for b in ops[i + 1:]]  # cards and templates
+    links += [("new", b, 0.45, True) for b in ops]  # the pool and a sign-up burst
+    camp = Campaign(id="c", accounts=[*ops, "new"], score=1.0, strength=1.0, links=links,
+                    coincidental={("new", b) for b in ops})
+    ids = np.array([*ops, "new"])
+    everyone, _ = coordination_evidence(ids, [camp], 5.0)
+    assert everyone[3] > 0  # without knowing who shows use, every link counts
+    no_use = np.array([False, False, False, True])
+    points, why = coordination_evidence(ids, [camp], 5.0, no_use=no_use)
+    assert points[3] == 0.0 and why[3] == "" and np.allclose(points[:3], everyone[:3])
+    assert coordination_evidence(ids, [camp], 5.0, no_use=np.zeros(4, dtype=bool))[0][3] == everyone[3]
+
+
+def test_campaign_marks_the_pairs_linked_only_by_a_proxy_pool_and_a_sign_up_burst(tmp_path):
+    """find_campaigns names the member pairs whose link rests only on coincidental kinds (linking.COINCIDENTAL):
+    the customer on the operation's pool who signed up in its burst, never the operation's own card-sharing pairs."""
+    r = random.Random(7)
+    accounts, exchanges = [], []
+    pool = [f"91.{a}.{b}" for a in (200, 201) for b in range(20)]
+    burst = T0 - timedelta(days=2)
+
+    def add(aid: str, created: datetime, payment: str, prompts: list[str], nets: list[str], n: int) -> None:
+        accounts.append({"account_id": aid, "created_at": _iso(created), "payment_fp": payment,
+                         "email_domain": "gmail.com"})
+        for _ in range(n):
+            exchanges.append({
+                "id": f"x{len(exchanges)}", "ts": _iso(T0 + timedelta(minutes=r.uniform(0, 28 * 1440))),
+                "account_id": aid, "client": {"ip": f"{r.choice(nets)}.{r.randrange(2, 255)}",
+                                              "user_agent": "python-httpx/0.27.2", "asn": 9009, "tls_fp": "t13d_x"},
+                "request": {"model": "aurora-2", "messages": [{"role": "user", "content": r.choice(prompts)
+                                                               + f" {r.randrange(10**6)}"}], "max_tokens": 2048},
+                "response": {"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]}})
+
+    for i in range(12):  # the operation: three shared cards, one sign-up burst, the pool
+        add(f"hydra{i}", burst + timedelta(minutes=r.uniform(0, 6)), f"pfp_77aa00{i % 3:010x}",
+            ["You are an autonomous coding agent. Implement the function"], pool, 60)
+    add("customer", burst + timedelta(minutes=3), "pfp_4a1f0000000001",
+        ["what should I cook tonight", "explain this poem", "help me plan a trip"], pool, 200)
+    for i in range(30):
+        add(f"casual{i}", T0 - timedelta(days=r.uniform(30, 400)), f"pfp_4a1f{i + 10:012x}",
+            ["tell me a joke", "summarise this article"], [f"73.12.{r.randrange(255)}"], 8)
+    (tmp_path / "x.jsonl").write_bytes(b"\n".join(orjson.dumps(e) for e in exchanges) + b"\n")
+    (tmp_path / "a.jsonl").write_bytes(b"\n".join(orjson.dumps(a) for a in accounts) + b"\n")
+    store = Store.open(tmp_path / "store")
+    ingest([tmp_path / "x.jsonl"], store, accounts=tmp_path / "a.jsonl")
+    truth = {a["account_id"]: {"label": "attack" if a["account_id"].startswith("hydra") else "benign"}
+             for a in accounts}
+    campaigns = find_campaigns(store.connect(), scores_from(truth, {"customer"}))
+    assert len(campaigns) == 1 and "customer" in campaigns[0].accounts
+    camp = campaigns[0]
+    linked = {tuple(sorted((a, b))) for a, b, _, _ in camp.links}
+    mine = {p for p in linked if "customer" in p}
+    assert mine and mine <= camp.coincidental  # the customer's links: pool and burst only
+    assert not (linked - mine) & camp.coincidental  # the operation's pairs share cards: none coincidental

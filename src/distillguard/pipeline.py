@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from distillguard.decide import flagged
 from distillguard.detect import FAMILIES, GroupEvidence, Model, Scores, score_accounts
-from distillguard.detect.evidence import coordination_eligible
+from distillguard.detect.evidence import coordination_eligible, shows_use
 from distillguard.features import FeatureTable, account_features, attach_signals
 from distillguard.features.compute import normalised_entropy
 from distillguard.model import format_ts
@@ -108,6 +108,7 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
     group = _points(first, len(ft.account_ids), GROUP_FAMILIES)
     items = {k.split(":", 1)[1]: v for k, v in first.components.items() if k.startswith("item:")}
     eligible = coordination_eligible(first.components, items)
+    no_use = eligible & ~shows_use(first.components)
     cfg = AttributionConfig()
     kept, note = [], {}
     for camp in found:  # judged on the members that could be harvesters themselves, not on everyone linked
@@ -127,7 +128,7 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
         # restricted and at least ``min_accounts`` remain; decide again until that is stable. From the second
         # round on, a member's tie counts only its links to accounts the round before restricted
         points, why = coordination_evidence(ft.account_ids, kept, model.policy.coordination_cap, eligible, linked,
-                                            restricted)
+                                            restricted, no_use)
         split = split_coverage(ft, kept, eligible, linked)  # only the campaigns that still stand
         scores = score_accounts(ft.account_ids, ft.features, model, intel, coordination=points,
                                 coordination_reasons=why, decisions=decisions, fit=False, group=split)
@@ -280,7 +281,8 @@ def _points(scores: Scores, n: int, families: tuple[str, ...]) -> np.ndarray:
 
 def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: float,
                           eligible: np.ndarray | None = None, linked: dict[int, list[str]] | None = None,
-                          restricted: set[str] | None = None) -> tuple[np.ndarray, list[str]]:
+                          restricted: set[str] | None = None, no_use: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, list[str]]:
     """Cross-account points per member of the campaigns attribution found: ``cap`` times the campaign's linking
     strength times how tied the member itself is (the weight of its own links inside the campaign, up to
     :data:`TIED`; links resting on one kind of evidence count for at most :data:`SINGLE_KIND_TIE` of it): a core
@@ -291,7 +293,10 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
     With ``restricted``, a member's tie counts only its links to those accounts: Leiden puts bystanders linked with
     each other into an operation's community too (eval runners sharing public benchmark prompts with each other
     and, through one of them, with a rubric-harvesting operation), and a bystander's links to other bystanders are
-    no coordination with the operation."""
+    no coordination with the operation. A member with ``no_use`` of its own (eligible as a young or disguised
+    account, but taking, asking and covering nothing unusual: ``detect.evidence.shows_use``) is tied only by links
+    resting on more than what a customer shares with an operation by chance (the campaign's ``coincidental``
+    pairs do not count for it: ``attribution.linking.COINCIDENTAL``)."""
     from distillguard.attribution.campaign import tie_weights
 
     index = {a: i for i, a in enumerate(account_ids)}
@@ -300,12 +305,15 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
     for camp in campaigns:
         kinds = ", ".join(dict.fromkeys(e.kind.replace("_", " ") for e in camp.evidence[:3])) or "linked"
         tied = tie_weights(camp.links, restricted)
+        chance: set[tuple[str, str]] = getattr(camp, "coincidental", set())
+        specific = tie_weights([x for x in camp.links if (x[0], x[1]) not in chance], restricted) if chance else tied
         listed = {*camp.accounts, *camp.watched}
         for account in (linked or {}).get(id(camp), camp.accounts):
             i = index.get(account)
             if i is None or (eligible is not None and not eligible[i]):
                 continue
-            tie = min(1.0, tied.get(account, 0.0) / TIED + min(SINGLE_KIND_TIE, tied.get("~" + account, 0.0) / TIED))
+            ties = specific if no_use is not None and no_use[i] else tied
+            tie = min(1.0, ties.get(account, 0.0) / TIED + min(SINGLE_KIND_TIE, ties.get("~" + account, 0.0) / TIED))
             value = cap * float(camp.strength) * tie
             if value > points[i]:
                 points[i] = value

@@ -62,6 +62,9 @@ class Campaign:
     # the linking pairs inside the campaign: (a, b, total weight, resting on two identity or behaviour kinds or more);
     # how tied each member is follows from them (:func:`tie_weights`)
     links: list[tuple[str, str, float, bool]] = field(default_factory=list, repr=False)
+    # the linking pairs (a, b) among ``links`` that rest only on evidence a customer can share with an operation by
+    # chance (linking.COINCIDENTAL): they tie no member that shows no use of its own
+    coincidental: set[tuple[str, str]] = field(default_factory=set, repr=False)
     # linked members that could be harvesters themselves but are only watched: named in accounts.csv and the
     # campaign record, never shared as intel or acted on as members
     watched: list[str] = field(default_factory=list)

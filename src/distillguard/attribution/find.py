@@ -20,7 +20,15 @@ from distillguard.attribution.campaign import (
 )
 from distillguard.attribution.columns import aggregate, resolve
 from distillguard.attribution.communities import communities
-from distillguard.attribution.linking import INFRASTRUCTURE, KINDS, LinkConfig, account_keys, build_edges, net_sql
+from distillguard.attribution.linking import (
+    COINCIDENTAL,
+    INFRASTRUCTURE,
+    KINDS,
+    LinkConfig,
+    account_keys,
+    build_edges,
+    net_sql,
+)
 from distillguard.attribution.profile import profile
 
 _DETAIL = {
@@ -176,15 +184,20 @@ def _build(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig, cols, feature
     evidence = _evidence(con)
     edges: dict[int, list[tuple[str, str, str, float]]] = {}
     pairs: dict[int, list[tuple[str, str, float, bool]]] = {}
+    chance: dict[int, set[tuple[str, str]]] = {}
     infra = ", ".join(f"'{k}'" for k in INFRASTRUCTURE)
-    for cid, a, b, kind, w, kinds in con.execute(f"""
+    coincidental = ", ".join(f"'{k}'" for k in COINCIDENTAL)
+    for cid, a, b, kind, w, kinds, specific in con.execute(f"""
             SELECT cid, a, b, arg_max(kind, weight), sum(weight),
-                   count(DISTINCT kind) FILTER (WHERE kind NOT IN ({infra}))
+                   count(DISTINCT kind) FILTER (WHERE kind NOT IN ({infra})),
+                   count(*) FILTER (WHERE kind NOT IN ({coincidental}))
             FROM _inside GROUP BY cid, a, b""").fetchall():
         edges.setdefault(cid, []).append((a, b, kind, float(w)))
         # links resting on one kind of identity or behaviour evidence (one shared habit, e.g. public prompts, with
         # at most shared infrastructure beside it) are kept apart (campaign.tie_weights)
         pairs.setdefault(cid, []).append((a, b, float(w), kinds >= 2))
+        if not specific:
+            chance.setdefault(cid, set()).add((a, b))
     feats = _feature_medians(con, features)
     out = []
     for cid, accts in accounts.items():
@@ -206,7 +219,7 @@ def _build(con: duckdb.DuckDBPyConnection, cfg: AttributionConfig, cols, feature
             capabilities=info.get("capabilities", {}), models=info.get("models", {}), atlas=atlas,
             infrastructure=info.get("infrastructure", {}), identifiers=info.get("identifiers", {}),
             templates=info.get("templates", []), behaviour=behaviour, edges=edges.get(cid, []),
-            links=pairs.get(cid, [])))
+            links=pairs.get(cid, []), coincidental=chance.get(cid, set())))
     return out
 
 

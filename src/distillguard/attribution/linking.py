@@ -53,6 +53,13 @@ KINDS: dict[str, tuple[float, str]] = {
     "shared_client_fingerprint": (0.1, "infrastructure"),
 }
 INFRASTRUCTURE = tuple(k for k, (_, cat) in KINDS.items() if cat == "infrastructure")
+# What a customer can share with an operation by chance: the commercial proxy pool both rent, a sign-up in the hour
+# of one of the operation's bursts, the phrases of one language (a heavy user holds thousands), and infrastructure.
+# A link resting on nothing else ties a member that shows no use of its own (detect.evidence.shows_use: only young
+# or behind a proxy) to no campaign (pipeline.coordination_evidence): at 16M exchanges three casual users, days old
+# and on the pool a hydra rented, were linked into it by the pool and a few phrases, or by a burst and phrasing, and
+# throttled.
+COINCIDENTAL = ("shared_proxy_pool", "batch_creation", "shared_phrasing", *INFRASTRUCTURE)
 # An actor's *dialect* (its templates, card issuers, domain families, networks, client stack) is shared by all of
 # its operations; these kinds link two accounts only when they also belong to one launch cohort: created, or
 # first active, within ``cohort_s`` of each other. Exact payment cards, proxy pools, synchrony and sign-up

@@ -321,6 +321,23 @@ COORDINATION_ITEMS = ("young_account", "client_mix", "card_across_parties")
 COORDINATION_MIN = 0.5
 
 
+# What an account does with the API that a harvester would: takes, asks for, or covers. An account with less than
+# USE_MIN points in all of them is, whatever its identity evidence (days old, behind a proxy), using the API as a
+# customer does; cross-account links it holds only by chance do not tie it to an operation
+# (pipeline.coordination_evidence, attribution.linking.COINCIDENTAL).
+USE_FAMILIES = ("harvest", "distribution", "provenance", "elicitation", "coverage")
+USE_MIN = 0.25
+
+
+def shows_use(families: dict[str, np.ndarray]) -> np.ndarray:
+    """Per account: does its own evidence show a harvester's use of the API (:data:`USE_FAMILIES`)."""
+    n = len(next(iter(families.values()))) if families else 0
+    total = np.zeros(n)
+    for family in USE_FAMILIES:
+        total = total + families.get(family, np.zeros(n))
+    return total >= USE_MIN
+
+
 def coordination_eligible(families: dict[str, np.ndarray], items: dict[str, np.ndarray]) -> np.ndarray:
     """Per account: may cross-account evidence count for it (see :data:`COORDINATION_FAMILIES`)."""
     n = len(next(iter(families.values()))) if families else 0
