@@ -364,12 +364,11 @@ def test_a_campaign_that_splits_a_capability_space_gives_its_specialists_coverag
     assert set(without.families) == {"harvest"} and without.explain is None
 
 
-def test_a_customer_of_the_proxy_pool_an_operation_rents_is_not_attached_to_it(tmp_path):
-    """A commercial residential pool is shared by its customers: a user of the pool a hydra rotates over shares
-    many of its /24s with every member (each pair falls short of an edge), but sharing the pool is no evidence that
-    it is one of the operation's accounts. Summed over a large campaign's members, the pool used to attach such
-    customers as stragglers (at 16M exchanges, casual users and power users on the pool were restricted as members)."""
-    r = random.Random(5)
+def _pool_world(tmp_path: Path, seed: int, customer_created: datetime, customer_n: int
+                ) -> tuple[Store, dict[str, dict[str, str]]]:
+    """A hydra of 12 accounts rotating over a 40-/24 residential pool (three shared cards, one sign-up burst two days
+    before the data), one customer of the same pool, and 30 casual users on home networks; ingested into a store."""
+    r = random.Random(seed)
     accounts, exchanges, labels = [], [], []
     pool = [f"91.{a}.{b}" for a in (200, 201) for b in range(20)]  # 40 residential /24s
 
@@ -390,8 +389,8 @@ def test_a_customer_of_the_proxy_pool_an_operation_rents_is_not_attached_to_it(t
     for i in range(12):  # the operation: three shared cards, one sign-up burst, the pool
         add(f"hydra{i}", "attack", "hydra-1", T0 - timedelta(days=2, minutes=r.uniform(0, 6)),
             f"pfp_77aa00{i % 3:010x}", ["You are an autonomous coding agent. Implement the function"], pool, 60)
-    add("customer", "benign", "", T0 - timedelta(days=300), "pfp_4a1f0000000001",
-        ["what should I cook tonight", "explain this poem", "help me plan a trip"], pool, 40)
+    add("customer", "benign", "", customer_created, "pfp_4a1f0000000001",
+        ["what should I cook tonight", "explain this poem", "help me plan a trip"], pool, customer_n)
     for i in range(30):
         add(f"casual{i}", "benign", "", T0 - timedelta(days=r.uniform(30, 400)), f"pfp_4a1f{i + 10:012x}",
             ["tell me a joke", "summarise this article"], [f"73.12.{r.randrange(255)}"], 8)
@@ -399,7 +398,15 @@ def test_a_customer_of_the_proxy_pool_an_operation_rents_is_not_attached_to_it(t
     (tmp_path / "a.jsonl").write_bytes(b"\n".join(orjson.dumps(a) for a in accounts) + b"\n")
     store = Store.open(tmp_path / "store")
     ingest([tmp_path / "x.jsonl"], store, accounts=tmp_path / "a.jsonl")
-    truth = {row["account_id"]: row for row in labels}
+    return store, {row["account_id"]: row for row in labels}
+
+
+def test_a_customer_of_the_proxy_pool_an_operation_rents_is_not_attached_to_it(tmp_path):
+    """A commercial residential pool is shared by its customers: a user of the pool a hydra rotates over shares
+    many of its /24s with every member (each pair falls short of an edge), but sharing the pool is no evidence that
+    it is one of the operation's accounts. Summed over a large campaign's members, the pool used to attach such
+    customers as stragglers (at 16M exchanges, casual users and power users on the pool were restricted as members)."""
+    store, truth = _pool_world(tmp_path, 5, T0 - timedelta(days=300), 40)
     campaigns = find_campaigns(store.connect(), scores_from(truth, {"customer"}))
     assert [sorted(c.accounts) for c in campaigns] == [sorted(f"hydra{i}" for i in range(12))]
 
@@ -430,37 +437,7 @@ def test_links_a_customer_shares_with_an_operation_by_chance_tie_no_member_that_
 def test_campaign_marks_the_pairs_linked_only_by_a_proxy_pool_and_a_sign_up_burst(tmp_path):
     """find_campaigns names the member pairs whose link rests only on coincidental kinds (linking.COINCIDENTAL):
     the customer on the operation's pool who signed up in its burst, never the operation's own card-sharing pairs."""
-    r = random.Random(7)
-    accounts, exchanges = [], []
-    pool = [f"91.{a}.{b}" for a in (200, 201) for b in range(20)]
-    burst = T0 - timedelta(days=2)
-
-    def add(aid: str, created: datetime, payment: str, prompts: list[str], nets: list[str], n: int) -> None:
-        accounts.append({"account_id": aid, "created_at": _iso(created), "payment_fp": payment,
-                         "email_domain": "gmail.com"})
-        for _ in range(n):
-            exchanges.append({
-                "id": f"x{len(exchanges)}", "ts": _iso(T0 + timedelta(minutes=r.uniform(0, 28 * 1440))),
-                "account_id": aid, "client": {"ip": f"{r.choice(nets)}.{r.randrange(2, 255)}",
-                                              "user_agent": "python-httpx/0.27.2", "asn": 9009, "tls_fp": "t13d_x"},
-                "request": {"model": "aurora-2", "messages": [{"role": "user", "content": r.choice(prompts)
-                                                               + f" {r.randrange(10**6)}"}], "max_tokens": 2048},
-                "response": {"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]}})
-
-    for i in range(12):  # the operation: three shared cards, one sign-up burst, the pool
-        add(f"hydra{i}", burst + timedelta(minutes=r.uniform(0, 6)), f"pfp_77aa00{i % 3:010x}",
-            ["You are an autonomous coding agent. Implement the function"], pool, 60)
-    add("customer", burst + timedelta(minutes=3), "pfp_4a1f0000000001",
-        ["what should I cook tonight", "explain this poem", "help me plan a trip"], pool, 200)
-    for i in range(30):
-        add(f"casual{i}", T0 - timedelta(days=r.uniform(30, 400)), f"pfp_4a1f{i + 10:012x}",
-            ["tell me a joke", "summarise this article"], [f"73.12.{r.randrange(255)}"], 8)
-    (tmp_path / "x.jsonl").write_bytes(b"\n".join(orjson.dumps(e) for e in exchanges) + b"\n")
-    (tmp_path / "a.jsonl").write_bytes(b"\n".join(orjson.dumps(a) for a in accounts) + b"\n")
-    store = Store.open(tmp_path / "store")
-    ingest([tmp_path / "x.jsonl"], store, accounts=tmp_path / "a.jsonl")
-    truth = {a["account_id"]: {"label": "attack" if a["account_id"].startswith("hydra") else "benign"}
-             for a in accounts}
+    store, truth = _pool_world(tmp_path, 7, T0 - timedelta(days=2, minutes=3), 200)  # signed up in the burst
     campaigns = find_campaigns(store.connect(), scores_from(truth, {"customer"}))
     assert len(campaigns) == 1 and "customer" in campaigns[0].accounts
     camp = campaigns[0]
