@@ -50,6 +50,10 @@ _CHILD = r"""
 import json, shutil, sys, time
 from pathlib import Path
 engine_name, store, out, master = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+if len(sys.argv) > 5 and sys.argv[5] == "profile":  # each Spark statement's seconds and SQL, on stderr
+    import logging
+    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(message)s")
+    logging.getLogger("distillguard.engine.spark").setLevel(logging.DEBUG)
 from distillguard.engine import get_engine
 if engine_name == "duckdb":
     shutil.rmtree(Path(store) / "derived", ignore_errors=True)
@@ -101,10 +105,13 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def run_engine(engine: str, store: Path, out: Path, master: str) -> dict[str, Any]:
+def run_engine(engine: str, store: Path, out: Path, master: str, profile: bool = False) -> dict[str, Any]:
+    """Detect on ``store`` in a child process; its stderr (with ``profile``, every Spark statement's seconds) is
+    kept beside ``out`` as ``out.log``."""
     shutil.rmtree(out, ignore_errors=True)
     load_before = os.getloadavg()
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, engine, str(store), str(out), master],
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, engine, str(store), str(out), master]
+                             + (["profile"] if profile else []),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = [0]
 
@@ -117,6 +124,7 @@ def run_engine(engine: str, store: Path, out: Path, master: str) -> dict[str, An
     watcher.start()
     stdout, stderr = child.communicate()
     watcher.join()
+    out.with_name(out.name + ".log").write_text(stderr)
     if child.returncode:
         raise SystemExit(f"{engine} on {store} failed:\n{stderr[-4000:]}")
     result = json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[7:])
@@ -285,6 +293,8 @@ def main() -> None:
     parser.add_argument("--keep-sim", action="store_true", help="keep the simulator's JSONL after ingest")
     parser.add_argument("--render-only", action="store_true", help="only re-render RESULTS.md from WORK")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the markdown file to update")
+    parser.add_argument("--profile", action="store_true",
+                        help="log each Spark statement's seconds to WORK/out-SIZE-spark.log (a slow or failing one)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     path = args.work / "scale-results.json"
@@ -303,7 +313,8 @@ def main() -> None:
             entry["exchanges"] = exchanges
             for engine in args.engines.split(","):
                 print(f"{size}: {engine} ...", flush=True)
-                entry[engine] = run_engine(engine, store, args.work / f"out-{size}-{engine}", args.master)
+                entry[engine] = run_engine(engine, store, args.work / f"out-{size}-{engine}", args.master,
+                                           args.profile)
                 print(f"  {entry[engine]['wall']:.0f} s, {entry[engine]['peak_rss_mib']:.0f} MiB", flush=True)
                 path.write_text(json.dumps(results, indent=1))
             if all((args.work / f"out-{size}-{e}" / "accounts.csv").exists() for e in ("duckdb", "spark")):

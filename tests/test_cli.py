@@ -53,3 +53,33 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert header[:5] == ["account_id", "risk", "verdict", "campaign_id", "signals"]
     assert (out / "detect" / "campaigns.json").exists() and (out / "detect" / "report.html").exists()
     assert "campaign ARI" in result.output
+
+
+def test_detect_hands_spark_settings_to_the_engine_and_rejects_malformed_ones(tmp_path: Path, write_jsonl,
+                                                                             monkeypatch) -> None:
+    from distillguard.engine import EngineError
+    from distillguard.engine.base import ENGINES
+
+    runner = CliRunner()
+    log = write_jsonl("log.jsonl", [make_record(i) for i in range(3)])
+    seen: list[dict] = []
+
+    def recording(**options):  # stands in for Spark: records what the command asks for, then declines
+        seen.append(options)
+        raise EngineError("no Spark in this test")
+
+    monkeypatch.setitem(ENGINES, "spark", recording)
+    args = ["detect", str(log), "--out", str(tmp_path / "out"), "--engine", "spark", "--master", "local[2]",
+            "--spark-conf", "spark.driver.memory=8g", "--spark-conf", "spark.sql.shuffle.partitions = 64"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 2 and "no Spark in this test" in result.output
+    assert seen == [{"master": "local[2]",
+                     "conf": {"spark.driver.memory": "8g", "spark.sql.shuffle.partitions": "64"}}]
+
+    for bad in ("spark.driver.memory", "=8g", "spark.driver.memory="):
+        result = runner.invoke(main, args[:-1] + [bad])
+        assert result.exit_code == 2 and "expected KEY=VALUE" in result.output, (bad, result.output)
+    result = runner.invoke(main, ["detect", str(log), "--out", str(tmp_path / "o2"),
+                                  "--spark-conf", "spark.driver.memory=8g"])
+    assert result.exit_code == 2 and "--spark-conf goes with --engine spark" in result.output
+    assert len(seen) == 1  # no malformed or misplaced setting reached an engine

@@ -34,9 +34,12 @@ from distillguard.cli._common import EXIT_BAD_INPUT, EXIT_USAGE, ByteSize, conso
 @click.option("--master", default=None, metavar="URL",
               help="Spark master (local[4], spark://host:7077, yarn); default: the active session (spark-submit, "
                    "Databricks) or local[*]. Only with --engine spark.")
+@click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
+              help="A Spark setting for the session detection builds, e.g. spark.driver.memory=8g or "
+                   "spark.sql.shuffle.partitions=64 (repeatable; local defaults: 4g, 8). Only with --engine spark.")
 def command(logs: tuple[Path, ...], store_dir: str | None, accounts: Path | None, out: Path,
             model_path: Path | None, decisions_path: Path | None, memory_limit: str | None, engine_name: str,
-            master: str | None) -> None:
+            master: str | None, spark_conf: tuple[str, ...]) -> None:
     """Detect distillation in a store (--store DIR) or directly in log files (LOGS...)."""
     from distillguard.detect import Model
     from distillguard.ingest.pipeline import ingest
@@ -51,6 +54,14 @@ def command(logs: tuple[Path, ...], store_dir: str | None, accounts: Path | None
         fail("--accounts goes with log files (a store already holds its accounts)", EXIT_USAGE)
     if master and engine_name != "spark":
         fail("--master goes with --engine spark", EXIT_USAGE)
+    if spark_conf and engine_name != "spark":
+        fail("--spark-conf goes with --engine spark", EXIT_USAGE)
+    conf: dict[str, str] = {}
+    for item in spark_conf:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            fail(f"--spark-conf {item!r}: expected KEY=VALUE, e.g. spark.driver.memory=8g", EXIT_USAGE)
+        conf[key.strip()] = value.strip()
     from distillguard.decide.analyst import load_decisions
     from distillguard.engine import EngineError, get_engine
     from distillguard.engine.source import is_local_store
@@ -91,7 +102,7 @@ def command(logs: tuple[Path, ...], store_dir: str | None, accounts: Path | None
                     result = run_detection(store, out, model=model, progress=on_progress, memory_limit=memory_limit,
                                            decisions=decisions)
                 else:
-                    with get_engine(engine_name, master=master) as engine:
+                    with get_engine(engine_name, master=master, conf=conf) as engine:
                         result = engine.detect(store if isinstance(store, str) else store.root, out, model=model,
                                                progress=on_progress, decisions=decisions)
         except EngineError as exc:

@@ -54,7 +54,7 @@ def spark_session(master: str | None = None, conf: Mapping[str, str] | None = No
 
     active = SparkSession.getActiveSession()
     if active is not None and master is None:
-        for key, value in {**REQUIRED, **(conf or {})}.items():
+        for key, value in {**(conf or {}), **REQUIRED}.items():  # the required settings win, as below
             active.conf.set(key, value)
         return active
     # under spark-submit the master (and the rest) come in through SparkConf: keep them
