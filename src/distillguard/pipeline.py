@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from distillguard.decide import flagged
 from distillguard.detect import FAMILIES, GroupEvidence, Model, Scores, score_accounts
-from distillguard.detect.evidence import coordination_eligible, shows_use
+from distillguard.detect.evidence import coordination_eligible, points_in, shows_use
 from distillguard.features import FeatureTable, account_features, attach_signals
 from distillguard.features.compute import normalised_entropy
 from distillguard.model import format_ts
@@ -105,7 +105,7 @@ def attribute(con: Any, ft: FeatureTable, model: Model, first: Scores, intel: An
     candidates = scores_table(first).set_column(1, "risk", pa.array(first.components["own"], pa.float64()))
     found = find_campaigns(con, candidates, features_table(ft), AttributionConfig(min_risk=gate, min_score=0.0))
     index = {a: i for i, a in enumerate(ft.account_ids)}
-    group = _points(first, len(ft.account_ids), GROUP_FAMILIES)
+    group = points_in(first.components, GROUP_FAMILIES, len(ft.account_ids))
     items = {k.split(":", 1)[1]: v for k, v in first.components.items() if k.startswith("item:")}
     eligible = coordination_eligible(first.components, items)
     no_use = eligible & ~shows_use(first.components)
@@ -272,13 +272,6 @@ def _operation(campaign: Any) -> float:
     return min(1.0, 2.0 * weight)
 
 
-def _points(scores: Scores, n: int, families: tuple[str, ...]) -> np.ndarray:
-    total = np.zeros(n)
-    for family in families:
-        total += scores.components.get(family, np.zeros(n))
-    return total
-
-
 def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: float,
                           eligible: np.ndarray | None = None, linked: dict[int, list[str]] | None = None,
                           restricted: set[str] | None = None, no_use: np.ndarray | None = None
@@ -305,7 +298,7 @@ def coordination_evidence(account_ids: np.ndarray, campaigns: list[Any], cap: fl
     for camp in campaigns:
         kinds = ", ".join(dict.fromkeys(e.kind.replace("_", " ") for e in camp.evidence[:3])) or "linked"
         tied = tie_weights(camp.links, restricted)
-        chance: set[tuple[str, str]] = getattr(camp, "coincidental", set())
+        chance = camp.coincidental
         specific = tie_weights([x for x in camp.links if (x[0], x[1]) not in chance], restricted) if chance else tied
         listed = {*camp.accounts, *camp.watched}
         for account in (linked or {}).get(id(camp), camp.accounts):

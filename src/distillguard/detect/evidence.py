@@ -329,24 +329,24 @@ USE_FAMILIES = ("harvest", "distribution", "provenance", "elicitation", "coverag
 USE_MIN = 0.25
 
 
+def points_in(parts: dict[str, np.ndarray], names: tuple[str, ...], n: int | None = None) -> np.ndarray:
+    """Per account: the points of ``parts`` (families or items) named in ``names``, summed (absent ones: 0)."""
+    n = n if n is not None else (len(next(iter(parts.values()))) if parts else 0)
+    total = np.zeros(n)
+    for name in names:
+        total = total + parts.get(name, np.zeros(n))
+    return total
+
+
 def shows_use(families: dict[str, np.ndarray]) -> np.ndarray:
     """Per account: does its own evidence show a harvester's use of the API (:data:`USE_FAMILIES`)."""
-    n = len(next(iter(families.values()))) if families else 0
-    total = np.zeros(n)
-    for family in USE_FAMILIES:
-        total = total + families.get(family, np.zeros(n))
-    return total >= USE_MIN
+    return points_in(families, USE_FAMILIES) >= USE_MIN
 
 
 def coordination_eligible(families: dict[str, np.ndarray], items: dict[str, np.ndarray]) -> np.ndarray:
     """Per account: may cross-account evidence count for it (see :data:`COORDINATION_FAMILIES`)."""
     n = len(next(iter(families.values()))) if families else 0
-    total = np.zeros(n)
-    for family in COORDINATION_FAMILIES:
-        total = total + families.get(family, np.zeros(n))
-    for item in COORDINATION_ITEMS:
-        total = total + items.get(item, np.zeros(n))
-    return total >= COORDINATION_MIN
+    return points_in(families, COORDINATION_FAMILIES, n) + points_in(items, COORDINATION_ITEMS, n) >= COORDINATION_MIN
 
 
 @dataclass
